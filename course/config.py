@@ -1,0 +1,431 @@
+"""schedule.yaml + environment -> one frozen, validated Settings object."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from course.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+BACKENDS = ("inbox", "file", "memory", "smtp")
+SECURITY = ("starttls", "tls", "none")
+DEFAULT_SUBJECT = "Day {{ day }} of {{ days }}: {{ lesson.title }}"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """What the course is made of."""
+
+    article: Path
+    subject: str
+    links: Mapping[str, str]
+    name: str
+    id: str
+    templates: Path | None
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    """Who the mail is from, and the postal address the law wants in the footer."""
+
+    from_name: str
+    from_address: str
+    postal_address: str
+    reply_to: str
+
+    @property
+    def domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """When lessons go out, in the subscriber's local time."""
+
+    send_time: time
+    timezone: str
+    first_lesson: Literal["immediately", "next_send_time"]
+    send_days: frozenset[int]
+    tick_seconds: int
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the operator's mail server; the password stays in the environment."""
+
+    host: str
+    port: int
+    security: Literal["starttls", "tls", "none"]
+    username: str
+    password_env: str
+    max_connections: int
+    rate_per_second: float
+    timeout: float
+    helo: str
+    ca_file: Path | None
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Which backend delivers, and where the embedded ones write."""
+
+    backend: Literal["inbox", "file", "memory", "smtp"]
+    inbox: Path
+    outbox: Path
+    smtp: SmtpSettings
+
+
+@dataclass(frozen=True)
+class UnsubscribeSettings:
+    """Where the personal unsubscribe links point."""
+
+    base_url: str
+    secret_env: str
+    mailto: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `schedule.yaml` says, validated once at start-up."""
+
+    source: Path
+    base_dir: Path
+    course: CourseSettings
+    sender: SenderSettings
+    schedule: ScheduleSettings
+    subscribers: Path
+    ledger: str
+    delivery: DeliverySettings
+    unsubscribe: UnsubscribeSettings
+    warnings: tuple[str, ...] = field(default=())
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a schedule.yaml file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; pass --config PATH") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_settings(text, source=path)
+
+
+def parse_settings(text: str, *, source: Path) -> Settings:
+    """Validate YAML text; relative paths are resolved against the file's folder."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    reader = _Reader(source, source.parent.resolve())
+    root = reader.mapping(data if data is not None else {}, "")
+    return _settings(reader, root)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)
+
+
+def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
+    r.known(
+        root,
+        "",
+        (
+            "course",
+            "sender",
+            "schedule",
+            "subscribers",
+            "ledger",
+            "delivery",
+            "unsubscribe",
+            "preview",
+        ),
+    )
+    course = _course(r, r.section(root, "course"))
+    settings = Settings(
+        source=r.source,
+        base_dir=r.base_dir,
+        course=course,
+        sender=_sender(r, r.section(root, "sender")),
+        schedule=_schedule(r, r.section(root, "schedule")),
+        subscribers=r.path(root, "subscribers", "examples/subscribers.csv"),
+        ledger=r.string(root, "ledger", "sqlite:///state/course.db"),
+        delivery=_delivery(r, r.section(root, "delivery")),
+        unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
+        warnings=tuple(r.warnings),
+    )
+    _check_compliance(r, settings)
+    return settings
+
+
+def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:
+    r.known(node, "course", ("article", "subject", "links", "name", "id", "templates"))
+    links = r.mapping(node.get("links") or {}, "course.links")
+    for phrase, url in links.items():
+        _check_url(r, f"course.links.{phrase}", url)
+    name = r.string(node, "course.name", "")
+    course_id = r.string(node, "course.id", "")
+    if course_id and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", course_id):
+        raise r.error("course.id", "expected lowercase letters, digits and '-'", course_id)
+    return CourseSettings(
+        article=r.path(node, "course.article", "examples/why-he-pushes-you-away.txt"),
+        subject=r.string(node, "course.subject", DEFAULT_SUBJECT),
+        links={str(k): str(v) for k, v in links.items()},
+        name=name,
+        id=course_id,
+        templates=r.path(node, "course.templates", "") if node.get("templates") else None,
+    )
+
+
+def _check_url(r: _Reader, key: str, url: object) -> None:
+    if not isinstance(url, str) or not re.match(r"(https?://|mailto:)\S+$", url):
+        raise r.error(key, "expected an http(s):// or mailto: URL", url)
+
+
+def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
+    r.known(node, "sender", ("from", "postal_address", "reply_to"))
+    raw = r.string(node, "sender.from", "Dripcourse <course@example.com>")
+    name, address = parseaddr(raw)
+    if not _is_header_safe(raw) or "@" not in address:
+        raise r.error("sender.from", 'expected "Name <address@domain>"', raw)
+    try:
+        Address(display_name=name, addr_spec=address)
+    except (ValueError, IndexError):
+        raise r.error("sender.from", 'expected "Name <address@domain>"', raw) from None
+    reply_to = r.string(node, "sender.reply_to", "")
+    if reply_to and ("@" not in reply_to or not _is_header_safe(reply_to)):
+        raise r.error("sender.reply_to", "expected an email address", reply_to)
+    return SenderSettings(
+        from_name=name,
+        from_address=address,
+        postal_address=r.string(node, "sender.postal_address", ""),
+        reply_to=reply_to,
+    )
+
+
+def _is_header_safe(value: str) -> bool:
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
+def _schedule(r: _Reader, node: Mapping[str, Any]) -> ScheduleSettings:
+    r.known(
+        node, "schedule", ("send_time", "timezone", "first_lesson", "send_days", "tick_seconds")
+    )
+    first = r.choice(
+        node, "schedule.first_lesson", ("immediately", "next_send_time"), "immediately"
+    )
+    tick = r.integer(node, "schedule.tick_seconds", 60)
+    if not 1 <= tick <= 3600:
+        raise r.error("schedule.tick_seconds", "expected 1 to 3600 seconds", tick)
+    return ScheduleSettings(
+        send_time=_send_time(r, node),
+        timezone=_timezone(r, node),
+        first_lesson=cast(Literal["immediately", "next_send_time"], first),
+        send_days=_send_days(r, node),
+        tick_seconds=tick,
+    )
+
+
+def _send_time(r: _Reader, node: Mapping[str, Any]) -> time:
+    raw = node.get("send_time", "08:00")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        # YAML 1.1 reads an unquoted 08:00 as the sexagesimal number 480.
+        raw = f"{raw // 60:02d}:{raw % 60:02d}"
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(raw))
+    if not match:
+        raise r.error("schedule.send_time", "expected HH:MM", raw)
+    return time(int(match[1]), int(match[2]))
+
+
+def _timezone(r: _Reader, node: Mapping[str, Any]) -> str:
+    name = r.string(node, "schedule.timezone", "UTC")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise r.error(
+            "schedule.timezone", "expected an IANA time zone such as Europe/London", name
+        ) from None
+    return name
+
+
+def _send_days(r: _Reader, node: Mapping[str, Any]) -> frozenset[int]:
+    raw = node.get("send_days", list(WEEKDAYS))
+    if not isinstance(raw, list) or not raw:
+        raise r.error("schedule.send_days", "expected a list such as [mon, wed, fri]", raw)
+    days = set()
+    for item in raw:
+        name = str(item).strip().lower()[:3]
+        if name not in WEEKDAYS:
+            raise r.error("schedule.send_days", f"expected day names {', '.join(WEEKDAYS)}", item)
+        days.add(WEEKDAYS.index(name))
+    return frozenset(days)
+
+
+def _delivery(r: _Reader, node: Mapping[str, Any]) -> DeliverySettings:
+    r.known(node, "delivery", ("backend", "inbox", "file", "smtp"))
+    backend = r.choice(node, "delivery.backend", BACKENDS, "inbox")
+    return DeliverySettings(
+        backend=cast(Literal["inbox", "file", "memory", "smtp"], backend),
+        inbox=r.path(node, "delivery.inbox", "state/inbox"),
+        outbox=r.path(node, "delivery.file", "state/outbox"),
+        smtp=_smtp(r, r.section(node, "smtp", "delivery.smtp")),
+    )
+
+
+def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
+    r.known(
+        node,
+        "delivery.smtp",
+        (
+            "host",
+            "port",
+            "security",
+            "username",
+            "password_env",
+            "max_connections",
+            "rate_per_second",
+            "timeout",
+            "helo",
+            "ca_file",
+        ),
+    )
+    port = r.integer(node, "delivery.smtp.port", 587)
+    if not 1 <= port <= 65535:
+        raise r.error("delivery.smtp.port", "expected a port number 1-65535", port)
+    security = r.choice(node, "delivery.smtp.security", SECURITY, "starttls")
+    connections = r.integer(node, "delivery.smtp.max_connections", 4)
+    if not 1 <= connections <= 64:
+        raise r.error("delivery.smtp.max_connections", "expected 1 to 64", connections)
+    return SmtpSettings(
+        host=r.string(node, "delivery.smtp.host", "127.0.0.1"),
+        port=port,
+        security=cast(Literal["starttls", "tls", "none"], security),
+        username=r.string(node, "delivery.smtp.username", ""),
+        password_env=r.string(node, "delivery.smtp.password_env", "SMTP_PASSWORD"),
+        max_connections=connections,
+        rate_per_second=r.number(node, "delivery.smtp.rate_per_second", 0.0),
+        timeout=r.number(node, "delivery.smtp.timeout", 30.0),
+        helo=r.string(node, "delivery.smtp.helo", ""),
+        ca_file=r.path(node, "delivery.smtp.ca_file", "") if node.get("ca_file") else None,
+    )
+
+
+def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
+    r.known(node, "unsubscribe", ("base_url", "secret_env", "mailto"))
+    base_url = r.string(node, "unsubscribe.base_url", "http://127.0.0.1:8026")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+        raise r.error("unsubscribe.base_url", "expected an http(s) URL without query", base_url)
+    mailto = r.string(node, "unsubscribe.mailto", "")
+    if mailto and ("@" not in mailto or not _is_header_safe(mailto)):
+        raise r.error("unsubscribe.mailto", "expected an email address", mailto)
+    return UnsubscribeSettings(
+        base_url=base_url.rstrip("/"),
+        secret_env=r.string(node, "unsubscribe.secret_env", "COURSE_SECRET"),
+        mailto=mailto,
+    )
+
+
+def _check_compliance(r: _Reader, settings: Settings) -> None:
+    # CAN-SPAM: real mail must carry a postal address; the embedded backends are local only.
+    if settings.delivery.backend == "smtp" and not settings.sender.postal_address:
+        raise r.error(
+            "sender.postal_address",
+            "required when delivery.backend is smtp "
+            "(CAN-SPAM needs a postal address in every message)",
+            "",
+        )
+
+
+class _Reader:
+    """Typed access to the YAML tree; every error names the file and the key path."""
+
+    def __init__(self, source: Path, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.warnings: list[str] = []
+
+    def error(self, key: str, expected: str, got: object) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {expected}, got {got!r}")
+
+    def mapping(self, value: object, key: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(key or "(top level)", "expected a mapping", value)
+        return value
+
+    def section(self, node: Mapping[str, Any], name: str, key: str = "") -> Mapping[str, Any]:
+        return self.mapping(node.get(name) or {}, key or name)
+
+    def known(self, node: Mapping[str, Any], where: str, allowed: tuple[str, ...]) -> None:
+        for key in node:
+            if key not in allowed:
+                path = f"{where}.{key}" if where else str(key)
+                close = [a for a in allowed if a.startswith(str(key)[:3])]
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{self.source}: {path}: unknown key{hint}")
+
+    def _typed(
+        self,
+        node: Mapping[str, Any],
+        key: str,
+        default: T,
+        kind: Callable[[Any], bool],
+        expected: str,
+    ) -> T:
+        value = node.get(key.rpartition(".")[2], default)
+        if value is None:
+            return default
+        if not kind(value):
+            raise self.error(key, expected, value)
+        return cast(T, value)
+
+    def string(self, node: Mapping[str, Any], key: str, default: str) -> str:
+        return self._typed(node, key, default, lambda v: isinstance(v, str), "expected text")
+
+    def integer(self, node: Mapping[str, Any], key: str, default: int) -> int:
+        return self._typed(
+            node,
+            key,
+            default,
+            lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "expected a whole number",
+        )
+
+    def number(self, node: Mapping[str, Any], key: str, default: float) -> float:
+        value = self._typed(
+            node,
+            key,
+            default,
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0,
+            "expected a number >= 0",
+        )
+        return float(value)
+
+    def choice(
+        self, node: Mapping[str, Any], key: str, options: tuple[str, ...], default: str
+    ) -> str:
+        value = self.string(node, key, default)
+        if value not in options:
+            raise self.error(key, f"expected one of {', '.join(options)}", value)
+        return value
+
+    def path(self, node: Mapping[str, Any], key: str, default: str) -> Path:
+        return self.base_dir / self.string(node, key, default)
+
+
+def default_settings(base_dir: Path) -> Settings:
+    """The embedded defaults, used when no schedule.yaml exists."""
+    return parse_settings("{}", source=base_dir / "schedule.yaml")
