@@ -1,0 +1,309 @@
+"""Lessons -> emails: Jinja2 (autoescaped, strict) -> MJML -> HTML, plus the text part.
+
+Each lesson renders once. Per-subscriber values are placeholders (see `course.slots`)
+filled in by `course.message`, so MJML never compiles per subscriber.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import jinja2
+import mjml
+
+from course import links as linking
+from course.config import Settings
+from course.content import Block, BulletList, Course, Lesson, Quote
+from course.errors import RenderError, TemplateError
+from course.mjml_check import check_mjml, locate_mjml_error
+from course.slots import Slot, SlotTable, SubscriberProxy, fallback_filter
+
+CLIP_LIMIT_BYTES = 102_000  # Gmail clips an HTML part larger than ~102 KB
+WARN_BYTES = 90_000
+TEXT_WIDTH = 72
+LAYOUT_TEMPLATE = "lesson.mjml"
+TEXT_TEMPLATE = "lesson.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    """An article block as templates see it: runs of inline text, bullets, or a button."""
+
+    kind: Literal["paragraph", "quote", "bullets", "button"]
+    parts: tuple[linking.Inline, ...] = ()
+    items: tuple[BlockView, ...] = ()
+    url: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class RenderedLesson:
+    """One finished lesson email, with placeholders where subscriber values go."""
+
+    lesson: Lesson
+    days: int
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    slots: tuple[Slot, ...]
+    unlinked: tuple[str, ...]
+
+    @property
+    def day(self) -> int:
+        return self.lesson.day
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+class Renderer:
+    """Compiles the templates once at start-up, then renders any lesson of the course."""
+
+    def __init__(self, settings: Settings, course: Course) -> None:
+        self.settings = settings
+        self.course = course
+        self.template_dir = template_dir(settings)
+        self.env = make_environment(self.template_dir)
+        self.html_template = self._load(LAYOUT_TEMPLATE)
+        self.text_template = self._load(TEXT_TEMPLATE)
+        self.subject_template = self._subject_template()
+
+    def _load(self, name: str) -> jinja2.Template:
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{exc.filename or name}: line {exc.lineno}: {exc.message}"
+            ) from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"{self.template_dir}: template {exc.name!r} not found") from None
+
+    def _subject_template(self) -> jinja2.Template:
+        try:
+            return self.env.from_string(self.settings.course.subject)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{self.settings.source}: course.subject: {exc.message}") from None
+
+    def render(self, lesson: Lesson) -> RenderedLesson:
+        """Render one lesson; raises TemplateError naming the template and line."""
+        slots = SlotTable()
+        context = self._context(lesson, slots)
+        subject = _one_line(_run(self.subject_template, context, str(self.settings.source)))
+        context["subject"] = subject
+        html = compile_mjml(_run(self.html_template, context, LAYOUT_TEMPLATE), lesson.day)
+        text = tidy_text(_run(self.text_template, context, TEXT_TEMPLATE))
+        rendered = RenderedLesson(
+            lesson=lesson,
+            days=self.course.days,
+            subject=subject,
+            preheader=str(context["preheader"]),
+            html=html,
+            text=text,
+            slots=slots.slots(),
+            unlinked=tuple(self._unlinked(lesson)),
+        )
+        check_size(rendered)
+        return rendered
+
+    def render_all(self) -> list[RenderedLesson]:
+        return [self.render(lesson) for lesson in self.course.lessons]
+
+    def _context(self, lesson: Lesson, slots: SlotTable) -> dict[str, object]:
+        course, links = self.course, self.settings.course.links
+        last = lesson.day == course.days
+        counts = _kind_counts(course)
+        return {
+            "course": course,
+            "course_name": course_name(self.settings, course),
+            "lesson": lesson,
+            "day": lesson.day,
+            "days": course.days,
+            "lesson_label": _label(lesson, counts),
+            "reasons_count": counts["reason"],
+            "actions_count": counts["action"],
+            "blocks": block_views(lesson.blocks, links),
+            "welcome": block_views(course.welcome, links) if lesson.day == 1 else (),
+            "closing": _closing_views(course, links) if last else (),
+            "disclosure": block_views(course.disclosure, links),
+            "next_title": "" if last else course.lessons[lesson.day].title,
+            "preheader": preheader(lesson),
+            "postal_address": self.settings.sender.postal_address,
+            "subscriber": SubscriberProxy(slots),
+            "unsubscribe_url": SubscriberProxy(slots).unsubscribe_url,
+        }
+
+    def _unlinked(self, lesson: Lesson) -> Iterable[str]:
+        links = self.settings.course.links
+        blocks = list(lesson.blocks) + list(self.course.disclosure)
+        if lesson.day == 1:
+            blocks += self.course.welcome
+        if lesson.day == self.course.days:
+            blocks += [b for section in self.course.closing for b in section.blocks]
+        for text in _texts(blocks):
+            yield from linking.unlinked(text, links)
+
+
+def template_dir(settings: Settings) -> Path:
+    return settings.course.templates or settings.base_dir / "templates"
+
+
+def course_name(settings: Settings, course: Course) -> str:
+    return settings.course.name or course.title
+
+
+def make_environment(directory: Path) -> jinja2.Environment:
+    """Autoescape on for MJML/HTML (select_autoescape alone misses .mjml), strict undefined."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "mjml"), default_for_string=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["fallback"] = fallback_filter
+    env.filters["wrap"] = wrap
+    env.filters["as_text"] = as_text
+    return env
+
+
+def _run(template: jinja2.Template, context: dict[str, object], name: str) -> str:
+    try:
+        return template.render(context)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{_template_position(exc, name)}: {exc}") from None
+
+
+def _template_position(exc: BaseException, fallback: str) -> str:
+    """The innermost template frame of a render error; Jinja rewrites frames to template lines."""
+    position = fallback
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".mjml", ".txt", ".html")):
+            position = f"{filename}: line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return position
+
+
+def compile_mjml(source: str, day: int) -> str:
+    """MJML -> HTML, failing with the rendered line when MRML refuses the document."""
+    check_mjml(source, f"{LAYOUT_TEMPLATE} (day {day})")
+    try:
+        return mjml.mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:
+        where = locate_mjml_error(source)
+        raise TemplateError(f"{LAYOUT_TEMPLATE} (day {day}): MJML error{where}: {exc}") from None
+
+
+def check_size(rendered: RenderedLesson) -> None:
+    size = rendered.html_bytes
+    if size >= CLIP_LIMIT_BYTES:
+        raise RenderError(
+            f"day {rendered.day}: HTML is {size:,} bytes; Gmail clips emails over "
+            f"{CLIP_LIMIT_BYTES:,} bytes. Shorten the lesson or simplify the templates."
+        )
+
+
+def block_views(blocks: Iterable[Block], links: Mapping[str, str]) -> tuple[BlockView, ...]:
+    return tuple(_view(block, links) for block in blocks)
+
+
+def _view(block: Block, links: Mapping[str, str]) -> BlockView:
+    if isinstance(block, BulletList):
+        items = tuple(BlockView("paragraph", linking.link_phrases(i, links)) for i in block.items)
+        return BlockView("bullets", items=items)
+    parts = linking.link_phrases(block.text, links)
+    if isinstance(block, Quote):
+        return BlockView("quote", parts)
+    if linking.is_button(parts):
+        link = next(p for p in parts if p.url)
+        return BlockView("button", parts, url=link.url, text=block.text.strip("() .").rstrip())
+    return BlockView("paragraph", parts)
+
+
+def _closing_views(course: Course, links: Mapping[str, str]) -> tuple[dict[str, object], ...]:
+    return tuple(
+        {"heading": s.heading, "blocks": block_views(s.blocks, links)} for s in course.closing
+    )
+
+
+def _texts(blocks: Iterable[Block]) -> Iterable[str]:
+    for block in blocks:
+        if isinstance(block, BulletList):
+            yield from block.items
+        else:
+            yield block.text
+
+
+def _kind_counts(course: Course) -> dict[str, int]:
+    return {
+        kind: sum(1 for lesson in course.lessons if lesson.kind == kind)
+        for kind in ("reason", "action")
+    }
+
+
+def _label(lesson: Lesson, counts: dict[str, int]) -> str:
+    if lesson.kind == "reason":
+        return f"Reason {lesson.number} of {counts['reason']}"
+    return f"Action step {lesson.number} of {counts['action']}"
+
+
+def preheader(lesson: Lesson, limit: int = 140) -> str:
+    """The lesson's opening sentence, which inbox lists show beside the subject."""
+    first = next((b.text for b in lesson.blocks if not isinstance(b, BulletList)), lesson.title)
+    sentence = re.split(r"(?<=[.!?…])\s+", first.strip(), maxsplit=1)[0]
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str = "") -> str:
+    """Fold at `width` columns without breaking words or URLs."""
+    return textwrap.fill(
+        " ".join(str(text).split()),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=hanging or indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _inline_text(parts: tuple[linking.Inline, ...]) -> str:
+    return "".join(f"{p.text} <{p.url}>" if p.url else p.text for p in parts)
+
+
+def as_text(block: BlockView) -> str:
+    """One block of the plain-text part; bullets become `-` lines."""
+    if block.kind == "bullets":
+        return (
+            "\n".join(wrap(_inline_text(i.parts), indent="- ", hanging="  ") for i in block.items)
+            + "\n"
+        )
+    if block.kind == "button":
+        return wrap(f"{block.text}: {block.url}") + "\n"
+    if block.kind == "quote":
+        return wrap(_inline_text(block.parts), indent="    ") + "\n"
+    return wrap(_inline_text(block.parts)) + "\n"
+
+
+def tidy_text(text: str) -> str:
+    """One blank line between blocks, no trailing spaces (but keep the `-- ` sig separator)."""
+    lines = [line if line == "-- " else line.rstrip() for line in text.splitlines()]
+    tidy = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    return tidy + "\n"

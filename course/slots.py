@@ -1,0 +1,102 @@
+"""Per-subscriber placeholders: templates render once per lesson, values are filled in later.
+
+A template sees `subscriber.first_name` or `unsubscribe_url`; what it renders is a token
+such as `__DC_SLOT_0__`. The compiled HTML and text keep the token, and the message
+builder swaps in each recipient's value, so MJML compiles once per lesson, not per person.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+TOKEN_PATTERN = re.compile(r"__DC_SLOT_(\d+)__")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One placeholder: which value it stands for, and what to show when that is empty."""
+
+    field: str
+    fallback: str = ""
+
+    def value(self, values: Mapping[str, str]) -> str:
+        return values.get(self.field) or self.fallback
+
+
+class SlotTable:
+    """Hands out one token per distinct (field, fallback) while a lesson renders."""
+
+    def __init__(self) -> None:
+        self._slots: dict[Slot, int] = {}
+
+    def token(self, slot: Slot) -> str:
+        index = self._slots.setdefault(slot, len(self._slots))
+        return f"__DC_SLOT_{index}__"
+
+    def slots(self) -> tuple[Slot, ...]:
+        return tuple(self._slots)
+
+
+class SlotValue:
+    """What a template gets for `subscriber.x`: renders as a token, safe in HTML as-is."""
+
+    def __init__(self, table: SlotTable, field: str) -> None:
+        self._table = table
+        self.field = field
+
+    def with_fallback(self, fallback: str) -> SlotValue:
+        value = SlotValue(self._table, self.field)
+        value._fallback = fallback
+        return value
+
+    _fallback = ""
+
+    def __str__(self) -> str:
+        return self._table.token(Slot(self.field, self._fallback))
+
+    def __html__(self) -> str:
+        # The token is plain ASCII; the real value is HTML-escaped when it is filled in.
+        return str(self)
+
+
+class SubscriberProxy:
+    """`subscriber` in templates: any attribute is a placeholder for that CSV column."""
+
+    def __init__(self, table: SlotTable) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> SlotValue:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return SlotValue(self._table, name)
+
+    def __getitem__(self, name: str) -> SlotValue:
+        return SlotValue(self._table, name)
+
+
+def fallback_filter(value: object, fallback: str) -> object:
+    """Jinja filter `fallback`: `{{ subscriber.first_name | fallback("there") }}`."""
+    if isinstance(value, SlotValue):
+        return value.with_fallback(fallback)
+    return value if value else fallback
+
+
+def split_on_tokens(text: str) -> Iterator[str | int]:
+    """Yield literal text and slot indexes in order."""
+    position = 0
+    for match in TOKEN_PATTERN.finditer(text):
+        yield text[position : match.start()]
+        yield int(match[1])
+        position = match.end()
+    yield text[position:]
+
+
+def has_tokens(text: str) -> bool:
+    return TOKEN_PATTERN.search(text) is not None
+
+
+def fill(text: str, slots: tuple[Slot, ...], values: Mapping[str, str]) -> str:
+    """Replace every token with its value (unescaped: for headers and previews)."""
+    return TOKEN_PATTERN.sub(lambda m: slots[int(m[1])].value(values), text)
