@@ -1,0 +1,201 @@
+"""Rendered lesson + recipient -> the exact bytes that go on the wire.
+
+The hot path. A lesson is encoded once into quoted-printable segments with holes for the
+recipient's values; building one message is a join of bytes plus a few short encodes,
+instead of building an `EmailMessage` tree per recipient (~2.7 ms each for 30 KB).
+Every segment ends with a QP soft line break, so the holes can be filled with any value
+without re-wrapping: the decoded text is unchanged and no line exceeds 76 octets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from binascii import b2a_qp
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+import idna
+
+from course.errors import RenderError
+from course.render import RenderedLesson
+from course.slots import Slot, fill, has_tokens, split_on_tokens
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+Segments = tuple[bytes | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Who one message is for, and the values their placeholders take."""
+
+    email: str
+    name: str
+    unsubscribe_url: str
+    fields: Mapping[str, str]
+
+    def values(self) -> dict[str, str]:
+        return {
+            **self.fields,
+            "first_name": self.name,
+            "name": self.name,
+            "email": self.email,
+            "unsubscribe_url": self.unsubscribe_url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """The From identity and the course it speaks for."""
+
+    name: str
+    address: str
+    course_id: str
+    reply_to: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+class PreparedLesson:
+    """One lesson's message, encoded once, ready to personalise per recipient."""
+
+    def __init__(self, rendered: RenderedLesson, sender: Sender) -> None:
+        self.rendered = rendered
+        self.sender = sender
+        self.day = rendered.day
+        self.slots = rendered.slots
+        self.boundary = f"=_dc_{sender.course_id}_{rendered.day:02d}_{_digest(rendered.html)}"
+        self.subject_header = (
+            None if has_tokens(rendered.subject) else encode_header(rendered.subject)
+        )
+        self.static_headers = _static_headers(sender, self.boundary)
+        self.text = _qp_segments(rendered.text)
+        self.html = _qp_segments(rendered.html)
+        self.part_heads = _part_heads(self.boundary)
+
+    def message_id(self, email: str) -> str:
+        """Stable for (course, subscriber, day): a resend carries the same Message-ID."""
+        key = hashlib.sha256(f"{self.sender.course_id}\0{email.lower()}".encode()).hexdigest()
+        return f"<{self.sender.course_id}.d{self.day:02d}.{key[:24]}@{self.sender.domain}>"
+
+    def build(self, recipient: Recipient, *, date: datetime) -> tuple[str, bytes]:
+        """The Message-ID and the wire bytes for one recipient."""
+        check_header_value(recipient.email, "email address")
+        check_header_value(recipient.name, "name")
+        values = recipient.values()
+        message_id = self.message_id(recipient.email)
+        head = self._head(recipient, values, message_id, date)
+        text = _fill(self.text, self.slots, values, escape=False)
+        body = _fill(self.html, self.slots, values, escape=True)
+        text_head, html_head, close = self.part_heads
+        return message_id, b"".join((head, text_head, text, html_head, body, close))
+
+    def _head(
+        self, recipient: Recipient, values: Mapping[str, str], message_id: str, date: datetime
+    ) -> bytes:
+        subject = self.subject_header or encode_header(
+            fill(self.rendered.subject, self.slots, values)
+        )
+        lines = [
+            f"To: {format_address(recipient.name, recipient.email)}",
+            f"Subject: {subject}",
+            f"Date: {format_datetime(date)}",
+            f"Message-ID: {message_id}",
+        ]
+        return "\r\n".join(lines).encode("utf-8") + CRLF + self.static_headers
+
+
+def _static_headers(sender: Sender, boundary: str) -> bytes:
+    lines = [f"From: {format_address(sender.name, sender.address)}"]
+    if sender.reply_to:
+        lines.append(f"Reply-To: {format_address('', sender.reply_to)}")
+    lines += [
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"',
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii") + CRLF
+
+
+def _part_heads(boundary: str) -> tuple[bytes, bytes, bytes]:
+    def head(subtype: str) -> bytes:
+        return (
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+
+    preamble = b"This is a multipart message in MIME format.\r\n\r\n"
+    return (preamble + head("plain"), CRLF + head("html"), f"\r\n--{boundary}--\r\n".encode())
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends; input lines are LF-separated."""
+    return b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+def _qp_segments(text: str) -> Segments:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    segments: list[bytes | int] = []
+    for piece in split_on_tokens(text):
+        if isinstance(piece, int):
+            segments.append(piece)
+        elif piece:
+            segments.append(_qp(piece) + SOFT_BREAK)
+    return tuple(segments)
+
+
+def _fill(
+    segments: Segments, slots: tuple[Slot, ...], values: Mapping[str, str], *, escape: bool
+) -> bytes:
+    out: list[bytes] = []
+    for segment in segments:
+        if isinstance(segment, bytes):
+            out.append(segment)
+            continue
+        value = slots[segment].value(values)
+        out.append(_qp(html.escape(value) if escape else value) + SOFT_BREAK)
+    return b"".join(out)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_header_value(value: str, what: str) -> None:
+    """Refuse CR, LF and other control characters before they can reach a header."""
+    if CONTROL.search(value):
+        raise RenderError(f"refusing {what} {value!r}: it contains a control character")
+
+
+def encode_header(value: str) -> str:
+    """RFC 2047 encode when needed, folded to 78 columns."""
+    check_header_value(value, "header text")
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def format_address(name: str, address: str) -> str:
+    """`Name <addr>` with the name RFC 2047 encoded and the domain IDNA encoded."""
+    check_header_value(name, "display name")
+    return formataddr((name, ascii_domain(address)), charset="utf-8")
+
+
+def ascii_domain(address: str) -> str:
+    """Internationalised domains go out as IDNA (xn--) so plain SMTP servers accept them."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise RenderError(f"cannot encode the domain of {address!r}: {exc}") from None

@@ -1,0 +1,109 @@
+"""Wire bytes: valid MIME that the stdlib parser reads back exactly as rendered."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from course.build import CourseBuild, build_course
+from course.config import load_settings
+from course.errors import RenderError
+from course.message import Recipient, format_address
+from course.slots import fill
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+ZOE = Recipient("zoe@example.com", "Zoë Ødegård", "https://example.com/u/zoe", {"city": "Oslo"})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> CourseBuild:
+    root = Path(__file__).resolve().parent.parent
+    return build_course(load_settings(root / "schedule.yaml"))
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_message_is_multipart_alternative_text_first(built: CourseBuild) -> None:
+    _, data = built.lesson(9).build(ZOE, date=NOW)
+    message = parse(data)
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert message.defects == []
+    assert all(p.defects == [] for p in parts)
+
+
+def test_wire_format_is_crlf_with_short_lines(built: CourseBuild) -> None:
+    for lesson in built.lessons:
+        _, data = lesson.build(ZOE, date=NOW)
+        assert b"\n" not in data.replace(b"\r\n", b"")
+        assert b"\r" not in data.replace(b"\r\n", b"")
+        assert max(len(line) for line in data.split(b"\r\n")) <= 78
+        assert data.isascii()
+
+
+def test_headers_are_present_and_encoded(built: CourseBuild) -> None:
+    message_id, data = built.lesson(2).build(ZOE, date=NOW)
+    message = parse(data)
+    assert message["Date"] == "Mon, 23 Nov 2026 08:00:00 +0000"
+    assert message["Message-ID"] == message_id
+    assert message["To"] == "Zoë Ødegård <zoe@example.com>"
+    assert message["From"] == "Love Connection <hello@example.com>"
+    assert message["Subject"] == "Day 2 of 15: He’s scared of his feelings"
+    assert b"=?utf-8?" in data.split(b"\r\n\r\n", 1)[0]
+
+
+def test_message_id_is_stable_per_course_subscriber_and_day(built: CourseBuild) -> None:
+    first, _ = built.lesson(4).build(ZOE, date=NOW)
+    again, _ = built.lesson(4).build(ZOE, date=datetime(2026, 12, 1, tzinfo=UTC))
+    other_day, _ = built.lesson(5).build(ZOE, date=NOW)
+    assert first == again
+    assert first != other_day
+    assert first.startswith("<why-he-pushes-you-away.d04.")
+    assert first.endswith("@example.com>")
+
+
+def test_parts_decode_to_the_rendered_lesson_with_values_filled(built: CourseBuild) -> None:
+    lesson = built.lesson(13)
+    message = parse(lesson.build(ZOE, date=NOW)[1])
+    text_part, html_part = message.iter_parts()
+    values = ZOE.values()
+    rendered = lesson.rendered
+    # On the wire every line ends in CRLF; decoded content keeps that.
+    assert text_part.get_content().replace("\r\n", "\n") == fill(
+        rendered.text, rendered.slots, values
+    )
+    expected_html = fill(rendered.html, rendered.slots, {**values, "first_name": "Zoë Ødegård"})
+    assert html_part.get_content().replace("\r\n", "\n") == expected_html
+    assert "Hi Zoë Ødegård," in text_part.get_content()
+    assert 'href="https://example.com/u/zoe"' in html_part.get_content()
+
+
+def test_fallback_when_the_name_is_empty(built: CourseBuild) -> None:
+    anon = Recipient("anon@example.com", "", "https://example.com/u", {})
+    text = parse(built.lesson(1).build(anon, date=NOW)[1]).get_body(("plain",))
+    assert text is not None
+    assert "Hi there," in text.get_content()
+
+
+def test_header_injection_is_refused(built: CourseBuild) -> None:
+    evil = Recipient("eve@example.com", "Eve\r\nBcc: all@example.org", "https://e.example.com", {})
+    with pytest.raises(RenderError, match=r"refusing name 'Eve\\r\\nBcc: all@example.org'"):
+        built.lesson(1).build(evil, date=NOW)
+
+
+def test_internationalised_domain_goes_out_as_idna() -> None:
+    assert (
+        format_address("José", "jose@bücher.example")
+        == "=?utf-8?b?Sm9zw6k=?= <jose@xn--bcher-kva.example>"
+    )
