@@ -1,0 +1,136 @@
+"""`course build`: parse the article, render every lesson, write the files an operator opens."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+
+from course.article import load_article
+from course.config import Settings
+from course.content import Course
+from course.message import PreparedLesson, Recipient, Sender
+from course.render import WARN_BYTES, RenderedLesson, Renderer, course_name
+from course.slots import fill
+
+SAMPLE_EMAIL = "sample.reader@example.com"
+SAMPLE_NAME = "Sample Reader"
+
+
+@dataclass(frozen=True)
+class CourseBuild:
+    """Every lesson rendered and encoded once, with what the operator should hear about."""
+
+    course: Course
+    sender: Sender
+    lessons: tuple[PreparedLesson, ...]
+    warnings: tuple[str, ...]
+
+    def lesson(self, day: int) -> PreparedLesson:
+        return self.lessons[day - 1]
+
+
+def build_course(settings: Settings) -> CourseBuild:
+    """Parse and render the whole course; fails fast on any template or size error."""
+    course = load_article(settings.course.article)
+    sender = course_sender(settings, course)
+    rendered = Renderer(settings, course).render_all()
+    prepared = tuple(PreparedLesson(r, sender) for r in rendered)
+    return CourseBuild(course, sender, prepared, tuple(build_warnings(rendered)))
+
+
+def course_sender(settings: Settings, course: Course) -> Sender:
+    return Sender(
+        name=settings.sender.from_name,
+        address=settings.sender.from_address,
+        course_id=course_id(settings, course),
+        reply_to=settings.sender.reply_to,
+    )
+
+
+def course_id(settings: Settings, course: Course) -> str:
+    """The configured id, else a slug of the article's file name."""
+    if settings.course.id:
+        return settings.course.id
+    stem = Path(course.source).stem.lower()
+    return re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:63] or "course"
+
+
+def build_warnings(rendered: list[RenderedLesson]) -> list[str]:
+    warnings = []
+    for lesson in rendered:
+        warnings += [
+            f"day {lesson.day}: call to action has no link: {phrase!r}; map it under "
+            "course.links in schedule.yaml"
+            for phrase in lesson.unlinked
+        ]
+        if lesson.html_bytes >= WARN_BYTES:
+            warnings.append(
+                f"day {lesson.day}: HTML is {lesson.html_bytes:,} bytes, close to "
+                "Gmail's 102 KB clipping limit"
+            )
+    return _unique(warnings)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def sample_recipient(settings: Settings) -> Recipient:
+    return Recipient(
+        email=SAMPLE_EMAIL,
+        name=SAMPLE_NAME,
+        unsubscribe_url=f"{settings.unsubscribe.base_url}/unsubscribe/sample",
+        fields={},
+    )
+
+
+def write_build(build: CourseBuild, settings: Settings, out: Path, *, now: datetime) -> Path:
+    """Write day-NN.html/.txt/.eml and index.html into `out`; returns the index path."""
+    out.mkdir(parents=True, exist_ok=True)
+    sample = sample_recipient(settings)
+    for lesson in build.lessons:
+        stem = out / f"day-{lesson.day:02d}"
+        values = sample.values()
+        rendered = lesson.rendered
+        write_atomic(
+            stem.with_suffix(".html"), fill(rendered.html, rendered.slots, values).encode("utf-8")
+        )
+        write_atomic(
+            stem.with_suffix(".txt"), fill(rendered.text, rendered.slots, values).encode("utf-8")
+        )
+        write_atomic(stem.with_suffix(".eml"), lesson.build(sample, date=now)[1])
+    index = out / "index.html"
+    write_atomic(index, render_index(build, settings).encode("utf-8"))
+    return index
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def render_index(build: CourseBuild, settings: Settings) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("course", "defaults"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("build-index.html")
+    return template.render(
+        course_name=course_name(settings, build.course),
+        lessons=[lesson.rendered for lesson in build.lessons],
+        warnings=build.warnings,
+    )

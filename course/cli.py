@@ -1,0 +1,112 @@
+"""The `course` command: the only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from course.build import build_course, write_build
+from course.config import Settings, default_settings, load_settings
+from course.errors import CourseError
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command, print a one-line error on failure (exit 1, Ctrl-C 130)."""
+    args = parser().parse_args(argv)
+    try:
+        settings = settings_for(args.config)
+        for warning in settings.warnings:
+            warn(warning)
+        command: Command = args.handler
+        return command(args, settings)
+    except CourseError as exc:
+        print(f"course: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("course: interrupted", file=sys.stderr)
+        return 130
+
+
+def settings_for(config: Path | None) -> Settings:
+    """The given file; else ./schedule.yaml; else the embedded defaults."""
+    if config is not None:
+        return load_settings(config)
+    default = Path("schedule.yaml")
+    return load_settings(default) if default.exists() else default_settings(Path.cwd())
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="course", description=__doc__)
+    top.add_argument(
+        "--config", type=Path, default=None, help="path to schedule.yaml (default: ./schedule.yaml)"
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build = commands.add_parser("build", help="render every lesson into files to open")
+    build.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    build.set_defaults(handler=cmd_build)
+    lessons = commands.add_parser("lessons", help="table of the course's lessons")
+    lessons.set_defaults(handler=cmd_lessons)
+    return top
+
+
+def warn(message: str) -> None:
+    print(f"course: warning: {message}", file=sys.stderr)
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    build = build_course(settings)
+    for warning in build.warnings:
+        warn(warning)
+    index = write_build(build, settings, args.out, now=datetime.now(UTC))
+    print(f"Built {len(build.lessons)} lessons into {args.out}/")
+    print(f"Open {index.resolve().as_uri()}")
+    return 0
+
+
+def cmd_lessons(args: argparse.Namespace, settings: Settings) -> int:
+    build = build_course(settings)
+    rows = [
+        (
+            str(p.day),
+            p.rendered.lesson.kind,
+            p.rendered.lesson.title,
+            p.rendered.subject,
+            p.rendered.preheader,
+            f"{p.rendered.html_bytes / 1000:.1f} KB",
+        )
+        for p in build.lessons
+    ]
+    print_table(("day", "kind", "title", "subject", "preheader", "html"), rows)
+    return 0
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns; long text columns are cut to fit the terminal."""
+    width = shutil.get_terminal_size((160, 24)).columns
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    widths = _fit(widths, width)
+    for row in (header, *rows):
+        cells = [_cut(str(cell), w) for cell, w in zip(row, widths, strict=True)]
+        print("  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip())
+
+
+def _fit(widths: list[int], total: int) -> list[int]:
+    widths = list(widths)
+    while sum(widths) + 2 * (len(widths) - 1) > total and max(widths) > 12:
+        widest = widths.index(max(widths))
+        widths[widest] -= 1
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
