@@ -1,0 +1,1 @@
+"""Delivery backends: tiny classes that put finished messages somewhere; they never render."""

@@ -1,0 +1,59 @@
+"""The backend contract shared by every delivery backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Self
+
+Outcome = Literal["sent", "retry", "bounced", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A finished message: envelope plus the exact bytes that go on the wire (CRLF lines)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the backend did with one message; `reply` is the server's answer when there is one."""
+
+    message: OutgoingMessage
+    outcome: Outcome
+    reply: str = ""
+
+
+class Backend(ABC):
+    """Open once, send batches, close; usable as a context manager."""
+
+    name: str = "backend"
+
+    # Optional hooks, not abstract: the embedded backends have nothing to acquire.
+    def open(self) -> None:  # noqa: B027
+        """Acquire whatever the backend needs (a connection, a folder)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what `open` acquired; safe to call twice."""
+
+    @abstractmethod
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Deliver the messages, one result per message, in order."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
