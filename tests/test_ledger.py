@@ -1,0 +1,731 @@
+"""The send ledger, on real SQLite files: schema, sync, the claim protocol, the crash rule."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Column, Connection, Integer, MetaData, Table
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+import course.ledger
+from course.errors import LedgerError
+from course.ledger import (
+    DeliveryView,
+    Ledger,
+    Outcome,
+    Recipient,
+    SubscriberRecord,
+    SyncSummary,
+    UTCDateTime,
+)
+
+URL = "sqlite:///state/course.db"
+T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+HOST = socket.gethostname()
+
+
+def first_due(timezone: str, start: datetime) -> datetime:
+    """Two hours after `start`: simple enough to check by hand (the zone is ignored)."""
+    return start + 2 * HOUR
+
+
+def person(
+    email: str,
+    name: str = "",
+    *,
+    timezone: str = "Europe/Berlin",
+    fields: Mapping[str, str] | None = None,
+    subscribed_at: datetime | None = None,
+) -> SubscriberRecord:
+    return SubscriberRecord(
+        email, name or email.split("@")[0], timezone, fields or {}, subscribed_at
+    )
+
+
+def lessons(recipients: list[Recipient]) -> list[tuple[str, int]]:
+    return [(r.email, r.day) for r in recipients]
+
+
+def sent(recipient: Recipient, next_due_at: datetime | None) -> Outcome:
+    return Outcome(
+        recipient.subscriber_id,
+        recipient.day,
+        "sent",
+        f"<{recipient.day}.{recipient.subscriber_id}@example.com>",
+        "250 2.0.0 queued",
+        next_due_at=next_due_at,
+    )
+
+
+def status_of(ledger: Ledger, email: str) -> str:
+    view = ledger.subscriber(email)
+    assert view is not None
+    return view.status
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(URL, base_dir=tmp_path) as opened:
+        yield opened
+
+
+def send_due(ledger: Ledger, now: datetime, next_due_at: datetime | None) -> list[Recipient]:
+    """Claim everything due at `now` and record it sent."""
+    claimed = ledger.claim(ledger.due(now), now=now)
+    ledger.record([sent(r, next_due_at) for r in claimed], now=now)
+    return claimed
+
+
+# --- opening and migrations -------------------------------------------------------------------
+
+
+def test_open_creates_the_schema_and_records_its_version(tmp_path: Path) -> None:
+    Ledger.open(URL, base_dir=tmp_path).close()
+
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"subscribers", "deliveries", "runner", "schema_version"} <= names
+    assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= names
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    for _ in range(2):
+        Ledger.open(URL, base_dir=tmp_path).close()
+
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_an_empty_database_file_is_migrated(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    sqlite3.connect(tmp_path / "state" / "course.db").close()  # version 0: no tables
+
+    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+        assert ledger.status_counts() == {}
+
+
+def test_an_older_database_is_upgraded_and_keeps_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+        ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+
+    def v2_add_notes(conn: Connection) -> None:
+        Table("notes", MetaData(), Column("id", Integer, primary_key=True)).create(conn)
+
+    monkeypatch.setattr(course.ledger, "MIGRATIONS", (*course.ledger.MIGRATIONS, v2_add_notes))
+    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+        assert status_of(ledger, "ann@example.com") == "active"
+
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    Ledger.open(URL, base_dir=tmp_path).close()
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    with db:
+        db.execute("INSERT INTO schema_version (version) VALUES (7)")
+    db.close()
+
+    with pytest.raises(LedgerError) as refused:
+        Ledger.open(URL, base_dir=tmp_path)
+    assert str(refused.value) == (
+        "the ledger state/course.db has schema version 7, but this version of course only "
+        "knows versions up to 1; upgrade course or use another ledger"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [("not a url", "'not a url'"), ("mysql://db.example.com/course", "mysql://db.example.com")],
+)
+def test_a_bad_url_is_refused_by_name(tmp_path: Path, url: str, named: str) -> None:
+    with pytest.raises(LedgerError, match=named):
+        Ledger.open(url, base_dir=tmp_path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "course.db").write_text("subscriber list, not a database\n" * 100)
+
+    with pytest.raises(LedgerError, match=r"the ledger state/course\.db cannot be used"):
+        Ledger.open(URL, base_dir=tmp_path)
+
+
+def test_sqlite_runs_in_wal_mode_with_the_connection_pragmas(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    with ledger._engine.connect() as conn:
+        pragma = conn.exec_driver_sql
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert pragma("PRAGMA busy_timeout").scalar() == course.ledger.BUSY_TIMEOUT_MS
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+def test_naive_datetimes_are_rejected(ledger: Ledger) -> None:
+    naive = datetime(2024, 5, 1, 6, 0)
+    with pytest.raises(ValueError, match="naive"):
+        ledger.due(naive)
+    with pytest.raises(ValueError, match="naive"):
+        ledger.sync([person("ann@example.com", subscribed_at=naive)], now=T0, first_due=first_due)
+    with pytest.raises(ValueError, match="naive"):
+        ledger.record([Outcome(1, 1, "sent", next_due_at=naive)], now=T0)
+    with pytest.raises(ValueError, match="naive"):
+        UTCDateTime().process_bind_param(naive, sqlite_dialect.dialect())
+    assert ledger.status_counts() == {}  # the failed sync left nothing behind
+
+
+def test_times_come_back_aware_in_utc(ledger: Ledger) -> None:
+    tokyo = datetime(2024, 5, 1, 15, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    ledger.sync([person("ann@example.com", subscribed_at=tokyo)], now=T0, first_due=first_due)
+
+    view = ledger.subscriber("ann@example.com")
+    assert view is not None
+    assert view.joined_at == datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
+    assert view.joined_at.tzinfo is UTC
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+def test_sync_adds_new_subscribers_active_from_day_one(ledger: Ledger) -> None:
+    joined = T0 - DAY
+    summary = ledger.sync(
+        [
+            person("Ann@Example.com", "Ann", fields={"plan": "pro"}),
+            person("bob@example.com", timezone="Asia/Tokyo", subscribed_at=joined),
+        ],
+        now=T0,
+        first_due=first_due,
+    )
+
+    assert summary == SyncSummary(added=2, updated=0, removed=0, rejoined=0, unchanged=0)
+    ann = ledger.subscriber("ann@example.com")  # addresses compare case-insensitively
+    assert ann is not None
+    assert (ann.email, ann.name, ann.fields, ann.status, ann.next_day) == (
+        "Ann@Example.com",
+        "Ann",
+        {"plan": "pro"},
+        "active",
+        1,
+    )
+    assert (ann.joined_at, ann.next_due_at) == (T0, T0 + 2 * HOUR)
+    bob = ledger.subscriber("bob@example.com")
+    assert bob is not None
+    assert (bob.timezone, bob.joined_at, bob.next_due_at) == (
+        "Asia/Tokyo",
+        joined,
+        joined + 2 * HOUR,
+    )
+
+
+def test_sync_updates_changed_rows_and_counts_the_rest_unchanged(ledger: Ledger) -> None:
+    ledger.sync(
+        [person("ann@example.com", "Ann"), person("bob@example.com", "Bob")],
+        now=T0,
+        first_due=first_due,
+    )
+
+    summary = ledger.sync(
+        [
+            person("ANN@example.com", "Ann B.", timezone="UTC", fields={"city": "Oslo"}),
+            person("bob@example.com", "Bob"),
+        ],
+        now=T0 + HOUR,
+        first_due=first_due,
+    )
+
+    assert summary == SyncSummary(added=0, updated=1, removed=0, rejoined=0, unchanged=1)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.email, ann.name, ann.timezone, ann.fields) == (
+        "ANN@example.com",
+        "Ann B.",
+        "UTC",
+        {"city": "Oslo"},
+    )
+    assert ann.next_due_at == T0 + 2 * HOUR  # the schedule is not restarted
+
+
+def test_the_first_of_duplicate_rows_wins(ledger: Ledger) -> None:
+    summary = ledger.sync(
+        [person("ann@example.com", "First"), person("ANN@example.com", "Second")],
+        now=T0,
+        first_due=first_due,
+    )
+
+    assert summary.added == 1
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert ann.name == "First"
+
+
+def test_a_row_missing_from_the_csv_is_removed_but_keeps_its_history(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
+    send_due(ledger, T0 + 2 * HOUR, next_due_at=T0 + DAY)
+
+    summary = ledger.sync([person("bob@example.com")], now=T0 + 3 * HOUR, first_due=first_due)
+
+    assert summary == SyncSummary(added=0, updated=0, removed=1, rejoined=0, unchanged=1)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.status_reason, ann.status_at) == (
+        "removed",
+        "removed from CSV",
+        T0 + 3 * HOUR,
+    )
+    assert ann.next_due_at is None
+    assert [(d.day, d.state) for d in ledger.history("ann@example.com")] == [(1, "sent")]
+    assert lessons(ledger.due(T0 + 2 * DAY)) == [("bob@example.com", 2)]
+    # Still gone from the CSV: counted once, not removed again.
+    assert ledger.sync([person("bob@example.com")], now=T0 + DAY, first_due=first_due).removed == 0
+
+
+def test_a_removed_subscriber_who_reappears_rejoins_where_they_left_off(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    send_due(ledger, T0 + 2 * HOUR, next_due_at=T0 + DAY)
+    ledger.sync([], now=T0 + 3 * HOUR, first_due=first_due)
+
+    back = T0 + 3 * DAY
+    summary = ledger.sync([person("ann@example.com", "Ann")], now=back, first_due=first_due)
+
+    assert summary == SyncSummary(added=0, updated=0, removed=0, rejoined=1, unchanged=0)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.name, ann.next_day, ann.next_due_at) == (
+        "active",
+        "Ann",
+        2,
+        back + 2 * HOUR,
+    )
+    assert lessons(ledger.due(back + 2 * HOUR)) == [("ann@example.com", 2)]
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "completed"])
+def test_sync_never_reactivates_a_stopped_subscriber(ledger: Ledger, status: str) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    assert ledger.set_status("ann@example.com", status, reason="by hand", now=T0 + HOUR)
+
+    summary = ledger.sync([person("ann@example.com")], now=T0 + DAY, first_due=first_due)
+    ledger.sync([person("ann@example.com", "Ann")], now=T0 + DAY, first_due=first_due)
+
+    assert summary == SyncSummary(added=0, updated=0, removed=0, rejoined=0, unchanged=1)
+    assert status_of(ledger, "ann@example.com") == status
+    assert ledger.due(T0 + 9 * DAY) == []
+
+
+# --- due, claim, record -----------------------------------------------------------------------
+
+
+def test_a_three_day_course_runs_to_completion(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com", fields={"plan": "pro"})], now=T0, first_due=first_due)
+    first = T0 + 2 * HOUR
+    assert ledger.due(first - timedelta(seconds=1)) == []
+    assert ledger.next_due_at() == first
+
+    for day in (1, 2, 3):
+        now = first + (day - 1) * DAY
+        due = ledger.due(now)
+        assert [(r.email, r.day, r.attempts, dict(r.fields)) for r in due] == [
+            ("ann@example.com", day, 0, {"plan": "pro"})
+        ]
+        assert due[0].joined_at == T0
+        claimed = ledger.claim(due, now=now)
+        assert claimed == due
+        assert ledger.due(now) == []  # claimed: not offered twice
+        ledger.record([sent(claimed[0], None if day == 3 else now + DAY)], now=now)
+
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.next_day, ann.next_due_at) == ("completed", 4, None)
+    assert ledger.due(first + 30 * DAY) == []
+    assert ledger.next_due_at() is None
+    assert ledger.state_counts() == {(1, "sent"): 1, (2, "sent"): 1, (3, "sent"): 1}
+    assert ledger.status_counts() == {"completed": 1}
+    history = ledger.history("ann@example.com")
+    assert [(d.day, d.state, d.attempts, d.sent_at) for d in history] == [
+        (day, "sent", 1, first + (day - 1) * DAY) for day in (1, 2, 3)
+    ]
+    assert history[0].message_id == f"<1.{claimed[0].subscriber_id}@example.com>"
+    assert history[0].last_reply == "250 2.0.0 queued"
+
+
+def test_due_is_ordered_by_due_time_and_limited(ledger: Ledger) -> None:
+    ledger.sync(
+        [
+            person("late@example.com", subscribed_at=T0 + HOUR),
+            person("early@example.com", subscribed_at=T0 - HOUR),
+            person("mid@example.com", subscribed_at=T0),
+        ],
+        now=T0,
+        first_due=first_due,
+    )
+
+    assert [r.email for r in ledger.due(T0 + DAY)] == [
+        "early@example.com",
+        "mid@example.com",
+        "late@example.com",
+    ]
+    assert [r.email for r in ledger.due(T0 + DAY, limit=2)] == [
+        "early@example.com",
+        "mid@example.com",
+    ]
+
+
+def test_a_claim_is_won_by_exactly_one_of_two_connections(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.sync([person(f"p{i}@example.com") for i in range(10)], now=T0, first_due=first_due)
+    now = T0 + DAY
+    with Ledger.open(URL, base_dir=tmp_path) as other:
+        due_here, due_there = ledger.due(now), other.due(now)
+        assert due_here == due_there
+
+        won_here = ledger.claim(due_here[:6], now=now)
+        won_there = other.claim(due_there[3:], now=now)
+        again = ledger.claim(due_here, now=now)
+
+    assert lessons(won_here) == lessons(due_here[:6])
+    assert lessons(won_there) == lessons(due_there[6:])
+    assert again == []
+
+
+def _claim_in_child(base_dir: str, start: Any, results: Any) -> None:
+    """One of two racing processes: claim everything due, ten at a time."""
+    now = T0 + DAY
+    with Ledger.open(URL, base_dir=Path(base_dir)) as ledger:
+        due = ledger.due(now)
+        start.wait()
+        won: list[tuple[int, int]] = []
+        for offset in range(0, len(due), 10):
+            claimed = ledger.claim(due[offset : offset + 10], now=now)
+            won += [(r.subscriber_id, r.day) for r in claimed]
+    results.put((len(due), won))
+
+
+def test_two_processes_racing_for_the_same_claims_never_share_one(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    ledger.sync([person(f"p{i:03}@example.com") for i in range(200)], now=T0, first_due=first_due)
+    everyone = {(r.subscriber_id, r.day) for r in ledger.due(T0 + DAY)}
+    assert len(everyone) == 200
+
+    spawn = multiprocessing.get_context("spawn")  # no forked copies of open connections
+    start, results = spawn.Barrier(2), spawn.Queue()
+    racers = [
+        spawn.Process(target=_claim_in_child, args=(str(tmp_path), start, results))
+        for _ in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    (seen_a, won_a), (seen_b, won_b) = results.get(timeout=120), results.get(timeout=120)
+    for racer in racers:
+        racer.join(timeout=30)
+        assert racer.exitcode == 0
+
+    assert seen_a == seen_b == 200
+    assert set(won_a) | set(won_b) == everyone
+    assert set(won_a) & set(won_b) == set()
+    assert len(won_a) + len(won_b) == 200
+
+
+def test_a_claim_for_someone_who_unsubscribed_after_due_is_refused(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    due = ledger.due(T0 + DAY)
+    ledger.set_status("ann@example.com", "unsubscribed", reason="one-click unsubscribe", now=T0)
+
+    assert ledger.claim(due, now=T0 + DAY) == []
+    assert ledger.state_counts() == {}
+
+
+def test_a_retry_comes_back_due_at_its_next_attempt(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    retry_at = now + 10 * MINUTE
+    ledger.record(
+        [Outcome(claimed.subscriber_id, 1, "retrying", "<m1>", "451 4.7.1 try later", retry_at)],
+        now=now,
+    )
+
+    assert ledger.due(retry_at - timedelta(seconds=1)) == []
+    assert ledger.next_due_at() == retry_at
+    [retry] = ledger.due(retry_at)
+    assert (retry.day, retry.attempts) == (1, 1)
+    [reclaimed] = ledger.claim([retry], now=retry_at)
+    assert ledger.claim([retry], now=retry_at) == []
+    ledger.record([sent(reclaimed, retry_at + DAY)], now=retry_at)
+
+    [delivery] = ledger.history("ann@example.com")
+    assert (delivery.state, delivery.attempts, delivery.sent_at) == ("sent", 2, retry_at)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.next_day, ann.next_due_at) == (2, retry_at + DAY)
+
+
+def test_a_failed_lesson_is_given_up_and_the_course_moves_on(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.record(
+        [
+            Outcome(
+                claimed.subscriber_id,
+                1,
+                "failed",
+                reply="gave up after 5 attempts",
+                next_due_at=now + DAY,
+            )
+        ],
+        now=now,
+    )
+
+    assert [(d.day, d.state) for d in ledger.history("ann@example.com")] == [(1, "failed")]
+    assert lessons(ledger.due(now + DAY)) == [("ann@example.com", 2)]
+
+
+def test_a_bounce_stops_the_subscriber(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    claimed = {r.email: r for r in ledger.claim(ledger.due(now), now=now)}
+    reply = "550 5.1.1 <ann@example.com>: user unknown"
+    ledger.record(
+        [
+            Outcome(claimed["ann@example.com"].subscriber_id, 1, "bounced", "<m>", reply),
+            sent(claimed["bob@example.com"], now + DAY),
+        ],
+        now=now,
+    )
+
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.status_reason, ann.next_due_at, ann.next_day) == (
+        "bounced",
+        reply,
+        None,
+        1,
+    )
+    assert lessons(ledger.due(now + 5 * DAY)) == [("bob@example.com", 2)]
+    [(email, problem)] = ledger.problems()
+    assert (email, problem.day, problem.state, problem.last_reply) == (
+        "ann@example.com",
+        1,
+        "bounced",
+        reply,
+    )
+
+
+def test_reactivating_a_bounced_subscriber_resends_the_bounced_lesson(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.record([Outcome(claimed.subscriber_id, 1, "bounced", reply="550 mailbox full")], now=now)
+
+    later = now + 3 * DAY
+    assert ledger.reactivate("ann@example.com", now=later, first_due=first_due)
+
+    assert status_of(ledger, "ann@example.com") == "active"
+    assert ledger.due(later + HOUR) == []
+    [again] = ledger.due(later + 2 * HOUR)
+    assert (again.day, again.attempts) == (1, 1)
+    assert not ledger.reactivate("nobody@example.com", now=later, first_due=first_due)
+
+
+def test_reactivating_someone_who_completed_the_course_is_refused(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    ledger.set_status("ann@example.com", "completed", reason="course complete", now=T0)
+
+    with pytest.raises(LedgerError, match="completed the course"):
+        ledger.reactivate("ann@example.com", now=T0, first_due=first_due)
+
+
+def test_a_lesson_in_flight_when_they_unsubscribed_still_counts(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.set_status("ann@example.com", "unsubscribed", reason="one-click unsubscribe", now=now)
+    ledger.record([sent(claimed, now + DAY)], now=now)
+
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.status_reason, ann.next_day, ann.next_due_at) == (
+        "unsubscribed",
+        "one-click unsubscribe",
+        2,
+        None,
+    )
+
+
+def test_recording_an_outcome_twice_changes_nothing(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.record([sent(claimed, now + DAY)], now=now)
+    ledger.record([sent(claimed, now + 5 * DAY)], now=now)
+
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.next_day, ann.next_due_at) == (2, now + DAY)
+    assert [d.attempts for d in ledger.history("ann@example.com")] == [1]
+
+
+def test_a_retrying_outcome_needs_its_next_attempt(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="next_attempt_at"):
+        ledger.record([Outcome(1, 1, "retrying", reply="451")], now=T0)
+
+
+def test_set_status_reports_unknown_addresses_and_refuses_active(ledger: Ledger) -> None:
+    assert not ledger.set_status("nobody@example.com", "unsubscribed", reason="x", now=T0)
+    with pytest.raises(ValueError, match="reactivate"):
+        ledger.set_status("nobody@example.com", "active", reason="x", now=T0)
+
+
+# --- the crash rule and the runner lease ------------------------------------------------------
+
+
+def test_claims_left_by_a_dead_runner_are_sent_again(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    with Ledger.open(URL, base_dir=tmp_path) as crashed:
+        crashed.acquire_runner(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
+        assert len(crashed.claim(crashed.due(now), now=now)) == 2
+        # ... and it dies here, before record(): its heartbeat goes stale.
+
+    later = now + 2 * HOUR
+    ledger.acquire_runner(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
+    assert ledger.recover_claims(now=later) == 2
+    assert ledger.recover_claims(now=later) == 0
+
+    assert ledger.state_counts() == {(1, "retrying"): 2}
+    due = ledger.due(later)
+    assert sorted(lessons(due)) == [("ann@example.com", 1), ("bob@example.com", 1)]
+    [delivery] = ledger.history("ann@example.com")
+    assert (delivery.attempts, delivery.next_attempt_at) == (1, later)
+    assert delivery.last_reply == course.ledger.REPLY_RECOVERED
+
+
+def test_recover_claims_leaves_the_live_runners_claims_alone(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    ledger.acquire_runner(owner="me", pid=os.getpid(), host=HOST, now=now, stale_after=HOUR)
+    ledger.claim(ledger.due(now), now=now)
+
+    assert ledger.recover_claims(now=now) == 0
+    assert ledger.state_counts() == {(1, "claimed"): 1}
+
+
+def test_a_second_runner_is_refused_while_the_first_is_alive(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    ledger.acquire_runner(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=HOUR)
+
+    with Ledger.open(URL, base_dir=tmp_path) as other, pytest.raises(LedgerError) as refused:
+        other.acquire_runner(
+            owner="second",
+            pid=1,
+            host=HOST,
+            now=T0 + 10 * MINUTE,
+            stale_after=HOUR,
+        )
+    assert str(refused.value) == (
+        f"another `course run` (pid {os.getpid()} on host {HOST}, started 2024-05-01 06:00:00 UTC)"
+        " holds the ledger state/course.db; stop it first"
+    )
+
+
+def test_a_runner_on_another_host_is_trusted_until_its_heartbeat_is_stale(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    ledger.acquire_runner(owner="remote", pid=999_999, host="far-away", now=T0, stale_after=HOUR)
+    ledger.heartbeat(owner="remote", now=T0 + 50 * MINUTE)
+
+    with Ledger.open(URL, base_dir=tmp_path) as other:
+        with pytest.raises(LedgerError, match="pid 999999 on host far-away"):
+            other.acquire_runner(
+                owner="me", pid=os.getpid(), host=HOST, now=T0 + HOUR, stale_after=HOUR
+            )
+        later = T0 + 50 * MINUTE + HOUR
+        other.acquire_runner(owner="me", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
+
+    with pytest.raises(LedgerError, match="another `course run` took it over"):
+        ledger.heartbeat(owner="remote", now=later)
+
+
+def test_the_lease_of_a_dead_process_on_this_host_is_taken_over(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    ledger.acquire_runner(owner="dead", pid=finished.pid, host=HOST, now=T0, stale_after=DAY)
+
+    with Ledger.open(URL, base_dir=tmp_path) as other:
+        other.acquire_runner(
+            owner="alive", pid=os.getpid(), host=HOST, now=T0 + 1 * HOUR, stale_after=DAY
+        )
+        other.heartbeat(owner="alive", now=T0 + 2 * HOUR)
+
+
+def test_a_released_lease_can_be_taken_at_once(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.acquire_runner(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
+    ledger.release_runner(owner="first")
+
+    with Ledger.open(URL, base_dir=tmp_path) as other:
+        other.acquire_runner(owner="second", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+def test_counts_history_and_problems_report_the_ledger(ledger: Ledger) -> None:
+    ledger.sync(
+        [person(f"{name}@example.com") for name in ("ann", "bob", "cy")],
+        now=T0,
+        first_due=first_due,
+    )
+    now = T0 + 2 * HOUR
+    claimed = {r.email: r for r in ledger.claim(ledger.due(now), now=now)}
+    ledger.record(
+        [
+            sent(claimed["ann@example.com"], now + DAY),
+            Outcome(
+                claimed["bob@example.com"].subscriber_id,
+                1,
+                "retrying",
+                reply="421",
+                next_attempt_at=now + HOUR,
+            ),
+        ],
+        now=now,
+    )
+
+    assert ledger.state_counts() == {(1, "sent"): 1, (1, "retrying"): 1, (1, "claimed"): 1}
+    assert ledger.status_counts() == {"active": 3}
+    assert ledger.problems() == [
+        (
+            "bob@example.com",
+            DeliveryView(1, "retrying", 1, now, None, "", "421", now + HOUR),
+        )
+    ]
+    assert ledger.problems(limit=0) == []
+    assert ledger.history("nobody@example.com") == []
+    assert ledger.subscriber("nobody@example.com") is None
