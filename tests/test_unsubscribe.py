@@ -1,0 +1,65 @@
+"""Unsubscribe tokens: only our secret makes them, and any change breaks them."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from course.errors import ConfigError
+from course.unsubscribe import InvalidToken, load_secret, make_token, verify_token
+
+SECRET = b"s" * 32
+
+
+def test_token_round_trips_to_its_owner() -> None:
+    owner = verify_token(SECRET, make_token(SECRET, "cats", "zoë@example.com"))
+    assert (owner.course_id, owner.email) == ("cats", "zoë@example.com")
+
+
+def test_token_is_url_safe_and_stable() -> None:
+    token = make_token(SECRET, "cats", "ann@example.com")
+    assert token == make_token(SECRET, "cats", "ann@example.com")
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # altered signature
+        lambda t: t[:-5],  # truncated
+        lambda t: (
+            make_token(SECRET, "cats", "eve@example.com").split(".")[0] + "." + t.split(".")[1]
+        ),
+        lambda t: make_token(b"o" * 32, "cats", "ann@example.com"),  # another secret
+        lambda t: "",
+        lambda t: "not a token",
+        lambda t: t + ".extra",
+        lambda t: "%%%." + t.split(".")[1],
+    ],
+)
+def test_forged_or_altered_tokens_are_refused(tamper: Callable[[str], str]) -> None:
+    token = make_token(SECRET, "cats", "ann@example.com")
+    with pytest.raises(InvalidToken, match=r"^invalid unsubscribe link$"):
+        verify_token(SECRET, tamper(token))
+
+
+def test_secret_from_environment(tmp_path: Path) -> None:
+    assert load_secret("COURSE_SECRET", tmp_path, {"COURSE_SECRET": "x" * 20}) == b"x" * 20
+    assert not (tmp_path / "state").exists()
+
+
+def test_short_environment_secret_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="COURSE_SECRET: the unsubscribe secret must be at least"):
+        load_secret("COURSE_SECRET", tmp_path, {"COURSE_SECRET": "short"})
+
+
+def test_secret_generated_once_and_kept_private(tmp_path: Path) -> None:
+    first = load_secret("COURSE_SECRET", tmp_path, {})
+    again = load_secret("COURSE_SECRET", tmp_path, {})
+    assert first == again
+    assert len(first) >= 32
+    path = tmp_path / "state" / "unsubscribe.secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
