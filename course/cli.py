@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from course.build import build_course, write_build
+from course.commands import delivery
 from course.config import Settings, default_settings, load_settings
 from course.errors import CourseError
+from course.tables import print_table
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -31,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("course: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as other Unix tools do.
+        sys.stderr = sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
 
 
 def settings_for(config: Path | None) -> Settings:
@@ -52,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=cmd_build)
     lessons = commands.add_parser("lessons", help="table of the course's lessons")
     lessons.set_defaults(handler=cmd_lessons)
+    delivery.add_commands(commands)
     return top
 
 
@@ -84,28 +91,6 @@ def cmd_lessons(args: argparse.Namespace, settings: Settings) -> int:
     ]
     print_table(("day", "kind", "title", "subject", "preheader", "html"), rows)
     return 0
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Aligned columns; long text columns are cut to fit the terminal."""
-    width = shutil.get_terminal_size((160, 24)).columns
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
-    widths = _fit(widths, width)
-    for row in (header, *rows):
-        cells = [_cut(str(cell), w) for cell, w in zip(row, widths, strict=True)]
-        print("  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip())
-
-
-def _fit(widths: list[int], total: int) -> list[int]:
-    widths = list(widths)
-    while sum(widths) + 2 * (len(widths) - 1) > total and max(widths) > 12:
-        widest = widths.index(max(widths))
-        widths[widest] -= 1
-    return widths
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 if __name__ == "__main__":

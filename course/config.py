@@ -129,7 +129,8 @@ def parse_settings(text: str, *, source: Path) -> Settings:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
-    reader = _Reader(source, source.parent.resolve())
+    # Not resolved: paths stay as the operator wrote them, so messages name them that way.
+    reader = _Reader(source, source.parent)
     root = reader.mapping(data if data is not None else {}, "")
     return _settings(reader, root)
 

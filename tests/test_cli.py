@@ -93,7 +93,7 @@ def test_unlinked_calls_to_action_are_warned_about(project: Path) -> None:
         ),
         (
             ("article: examples/why", "article: examples/missing-why"),
-            "course: error: {project}/examples/missing-why-he-pushes-you-away.txt: cannot read the "
+            "course: error: examples/missing-why-he-pushes-you-away.txt: cannot read the "
             "article: No such file or directory",
         ),
     ],
@@ -121,7 +121,8 @@ def test_broken_article_error_names_file_and_line(project: Path) -> None:
     result = run(project, "lessons")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"course: error: {article}: line 87: expected item 5, found 6) It’s moving too fast"
+        "course: error: examples/why-he-pushes-you-away.txt: line 87: expected item 5, "
+        "found 6) It’s moving too fast"
     )
 
 

@@ -1,0 +1,289 @@
+"""`course subscribers`, `send`, `run`, `simulate` and `status`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from course.backends.memory import MemoryBackend
+from course.config import Settings
+from course.delivery import Deliverer, TickReport
+from course.errors import CourseError
+from course.ledger import Ledger
+from course.progress import Progress
+from course.runtime import Runtime, read_subscribers
+from course.scheduler import TickScheduler
+from course.tables import print_table
+from course.timeparse import parse_moment
+
+LOG = logging.getLogger("course")
+STATES = ("claimed", "sent", "retrying", "failed", "bounced")
+STATUSES = ("active", "completed", "unsubscribed", "bounced", "removed")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser("subscribers", help="validate the CSV and report every bad row")
+    sub.set_defaults(handler=cmd_subscribers)
+    send = commands.add_parser("send", help="run one delivery tick now (or at --now)")
+    send.add_argument("--now", help="ISO 8601 time to tick at (default: the real clock)")
+    send.add_argument(
+        "--dry-run", action="store_true", help="show what would go out; change nothing"
+    )
+    send.set_defaults(handler=cmd_send)
+    run = commands.add_parser("run", help="the scheduler: deliver due lessons every tick")
+    run.set_defaults(handler=cmd_run)
+    sim = commands.add_parser("simulate", help="deliver N days on a virtual clock, in seconds")
+    sim.add_argument("--days", type=int, required=True, help="how many days to simulate")
+    sim.add_argument("--start", help="ISO 8601 start (default: now)")
+    sim.set_defaults(handler=cmd_simulate)
+    status = commands.add_parser("status", help="who is on which day; what failed")
+    status.add_argument("--subscriber", metavar="EMAIL", help="one subscriber's history")
+    status.set_defaults(handler=cmd_status)
+
+
+def log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+
+
+def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
+    for line in read_subscribers(settings).report_lines():
+        print(line)
+    return 0
+
+
+def _now(args: argparse.Namespace, option: str, settings: Settings) -> datetime:
+    value = getattr(args, option.lstrip("-").replace("-", "_"))
+    if value is None:
+        return datetime.now(UTC)
+    return parse_moment(value, option=option, default_timezone=settings.schedule.timezone)
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    now = _now(args, "--now", settings)
+    if args.dry_run:
+        return _dry_run(settings, now)
+    log_to_stderr()
+    with _runner(settings, clock=lambda: now) as runtime:
+        report = _tick_with_progress(runtime, now, "sending")
+    print(f"{now.isoformat(timespec='seconds')}: {report.summary()}")
+    return 0
+
+
+def _dry_run(settings: Settings, now: datetime) -> int:
+    """Run the tick against a throwaway copy of the ledger, into memory."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = replace(settings, ledger=_copy_ledger(settings, Path(scratch)))
+        runtime = Runtime.open(copy)
+        memory = MemoryBackend()
+        runtime.deliverer = Deliverer(
+            runtime.build, runtime.ledger, memory, runtime.timing, runtime.deliverer.links
+        )
+        try:
+            runtime.tick(now)
+        finally:
+            runtime.close()
+    rows = [(m.recipient, _day_of(m.message_id)) for m in memory.outbox]
+    print(f"dry run at {now.isoformat(timespec='seconds')}: {len(rows)} would be sent")
+    print_table(("recipient", "day"), rows)
+    return 0
+
+
+def _copy_ledger(settings: Settings, scratch: Path) -> str:
+    if not settings.ledger.startswith("sqlite:///"):
+        raise CourseError(f"{settings.source}: ledger: --dry-run works on SQLite ledgers only")
+    source = settings.base_dir / settings.ledger.removeprefix("sqlite:///")
+    target = scratch / "dry-run.db"
+    if source.exists():
+        with Ledger.open(settings.ledger, base_dir=settings.base_dir):
+            pass  # opening checkpoints nothing but proves the file is a ledger we can read
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{source}{suffix}").exists():
+                shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+    return f"sqlite:///{target}"
+
+
+def _day_of(message_id: str) -> str:
+    return message_id.split(".d", 1)[1][:2].lstrip("0") if ".d" in message_id else "?"
+
+
+@contextmanager
+def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[Runtime]:
+    """An open runtime holding the ledger's runner lease, with orphaned claims recovered."""
+    runtime = Runtime.open(settings, clock=clock)
+    owner = uuid.uuid4().hex
+    stale = timedelta(seconds=max(300, 3 * settings.schedule.tick_seconds))
+    try:
+        runtime.ledger.acquire_runner(
+            owner=owner, pid=os.getpid(), host=socket.gethostname(), now=clock(), stale_after=stale
+        )
+        recovered = runtime.ledger.recover_claims(now=clock())
+        if recovered:
+            LOG.warning(
+                "%d deliveries were claimed by a run that stopped before recording "
+                "them; they will be sent again (the crash rule)",
+                recovered,
+            )
+        yield runtime
+    finally:
+        runtime.ledger.release_runner(owner=owner)
+        runtime.close()
+
+
+def _tick_with_progress(
+    runtime: Runtime, now: datetime, label: str, should_stop: Callable[[], bool] = lambda: False
+) -> TickReport:
+    progress = Progress(label)
+    try:
+        return runtime.tick(now, should_stop=should_stop, progress=progress)
+    finally:
+        progress.done()
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    log_to_stderr()
+    with _runner(settings, clock=lambda: datetime.now(UTC)) as runtime:
+        print(_where_to_look(settings), file=sys.stderr)
+
+        def tick(now: datetime, should_stop: Callable[[], bool]) -> None:
+            _tick_with_progress(runtime, now, "sending", should_stop)
+
+        TickScheduler(tick, settings.schedule.tick_seconds).run()
+    LOG.info("stopped")
+    return 0
+
+
+def _where_to_look(settings: Settings) -> str:
+    every = f"every {settings.schedule.tick_seconds} s"
+    backend = settings.delivery.backend
+    if backend == "inbox":
+        target = f"the local inbox {settings.delivery.inbox} (a Maildir)"
+    elif backend == "file":
+        target = f".eml files in {settings.delivery.outbox}"
+    else:
+        target = f"the {backend} backend"
+    return (
+        f"course run: delivering due lessons {every} into {target}; "
+        "`course status` shows progress; Ctrl-C stops"
+    )
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.delivery.backend == "smtp":
+        raise CourseError(
+            f"{settings.source}: delivery.backend: simulate delivers days of mail "
+            "in seconds; it refuses smtp. Use inbox or file."
+        )
+    if args.days < 1:
+        raise CourseError("--days: expected a whole number of days >= 1")
+    start = _now(args, "--start", settings)
+    end = start + timedelta(days=args.days)
+    clock = _VirtualClock(start)
+    progress = Progress("simulating")
+    totals = TickReport()
+    with _runner(settings, clock=clock) as runtime:
+        while clock.now <= end:
+            _add(totals, runtime.tick(clock.now))
+            progress(totals.sent, f"sent, at {clock.now:%Y-%m-%d %H:%M}")
+            if not clock.advance(runtime.ledger.next_due_at(), settings.schedule.tick_seconds):
+                break
+    progress.done()
+    print(f"simulated {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {totals.summary()}")
+    return 0
+
+
+class _VirtualClock:
+    """Jumps straight to the next moment anything is due, so N days take seconds."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, next_event: datetime | None, tick_seconds: int) -> bool:
+        if next_event is None:
+            return False
+        self.now = max(next_event, self.now + timedelta(seconds=tick_seconds))
+        return True
+
+
+def _add(totals: TickReport, report: TickReport) -> None:
+    for name in ("sent", "retrying", "failed", "bounced"):
+        setattr(totals, name, getattr(totals, name) + getattr(report, name))
+    for day, count in report.by_day.items():
+        totals.by_day[day] = totals.by_day.get(day, 0) + count
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
+        if args.subscriber:
+            return _subscriber_status(ledger, args.subscriber)
+        _overall_status(ledger)
+    return 0
+
+
+def _overall_status(ledger: Ledger) -> None:
+    statuses = ledger.status_counts()
+    total = sum(statuses.values())
+    parts = ", ".join(f"{statuses.get(s, 0)} {s}" for s in STATUSES if statuses.get(s))
+    print(f"subscribers: {total}" + (f" ({parts})" if parts else ""))
+    counts = ledger.state_counts()
+    days = sorted({day for day, _ in counts})
+    if days:
+        print()
+        rows = [(str(d), *(str(counts.get((d, s), 0)) for s in STATES)) for d in days]
+        print_table(("day", *STATES), rows)
+    problems = ledger.problems(limit=50)
+    if problems:
+        print("\nproblems (latest 50):")
+        print_table(
+            ("subscriber", "day", "state", "attempts", "reply"),
+            [(email, str(d.day), d.state, str(d.attempts), d.last_reply) for email, d in problems],
+        )
+
+
+def _subscriber_status(ledger: Ledger, email: str) -> int:
+    view = ledger.subscriber(email)
+    if view is None:
+        raise CourseError(f"--subscriber: {email!r} is not in the ledger")
+    due = view.next_due_at.isoformat(timespec="minutes") if view.next_due_at else "-"
+    print(
+        f"{view.email}: {view.status} since {view.status_at:%Y-%m-%d %H:%M} UTC"
+        + (f" ({view.status_reason})" if view.status_reason else "")
+    )
+    print(
+        f"joined {view.joined_at:%Y-%m-%d %H:%M} UTC, time zone {view.timezone}, "
+        f"next day {view.next_day} due {due}"
+    )
+    rows = [
+        (
+            str(d.day),
+            d.state,
+            str(d.attempts),
+            _when(d.sent_at or d.claimed_at),
+            d.message_id,
+            d.last_reply,
+        )
+        for d in ledger.history(email)
+    ]
+    if rows:
+        print()
+        print_table(("day", "state", "attempts", "at (UTC)", "message-id", "reply"), rows)
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"

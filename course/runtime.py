@@ -1,0 +1,111 @@
+"""Wires settings to the parts a tick needs: course, subscribers, ledger, backend.
+
+Side effects live here (files, environment, the CSV's fingerprint); the parts themselves
+stay pure and take `now` as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from course.backends.base import Backend
+from course.backends.factory import make_backend
+from course.build import CourseBuild, build_course
+from course.config import Settings
+from course.delivery import Deliverer, Links, TickReport
+from course.ledger import Ledger, SubscriberRecord, SyncSummary
+from course.planner import Timing, first_due
+from course.subscribers import SubscriberList, fingerprint, load_subscribers
+from course.unsubscribe import load_secret
+
+LOG = logging.getLogger("course")
+CSV_FINGERPRINT = "subscribers_csv_fingerprint"
+
+
+def read_subscribers(settings: Settings) -> SubscriberList:
+    return load_subscribers(settings.subscribers, default_timezone=settings.schedule.timezone)
+
+
+def as_records(subscribers: SubscriberList) -> list[SubscriberRecord]:
+    return [
+        SubscriberRecord(s.email, s.name, s.timezone, s.fields, s.subscribed_at)
+        for s in subscribers.subscribers
+    ]
+
+
+def make_links(
+    settings: Settings, build: CourseBuild, environ: Mapping[str, str] = os.environ
+) -> Links:
+    secret = load_secret(settings.unsubscribe.secret_env, settings.base_dir, environ)
+    return Links(settings.unsubscribe.base_url, secret, build.sender.course_id)
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs to run ticks; close() when done."""
+
+    settings: Settings
+    build: CourseBuild
+    ledger: Ledger
+    backend: Backend
+    deliverer: Deliverer
+    timing: Timing
+    _seen_csv: str = ""
+
+    @classmethod
+    def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
+        build = build_course(settings)
+        ledger = Ledger.open(settings.ledger, base_dir=settings.base_dir)
+        backend = make_backend(settings, clock) if clock else make_backend(settings)
+        timing = Timing.from_settings(settings.schedule)
+        deliverer = Deliverer(build, ledger, backend, timing, make_links(settings, build))
+        return cls(settings, build, ledger, backend, deliverer, timing)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.ledger.close()
+
+    def refresh_subscribers(self, now: datetime) -> SyncSummary | None:
+        """Re-read the CSV when it changed since the last sync; None when it did not."""
+        # The default time zone shapes the rows too, so it is part of what "unchanged" means.
+        current = f"{fingerprint(self.settings.subscribers)} tz={self.settings.schedule.timezone}"
+        if current == self._seen_csv:
+            return None
+        if current == self.ledger.meta(CSV_FINGERPRINT):
+            self._seen_csv = current
+            return None
+        subscribers = read_subscribers(self.settings)
+        for line in subscribers.report_lines():
+            LOG.info("%s", line)
+        summary = self.ledger.sync(as_records(subscribers), now=now, first_due=self._first_due)
+        self.ledger.set_meta(CSV_FINGERPRINT, current)
+        self._seen_csv = current
+        LOG.info(
+            "subscribers: %d joined, %d updated, %d removed, %d rejoined",
+            summary.added,
+            summary.updated,
+            summary.removed,
+            summary.rejoined,
+        )
+        return summary
+
+    def _first_due(self, timezone: str, joined: datetime) -> datetime:
+        return first_due(joined, timezone, self.timing)
+
+    def tick(
+        self,
+        now: datetime,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[int], None] = lambda _: None,
+    ) -> TickReport:
+        """Reload the CSV if it changed, then deliver everything due at `now`."""
+        self.refresh_subscribers(now)
+        report = self.deliverer.tick(now, should_stop=should_stop, progress=progress)
+        if report.handled:
+            LOG.info("tick %s: %s", now.isoformat(timespec="seconds"), report.summary())
+        return report

@@ -1,0 +1,86 @@
+"""APScheduler 3.x wiring: one interval job that runs a tick; nothing about *what* is due.
+
+SIGINT and SIGTERM set a stop flag: the tick in progress finishes the batch in hand,
+records it, and the scheduler shuts down, so `course run` exits 0 without losing a send.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+LOG = logging.getLogger("course.scheduler")
+JOB_ID = "dripcourse-tick"
+
+Tick = Callable[[datetime, Callable[[], bool]], None]
+
+
+class TickScheduler:
+    """Runs `tick(now, should_stop)` every `tick_seconds`, starting at once."""
+
+    def __init__(
+        self,
+        tick: Tick,
+        tick_seconds: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.stopping = threading.Event()
+        self._tick = tick
+        self._clock = clock
+        self.scheduler = BlockingScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={
+                "coalesce": True,  # after a pause, run once, not once per missed interval
+                "max_instances": 1,  # a slow tick is never overlapped by the next one
+                # A tick that starts late is still worth running; one later than a whole
+                # interval is skipped, and the next one covers it (due work never expires).
+                "misfire_grace_time": tick_seconds,
+            },
+            timezone=UTC,
+        )
+        self.scheduler.add_job(
+            self._run_tick,
+            IntervalTrigger(seconds=tick_seconds, timezone=UTC),
+            id=JOB_ID,
+            name="deliver due lessons",
+            replace_existing=True,
+            next_run_time=clock(),
+        )
+
+    def _run_tick(self) -> None:
+        try:
+            self._tick(self._clock(), self.stopping.is_set)
+        except Exception:
+            # A failed tick is logged and retried at the next interval, not fatal.
+            LOG.exception("tick failed")
+
+    def run(self) -> None:
+        """Block until SIGINT/SIGTERM; the tick in progress finishes its batch first."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self.scheduler.start()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        LOG.info(
+            "%s received: finishing the message in hand, then stopping", signal.Signals(signum).name
+        )
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        # shutdown() from the signal handler would join the worker thread inside the
+        # handler; a helper thread does it so the main loop wakes up cleanly.
+        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()

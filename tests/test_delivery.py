@@ -1,0 +1,301 @@
+"""The drip: ticks on a frozen clock deliver one lesson per subscriber per local day."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from course.backends.inbox import read_inbox
+from course.config import Settings, load_settings
+from course.runtime import Runtime
+
+START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
+
+
+def configure(project: Path, csv: str, **replacements: str) -> Settings:
+    (project / "examples" / "subscribers.csv").write_text(csv, encoding="utf-8")
+    config = project / "schedule.yaml"
+    text = config.read_text()
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    config.write_text(text)
+    return load_settings(config)
+
+
+@pytest.fixture
+def runtime(project: Path) -> Iterator[Runtime]:
+    settings = configure(
+        project,
+        CSV_HEAD + "ann@example.com,Ann,America/New_York,\n"
+        "kai@example.com,Kai,Pacific/Kiritimati,\n",
+    )
+    opened = Runtime.open(settings, clock=lambda: START)
+    yield opened
+    opened.close()
+
+
+def course(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "course.cli", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def inbox(project: Path) -> dict[str, list[tuple[int, datetime, EmailMessage]]]:
+    """recipient -> [(day, Date header, message)] in delivery order."""
+    received: dict[str, list[tuple[int, datetime, EmailMessage]]] = defaultdict(list)
+    for item in reversed(read_inbox(project / "state" / "inbox")):
+        message = email.message_from_bytes(item.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        date = email.utils.parsedate_to_datetime(str(message["Date"]))
+        assert item.day is not None
+        received[item.recipient].append((item.day, date, message))
+    for messages in received.values():
+        messages.sort(key=lambda m: m[1])
+    return received
+
+
+def test_simulate_delivers_every_day_once_in_local_order(project: Path) -> None:
+    course(project, "simulate", "--days", "15", "--start", "2026-03-01T12:00:00+00:00")
+    received = inbox(project)
+    zones = {
+        "ann": "America/New_York",
+        "ben": "Europe/London",
+        "chika": "Asia/Tokyo",
+        "dev": "Australia/Sydney",
+        "ella": "America/Los_Angeles",
+        "felix": "Europe/Berlin",
+        "zoe": "Pacific/Auckland",
+    }
+    assert sorted(received) == sorted(f"{name}@example.com" for name in zones)
+    for name, zone in zones.items():
+        messages = received[f"{name}@example.com"]
+        assert [day for day, _, _ in messages] == list(range(1, 16))
+        local = [date.astimezone(ZoneInfo(zone)) for _, date, _ in messages]
+        assert len({moment.date() for moment in local}) == 15, "one lesson per local day"
+        assert all(moment.strftime("%H:%M") == "08:00" for moment in local[1:])
+        assert local[0] == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    status = course(project, "status").stdout
+    assert status.startswith("subscribers: 7 (7 completed)")
+
+
+def test_a_subscriber_joining_mid_course_starts_at_day_one(project: Path, runtime: Runtime) -> None:
+    for offset in range(5):
+        runtime.tick(START + timedelta(days=offset, hours=offset and 1))
+    csv = runtime.settings.subscribers
+    csv.write_text(csv.read_text() + "mia@example.com,Mia,Europe/Paris,\n")
+    later = START + timedelta(days=5, hours=2)
+    runtime.tick(later)
+    mia = runtime.ledger.history("mia@example.com")
+    assert [(d.day, d.state, d.sent_at) for d in mia] == [(1, "sent", later)]
+    assert runtime.ledger.subscriber("ann@example.com").next_day == 7  # type: ignore[union-attr]
+
+
+def test_rows_removed_from_the_csv_stop_receiving(runtime: Runtime) -> None:
+    runtime.tick(START)
+    csv = runtime.settings.subscribers
+    csv.write_text(CSV_HEAD + "ann@example.com,Ann,America/New_York,\n")
+    report = runtime.tick(START + timedelta(days=1, hours=1))
+    kai = runtime.ledger.subscriber("kai@example.com")
+    assert kai is not None
+    assert (kai.status, kai.status_reason) == ("removed", "removed from CSV")
+    assert report.sent == 1
+    assert [d.day for d in runtime.ledger.history("kai@example.com")] == [1]
+
+
+def test_three_days_of_downtime_shift_the_course(runtime: Runtime) -> None:
+    runtime.tick(START)  # day 1 for both
+    day_two = START + timedelta(days=1, hours=1)  # 13:00 UTC is 08:00 in New York
+    runtime.tick(day_two)
+    back = START + timedelta(days=4, hours=3)  # down from the 4th to the 6th
+    runtime.tick(back)
+    ann = runtime.ledger.history("ann@example.com")
+    assert [(d.day, d.sent_at) for d in ann] == [(1, START), (2, day_two), (3, back)]
+    # Day 4 is due the next local morning: the course shifted instead of bunching.
+    view = runtime.ledger.subscriber("ann@example.com")
+    assert view is not None
+    assert view.next_due_at == datetime(2026, 3, 7, 13, 0, tzinfo=UTC)
+
+
+def test_ticks_with_nothing_due_send_nothing(runtime: Runtime) -> None:
+    assert runtime.tick(START).sent == 2
+    assert runtime.tick(START + timedelta(hours=1)).sent == 0
+    assert runtime.tick(START + timedelta(hours=2)).summary() == "nothing due"
+
+
+def test_dst_change_keeps_local_send_time(runtime: Runtime) -> None:
+    moments = [START + timedelta(days=d, hours=h) for d in range(9) for h in range(0, 24)]
+    for moment in moments:
+        runtime.tick(moment)
+    ny = ZoneInfo("America/New_York")
+    ann = runtime.ledger.history("ann@example.com")
+    local = [d.sent_at.astimezone(ny) for d in ann if d.sent_at]
+    # 2026-03-08 is the spring-forward day in New York; every lesson still lands at 08:00.
+    assert all(moment.strftime("%H:%M") == "08:00" for moment in local[1:])
+    assert {moment.tzname() for moment in local[1:]} == {"EST", "EDT"}
+
+
+CRASHING_RUN = textwrap.dedent("""
+    import os, socket, sys, time
+    from datetime import datetime
+    from course.backends.inbox import InboxBackend
+    from course.config import load_settings
+    from course.runtime import Runtime
+
+    class StallAfterDelivering(InboxBackend):
+        # The messages reach the inbox, then the process hangs before the ledger hears of it.
+        def send(self, messages):
+            results = super().send(messages)
+            print("delivered", len(results), flush=True)
+            time.sleep(60)
+            return results
+
+    settings = load_settings(__import__("pathlib").Path("schedule.yaml"))
+    runtime = Runtime.open(settings)
+    runtime.backend = runtime.deliverer.backend = StallAfterDelivering(settings.delivery.inbox)
+    runtime.ledger.acquire_runner(owner="crashing", pid=os.getpid(), host=socket.gethostname(),
+                                  now=datetime.fromisoformat(sys.argv[1]),
+                                  stale_after=__import__("datetime").timedelta(minutes=5))
+    runtime.tick(datetime.fromisoformat(sys.argv[1]))
+""")
+
+
+def test_crash_between_claim_and_record_resends_at_most_the_batch(project: Path) -> None:
+    configure(project, CSV_HEAD + "".join(f"r{i}@example.com,R{i},UTC,\n" for i in range(5)))
+    now = "2026-03-02T12:00:00+00:00"
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_RUN, now], cwd=project, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "delivered 5"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    status = course(project, "status").stdout
+    assert "1    5        0" in status  # five day-1 deliveries left claimed
+    course(project, "send", "--now", now)
+    received = inbox(project)
+    # The five in doubt were sent again: a duplicate each, never a skip.
+    assert {r: [d for d, _, _ in m] for r, m in received.items()} == {
+        f"r{i}@example.com": [1, 1] for i in range(5)
+    }
+    course(project, "send", "--now", "2026-03-03T08:00:00+00:00")
+    assert all([d for d, _, _ in m] == [1, 1, 2] for m in inbox(project).values())
+
+
+def test_a_second_run_on_the_same_ledger_refuses_to_start(project: Path) -> None:
+    configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stderr is not None
+        assert "course run: delivering due lessons every 60 s" in first.stderr.readline()
+        second = course(project, "run", check=False)
+        assert second.returncode == 1
+        assert "another `course run`" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+
+
+def test_sigterm_finishes_the_tick_and_exits_zero(project: Path) -> None:
+    configure(project, CSV_HEAD + "".join(f"s{i}@example.com,S{i},UTC,\n" for i in range(30)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
+    )
+    assert run.stderr is not None
+    lines = []
+    for line in run.stderr:
+        lines.append(line)
+        if "tick " in line:
+            break
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=30) == 0
+    rest = run.stderr.read()
+    assert "SIGTERM received" in rest
+    assert "30 sent" in "".join(lines)
+    status = course(project, "status").stdout
+    assert "1    0        30" in status  # recorded: nothing left claimed
+
+
+HOSTILE = (
+    CSV_HEAD
+    + '"Eve\r\nBcc: all@example.org",Eve,UTC,\n'
+    + 'mallory@example.com,"Mal\r\nBcc: all@example.org",UTC,\n'
+    + "xss@example.com,<script>alert(1)</script>,UTC,\n"
+    + 'formula@example.com,=HYPERLINK("http://x.example.com"),UTC,\n'
+    + "not-an-address,Nope,UTC,\n"
+    + "XSS@example.com,Dup,UTC,\n"
+    + "tz@example.com,Tia,Mars/Olympus,\n"
+)
+
+
+def test_hostile_csv_never_reaches_a_header(project: Path) -> None:
+    configure(project, HOSTILE)
+    report = course(project, "subscribers").stdout.splitlines()
+    assert report == [
+        "examples/subscribers.csv: 3 subscribers accepted, 4 rows rejected, 1 adjusted",
+        "row 2: rejected: Eve\\r\\nBcc: all@example.org: control character in 'email' "
+        "(the record spans lines 2-3)",
+        "row 3: rejected: mallory@example.com: control character in 'first_name' "
+        "(the record spans lines 4-5)",
+        "row 6: rejected: not-an-address: invalid email address: An email address must have "
+        "an @-sign.",
+        "row 7: rejected: XSS@example.com: duplicate of row 4",
+        "row 8: adjusted: tz@example.com: unknown time zone 'Mars/Olympus', using UTC",
+    ]
+    course(project, "send", "--now", "2026-03-02T12:00:00+00:00")
+    received = inbox(project)
+    assert sorted(received) == ["formula@example.com", "tz@example.com", "xss@example.com"]
+    for messages in received.values():
+        ((_, _, message),) = messages
+        assert "Bcc" not in message
+        assert all("\n" not in str(value) for value in message.values())
+    xss = received["xss@example.com"][0][2]
+    assert str(xss["To"]) == '"<script>alert(1)</script>" <xss@example.com>'
+    html = xss.get_body(("html",))
+    assert html is not None
+    assert "<script>alert(1)</script>" not in html.get_content()
+    assert "Hi &lt;script&gt;alert(1)&lt;/script&gt;," in html.get_content()
+
+
+def test_dry_run_changes_nothing(project: Path) -> None:
+    configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n")
+    result = course(project, "send", "--dry-run", "--now", "2026-03-02T12:00:00+00:00")
+    assert "1 would be sent" in result.stdout
+    assert "ann@example.com" in result.stdout
+    assert not (project / "state" / "inbox").exists()
+    assert course(project, "status").stdout.startswith("subscribers: 0")
+
+
+def test_long_work_is_quiet_when_not_on_a_terminal(project: Path) -> None:
+    result = course(project, "simulate", "--days", "2", "--start", "2026-03-01T12:00:00Z")
+    assert "\r" not in result.stderr
+    assert result.stdout.startswith("simulated 2026-03-01 12:00 to 2026-03-03 12:00 UTC: ")
+
+
+def test_simulate_refuses_smtp(project: Path) -> None:
+    configure(project, CSV_HEAD, **{"backend: inbox": "backend: smtp"})
+    result = course(project, "simulate", "--days", "1", check=False)
+    assert result.returncode == 1
+    assert "it refuses smtp" in result.stderr
