@@ -154,6 +154,7 @@ def _csv_floor() -> dict[str, float]:
 
 def _hash_floor() -> dict[str, float]:
 
+    hashlib.sha256(Path("subscribers.csv").read_bytes()).hexdigest()  # warm the page cache
     start = time.perf_counter()
     hashlib.sha256(Path("subscribers.csv").read_bytes()).hexdigest()
     return {"seconds": time.perf_counter() - start}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +56,7 @@ class Runtime:
     deliverer: Deliverer
     timing: Timing
     _seen_csv: str = ""
+    _seen_stat: tuple[int, int] = (-1, -1)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
@@ -71,6 +73,13 @@ class Runtime:
 
     def refresh_subscribers(self, now: datetime) -> SyncSummary | None:
         """Re-read the CSV when it changed since the last sync; None when it did not."""
+        stat = self.settings.subscribers.stat()
+        # Untouched since we last hashed it: skip re-reading a large file. A file modified in
+        # the last few seconds is hashed anyway, as timestamps are coarser than edits can be.
+        settled = time.time() - stat.st_mtime > 5
+        if settled and (stat.st_size, stat.st_mtime_ns) == self._seen_stat:
+            return None
+        self._seen_stat = (stat.st_size, stat.st_mtime_ns)
         # The default time zone shapes the rows too, so it is part of what "unchanged" means.
         current = f"{fingerprint(self.settings.subscribers)} tz={self.settings.schedule.timezone}"
         if current == self._seen_csv:
