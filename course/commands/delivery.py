@@ -56,6 +56,8 @@ def log_to_stderr() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )
+    # APScheduler logs every job run at INFO; our own tick line says what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
