@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -56,6 +57,7 @@ from sqlalchemy import (
     insert,
     inspect,
     literal,
+    or_,
     select,
     update,
 )
@@ -70,6 +72,7 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
 from course.errors import LedgerError
@@ -513,6 +516,7 @@ class Ledger:
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self._label = label  # the database as the operator wrote it, for messages
         self._lease_owner = ""  # the runner lease this object holds; "" for none
+        self._write_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, base_dir: Path) -> Ledger:
@@ -674,18 +678,43 @@ class Ledger:
         for outcome in outcomes:
             _check_outcome(outcome)
         with self._writing() as conn:
-            claimed = _still_claimed(conn, outcomes)
             for outcome in outcomes:
-                if (outcome.subscriber_id, outcome.day) not in claimed:
+                if not _finish_delivery(conn, outcome, now):
                     _LOG.warning(
                         "ignored a %s outcome for subscriber %d day %d: not a claimed delivery",
                         outcome.state,
                         outcome.subscriber_id,
                         outcome.day,
                     )
-            kept = [o for o in outcomes if (o.subscriber_id, o.day) in claimed]
-            _finish_deliveries(conn, kept, now)
-            _move_subscribers(conn, kept, now)
+                    continue
+                _move_subscriber(conn, outcome, now)
+
+    def release(self, recipients: Sequence[Recipient], *, now: datetime) -> int:
+        """Give back claims that were never handed to the backend; return how many.
+
+        A fresh lesson's claim row is deleted, so it is due again as if never claimed; a
+        retry goes back to `retrying`, due at once. Only rows still `claimed` are touched.
+        """
+        now = require_utc(now)
+        d = DELIVERIES
+        fresh = [{"b_sid": r.subscriber_id, "b_day": r.day} for r in recipients if not r.attempts]
+        retries = [{"b_sid": r.subscriber_id, "b_day": r.day} for r in recipients if r.attempts]
+        lesson = (
+            d.c.subscriber_id == bindparam("b_sid"),
+            d.c.day == bindparam("b_day"),
+            d.c.state == CLAIMED,
+        )
+        with self._writing() as conn:
+            if fresh:
+                conn.execute(sql_delete(d).where(*lesson), fresh)
+            if retries:
+                back = (
+                    update(d)
+                    .where(*lesson)
+                    .values(state=RETRYING, next_attempt_at=now, updated_at=now)
+                )
+                conn.execute(back, retries)
+        return len(fresh) + len(retries)
 
     def recover_claims(self, *, now: datetime) -> int:
         """Apply the crash rule; return how many deliveries it put back.
@@ -899,9 +928,15 @@ class Ledger:
 
     # --- transactions ----------------------------------------------------------------------
 
-    def _writing(self) -> AbstractContextManager[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        return _transaction(self._writer, self._label)
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), one per process at a time.
+
+        Threads of one process queue on a lock rather than on SQLite's busy handler, which
+        sleeps for milliseconds at a time; other processes still wait on busy_timeout.
+        """
+        with self._write_lock, _transaction(self._writer, self._label) as conn:
+            yield conn
 
     def _reading(self) -> AbstractContextManager[Connection]:
         """A read transaction: one consistent snapshot; under WAL it never blocks writers."""
@@ -1300,7 +1335,7 @@ _NEXT_LESSON_STOPPED: Final = (
 _STOP_BOUNCED: Final = (
     update(_S)
     # An unsubscribe (the person's own choice) or a completion is not overwritten by a bounce.
-    .where(_S.c.id == bindparam("b_id"), _S.c.status.in_((ACTIVE, REMOVED)))
+    .where(_S.c.id == bindparam("b_id"), or_(_S.c.status == ACTIVE, _S.c.status == REMOVED))
     .values(
         status=BOUNCED,
         status_reason=bindparam("b_reply"),
@@ -1311,69 +1346,91 @@ _STOP_BOUNCED: Final = (
 )
 
 
-def _still_claimed(conn: Connection, outcomes: Sequence[Outcome]) -> set[tuple[int, int]]:
-    """Which of these (subscriber, day) deliveries are `claimed`, i.e. not yet recorded."""
-    d = DELIVERIES
-    ids = {outcome.subscriber_id for outcome in outcomes}
-    rows = conn.execute(
-        select(d.c.subscriber_id, d.c.day).where(d.c.subscriber_id.in_(ids), d.c.state == CLAIMED)
-    )
-    return {(row.subscriber_id, row.day) for row in rows}
-
-
-def _finish_deliveries(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Store each outcome on its delivery row, in one executemany round."""
-    if not outcomes:
-        return
-    conn.execute(
-        _FINISH_DELIVERY,
-        [
-            {
-                "b_id": outcome.subscriber_id,
-                "b_day": outcome.day,
-                "b_state": outcome.state,
-                "b_message_id": outcome.message_id,
-                "b_reply": outcome.reply,
-                "b_next_attempt_at": outcome.next_attempt_at if outcome.state == RETRYING else None,
-                "b_sent_at": now if outcome.state == SENT else None,
-                "b_now": now,
-            }
-            for outcome in outcomes
-        ],
-    )
-
-
-def _move_subscribers(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Advance, complete or stop each outcome's subscriber; one executemany per statement."""
-    moving = [_lesson_params(o, now) for o in outcomes if o.state in (SENT, FAILED)]
-    finished = [p for p in moving if p["b_next_due_at"] is None]
-    continuing = [p for p in moving if p["b_next_due_at"] is not None]
-    bounced = [
-        {"b_id": o.subscriber_id, "b_reply": o.reply or "bounced", "b_now": now}
-        for o in outcomes
-        if o.state == BOUNCED
-    ]
-    # The ACTIVE and not-ACTIVE statements match disjoint rows: an active subscriber moves
-    # on (or completes); one unsubscribed or removed while the message was in flight still
-    # had this lesson, so a later reactivation continues after it, but nothing is scheduled.
-    for statement, params in (
-        (_NEXT_LESSON, continuing),
-        (_COMPLETE_COURSE, finished),
-        (_NEXT_LESSON_STOPPED, moving),
-        (_STOP_BOUNCED, bounced),
-    ):
-        if params:
-            conn.execute(statement, params)
-
-
-def _lesson_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
-    return {
+def _finish_delivery(conn: Connection, outcome: Outcome, now: datetime) -> bool:
+    """Store the outcome on its delivery row; False if that row is not `claimed`."""
+    params = {
         "b_id": outcome.subscriber_id,
         "b_day": outcome.day,
-        "b_next_day": outcome.day + 1,
-        "b_next_due_at": outcome.next_due_at,
+        "b_state": outcome.state,
+        "b_message_id": outcome.message_id,
+        "b_reply": outcome.reply,
+        "b_next_attempt_at": outcome.next_attempt_at if outcome.state == RETRYING else None,
+        "b_sent_at": now if outcome.state == SENT else None,
         "b_now": now,
     }
+    return _fast(conn, _FINISH_DELIVERY, params) == 1
+
+
+def _move_subscriber(conn: Connection, outcome: Outcome, now: datetime) -> None:
+    """Advance, complete or stop the outcome's subscriber."""
+    if outcome.state == BOUNCED:
+        params = {
+            "b_id": outcome.subscriber_id,
+            "b_reply": outcome.reply or "bounced",
+            "b_now": now,
+        }
+        _fast(conn, _STOP_BOUNCED, params)
+    elif outcome.state in (SENT, FAILED):
+        params = {
+            "b_id": outcome.subscriber_id,
+            "b_day": outcome.day,
+            "b_next_day": outcome.day + 1,
+            "b_next_due_at": outcome.next_due_at,
+            "b_now": now,
+        }
+        last = outcome.next_due_at is None
+        if _fast(conn, _COMPLETE_COURSE if last else _NEXT_LESSON, params) == 0:
+            # Unsubscribed or removed while the message was in flight: they still had this
+            # lesson, so a later reactivation continues after it, but nothing is scheduled.
+            _fast(conn, _NEXT_LESSON_STOPPED, params)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A Core statement compiled for one dialect, with what its driver parameters need."""
+
+    sql: str
+    order: tuple[str, ...] | None
+    defaults: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_PREPARED: dict[tuple[int, str], _Prepared] = {}
+
+
+def _fast(conn: Connection, statement: UpdateBase, params: dict[str, Any]) -> int:
+    """Run a prepared statement through the driver; returns the row count.
+
+    record() runs two statements per message, and for a remote backend one message per
+    transaction: SQLAlchemy's per-execution work was most of the cost of recording a
+    send (about 60 us a statement, against 10 us through the driver).
+    """
+    prepared = _prepare(conn, statement)
+    values = {**prepared.defaults, **params}
+    for name, process in prepared.processors.items():
+        values[name] = process(values[name])
+    args = values if prepared.order is None else tuple(values[n] for n in prepared.order)
+    return int(conn.exec_driver_sql(prepared.sql, args).rowcount)
+
+
+def _prepare(conn: Connection, statement: UpdateBase) -> _Prepared:
+    key = (id(statement), conn.dialect.name)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        compiled = statement.compile(dialect=conn.dialect)
+        # binds holds each anonymous parameter twice: under a raw '%(id name)s' key and
+        # under the name the SQL uses; only the latter are wanted.
+        binds = {name: bind for name, bind in compiled.binds.items() if not name.startswith("%(")}
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in binds.items():
+            process = bind.type.bind_processor(conn.dialect)
+            if process is not None:
+                processors[name] = process
+        defaults = {name: bind.value for name, bind in binds.items() if not bind.required}
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        prepared = _Prepared(str(compiled), order, defaults, processors)
+        _PREPARED[key] = prepared
+    return prepared
 
 
 # --- the runner lease and reports -------------------------------------------------------------
