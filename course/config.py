@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import time, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -75,6 +75,17 @@ class SmtpSettings:
     timeout: float
     helo: str
     ca_file: Path | None
+    max_send_errors: int
+    pause_minutes: float
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Backoff for temporary failures: first wait, doubling up to a cap, then give up."""
+
+    first: timedelta
+    cap: timedelta
+    give_up_after: timedelta
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class DeliverySettings:
     inbox: Path
     outbox: Path
     smtp: SmtpSettings
+    retry: RetrySettings
 
 
 @dataclass(frozen=True)
@@ -277,14 +289,25 @@ def _send_days(r: _Reader, node: Mapping[str, Any]) -> frozenset[int]:
 
 
 def _delivery(r: _Reader, node: Mapping[str, Any]) -> DeliverySettings:
-    r.known(node, "delivery", ("backend", "inbox", "file", "smtp"))
+    r.known(node, "delivery", ("backend", "inbox", "file", "smtp", "retry"))
     backend = r.choice(node, "delivery.backend", BACKENDS, "inbox")
     return DeliverySettings(
         backend=cast(Literal["inbox", "file", "memory", "smtp"], backend),
         inbox=r.path(node, "delivery.inbox", "state/inbox"),
         outbox=r.path(node, "delivery.file", "state/outbox"),
         smtp=_smtp(r, r.section(node, "smtp", "delivery.smtp")),
+        retry=_retry(r, r.section(node, "retry", "delivery.retry")),
     )
+
+
+def _retry(r: _Reader, node: Mapping[str, Any]) -> RetrySettings:
+    r.known(node, "delivery.retry", ("first_minutes", "max_hours", "give_up_days"))
+    first = r.number(node, "delivery.retry.first_minutes", 5.0)
+    cap = r.number(node, "delivery.retry.max_hours", 4.0)
+    give_up = r.number(node, "delivery.retry.give_up_days", 3.0)
+    if first <= 0 or cap <= 0 or give_up <= 0:
+        raise r.error("delivery.retry", "expected times greater than 0", dict(node))
+    return RetrySettings(timedelta(minutes=first), timedelta(hours=cap), timedelta(days=give_up))
 
 
 def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
@@ -302,6 +325,8 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
             "timeout",
             "helo",
             "ca_file",
+            "max_send_errors",
+            "pause_minutes",
         ),
     )
     port = r.integer(node, "delivery.smtp.port", 587)
@@ -322,6 +347,8 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
         timeout=r.number(node, "delivery.smtp.timeout", 30.0),
         helo=r.string(node, "delivery.smtp.helo", ""),
         ca_file=r.path(node, "delivery.smtp.ca_file", "") if node.get("ca_file") else None,
+        max_send_errors=max(1, r.integer(node, "delivery.smtp.max_send_errors", 10)),
+        pause_minutes=r.number(node, "delivery.smtp.pause_minutes", 15.0),
     )
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from course.config import ScheduleSettings
+from course.config import RetrySettings, ScheduleSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +88,18 @@ def is_due(due_at: datetime | None, now: datetime) -> bool:
 def _require_aware(moment: datetime) -> None:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: the planner needs aware times")
+
+
+def retry_delay(attempts: int, retry: RetrySettings) -> timedelta | None:
+    """How long to wait after the `attempts`-th failed try; None means give up.
+
+    Waits double from `retry.first` up to `retry.cap`. The sum of the waits so far stands
+    in for the time since the first try, so the rule stays a pure function of the count.
+    """
+    delays: list[timedelta] = [
+        min(retry.first * 2 ** (n - 1), retry.cap) for n in range(1, attempts + 1)
+    ]
+    waited = sum(delays[:-1], timedelta())
+    if waited >= retry.give_up_after:
+        return None
+    return delays[-1]
