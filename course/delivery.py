@@ -9,16 +9,20 @@ crash leaves at most one batch in doubt (see the crash rule in the README).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from course.backends.base import Backend, OutgoingMessage, SendResult
 from course.build import CourseBuild
+from course.config import RetrySettings
+from course.errors import DeliveryError
 from course.ledger import Ledger, Outcome
 from course.ledger import Recipient as DueLesson
 from course.message import Recipient
-from course.planner import Timing, next_due
+from course.planner import Timing, next_due, retry_delay
 from course.unsubscribe import make_token, unsubscribe_url
 
 LOG = logging.getLogger("course.delivery")
@@ -34,6 +38,7 @@ class TickReport:
     failed: int = 0
     bounced: int = 0
     by_day: dict[int, int] = field(default_factory=dict)
+    stopped_by: DeliveryError | None = None
 
     @property
     def handled(self) -> int:
@@ -71,6 +76,7 @@ class Deliverer:
         backend: Backend,
         timing: Timing,
         links: Links,
+        retry: RetrySettings,
         *,
         batch_size: int = BATCH_SIZE,
     ) -> None:
@@ -79,6 +85,7 @@ class Deliverer:
         self.backend = backend
         self.timing = timing
         self.links = links
+        self.retry = retry
         self.batch_size = batch_size
         self.envelope_from = build.sender.address
 
@@ -89,27 +96,60 @@ class Deliverer:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda _: None,
     ) -> TickReport:
-        """Deliver everything due at `now`, a batch at a time, until done or told to stop."""
+        """Deliver everything due at `now`, a batch at a time, until done or told to stop.
+
+        The next batch is claimed and built while the previous one is being sent.
+        """
         report = TickReport()
-        while not should_stop():
-            due = self.ledger.due(now, limit=self.batch_size)
-            claimed = self.ledger.claim(due, now=now)
-            if not claimed:
-                break
-            self._deliver(claimed, now, report)
-            progress(report.handled)
+        with ThreadPoolExecutor(1, "deliver") as sender:
+            sending: Future[None] | None = None
+            while not should_stop():
+                claimed = self.ledger.claim(self.ledger.due(now, limit=self.batch_size), now=now)
+                if not claimed:
+                    break
+                batch = self._build(claimed, now)
+                if sending is not None and not _finished(sending, report):
+                    self.ledger.release(claimed, now=now)
+                    break
+                sending = sender.submit(self._deliver, batch, now, report)
+                progress(report.handled)
+            if sending is not None:
+                _finished(sending, report)
         return report
 
-    def _deliver(self, claimed: Sequence[DueLesson], now: datetime, report: TickReport) -> None:
+    def _build(self, claimed: Sequence[DueLesson], now: datetime) -> _Batch:
         messages = [self.message(lesson, now) for lesson in claimed]
-        results = self.backend.send(messages)
-        outcomes = [
-            self._outcome(lesson, result, now)
-            for lesson, result in zip(claimed, results, strict=True)
-        ]
-        self.ledger.record(outcomes, now=now)
-        for outcome in outcomes:
-            _count(report, outcome)
+        pairs = zip(messages, claimed, strict=True)
+        lessons = {(m.message_id, m.recipient): lesson for m, lesson in pairs}
+        return _Batch(claimed, messages, lessons)
+
+    def _deliver(self, batch: _Batch, now: datetime, report: TickReport) -> None:
+        """Send one claimed batch; whatever the backend never took is given back."""
+        claimed, messages, by_id = batch.claimed, batch.messages, batch.lessons
+        recorded: set[tuple[int, int]] = set()
+
+        def record(results: Sequence[SendResult]) -> None:
+            outcomes = [
+                self._outcome(by_id[r.message.message_id, r.message.recipient], r, now)
+                for r in results
+            ]
+            self.ledger.record(outcomes, now=now)
+            for outcome in outcomes:
+                recorded.add((outcome.subscriber_id, outcome.day))
+                _count(report, outcome)
+
+        try:
+            if self.backend.remote:
+                # Each acceptance is recorded before that connection sends again (the crash
+                # rule); connections that finish together share one commit.
+                group = GroupCommit(record)
+                self.backend.send(messages, on_result=group.submit)
+            else:
+                record(self.backend.send(messages))
+        finally:
+            unsent = [c for c in claimed if (c.subscriber_id, c.day) not in recorded]
+            if unsent:
+                self.ledger.release(unsent, now=now)
 
     def message(self, lesson: DueLesson, now: datetime) -> OutgoingMessage:
         """The finished message for one due lesson."""
@@ -123,29 +163,95 @@ class Deliverer:
         return OutgoingMessage(self.envelope_from, lesson.email, message_id, data)
 
     def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> Outcome:
-        if result.outcome in ("sent", "failed"):
-            last = lesson.day >= len(self.build.lessons)
-            due = None if last else next_due(now, lesson.timezone, self.timing)
-            return Outcome(
-                lesson.subscriber_id,
-                lesson.day,
-                result.outcome,
-                result.message.message_id,
-                result.reply,
-                next_due_at=due,
-            )
+        message_id, reply = result.message.message_id, result.reply
+        base = (lesson.subscriber_id, lesson.day)
+        if result.outcome == "retry":
+            wait = retry_delay(lesson.attempts + 1, self.retry)
+            if wait is not None:
+                return Outcome(*base, "retrying", message_id, reply, next_attempt_at=now + wait)
+            reply = f"gave up after {lesson.attempts + 1} attempts; last: {reply}"
+            return Outcome(*base, "failed", message_id, reply, next_due_at=self._next(lesson, now))
         if result.outcome == "bounced":
-            return Outcome(
-                lesson.subscriber_id, lesson.day, "bounced", result.message.message_id, result.reply
-            )
+            return Outcome(*base, "bounced", message_id, reply)
         return Outcome(
-            lesson.subscriber_id,
-            lesson.day,
-            "retrying",
-            result.message.message_id,
-            result.reply,
-            next_attempt_at=now,
+            *base, result.outcome, message_id, reply, next_due_at=self._next(lesson, now)
         )
+
+    def _next(self, lesson: DueLesson, now: datetime) -> datetime | None:
+        """When the following lesson is due; None after the last one."""
+        if lesson.day >= len(self.build.lessons):
+            return None
+        return next_due(now, lesson.timezone, self.timing)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Claimed lessons and their finished messages, keyed back by (Message-ID, recipient)."""
+
+    claimed: Sequence[DueLesson]
+    messages: list[OutgoingMessage]
+    lessons: dict[tuple[str, str], DueLesson]
+
+
+def _finished(sending: Future[None], report: TickReport) -> bool:
+    """Wait for a batch; False when it stopped with a delivery error (kept in the report)."""
+    try:
+        sending.result()
+    except DeliveryError as exc:
+        # What finished is recorded and the rest released; the caller decides whether
+        # this pauses the run or stops it.
+        report.stopped_by = exc
+        return False
+    return True
+
+
+class GroupCommit:
+    """Callers block until their item is committed; whoever arrives first commits for all.
+
+    With several connections, results that arrive while a commit runs are committed
+    together in the next one, so a busy pool pays for far fewer transactions while each
+    connection still waits for its own message to be on record.
+    """
+
+    def __init__(self, commit: Callable[[Sequence[SendResult]], None]) -> None:
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._pending: list[tuple[SendResult, _Slot]] = []
+        self._busy = False
+
+    def submit(self, result: SendResult) -> None:
+        slot = _Slot()
+        with self._cond:
+            self._pending.append((result, slot))
+            while not slot.done:
+                if self._busy:
+                    self._cond.wait()
+                    continue
+                self._lead()
+        if slot.error is not None:
+            raise slot.error
+
+    def _lead(self) -> None:
+        """Commit everything pending (called with the lock held; drops it meanwhile)."""
+        batch, self._pending, self._busy = self._pending, [], True
+        error: BaseException | None = None
+        self._cond.release()
+        try:
+            self._commit([result for result, _ in batch])
+        except BaseException as exc:  # handed to every caller whose result was in the batch
+            error = exc
+        finally:
+            self._cond.acquire()
+            for _, slot in batch:
+                slot.done, slot.error = True, error
+            self._busy = False
+            self._cond.notify_all()
+
+
+@dataclass
+class _Slot:
+    done: bool = False
+    error: BaseException | None = None
 
 
 def _count(report: TickReport, outcome: Outcome) -> None:

@@ -11,10 +11,11 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from course.backends.base import Backend
 from course.backends.factory import make_backend
+from course.backends.smtp import SendingPaused
 from course.build import CourseBuild, build_course
 from course.config import Settings
 from course.delivery import Deliverer, Links, TickReport
@@ -57,6 +58,7 @@ class Runtime:
     timing: Timing
     _seen_csv: str = ""
     _seen_stat: tuple[int, int] = (-1, -1)
+    paused_until: datetime | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
@@ -64,7 +66,9 @@ class Runtime:
         ledger = Ledger.open(settings.ledger, base_dir=settings.base_dir)
         backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
-        deliverer = Deliverer(build, ledger, backend, timing, make_links(settings, build))
+        deliverer = Deliverer(
+            build, ledger, backend, timing, make_links(settings, build), settings.delivery.retry
+        )
         return cls(settings, build, ledger, backend, deliverer, timing)
 
     def close(self) -> None:
@@ -112,9 +116,25 @@ class Runtime:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda _: None,
     ) -> TickReport:
-        """Reload the CSV if it changed, then deliver everything due at `now`."""
+        """Reload the CSV if it changed, then deliver everything due at `now`.
+
+        Too many errors in a row pause delivery for `delivery.smtp.pause_minutes`; an error
+        that no retry can fix (login refused, bad certificate, server down) is raised.
+        """
+        if self.paused_until is not None and now < self.paused_until:
+            return TickReport()
         self.refresh_subscribers(now)
         report = self.deliverer.tick(now, should_stop=should_stop, progress=progress)
         if report.handled:
             LOG.info("tick %s: %s", now.isoformat(timespec="seconds"), report.summary())
+        if isinstance(report.stopped_by, SendingPaused):
+            pause = timedelta(minutes=self.settings.delivery.smtp.pause_minutes)
+            self.paused_until = now + pause
+            LOG.error(
+                "ALERT: %s; delivery paused until %s",
+                report.stopped_by,
+                self.paused_until.isoformat(timespec="minutes"),
+            )
+        elif report.stopped_by is not None:
+            raise report.stopped_by
         return report

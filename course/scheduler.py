@@ -17,6 +17,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from course.errors import CourseError
+
 LOG = logging.getLogger("course.scheduler")
 JOB_ID = "dripcourse-tick"
 
@@ -56,10 +58,13 @@ class TickScheduler:
         )
 
     def _run_tick(self) -> None:
+        # A failed tick is logged and tried again at the next interval, not fatal: the
+        # server may be back by then, and the ledger says exactly what is still due.
         try:
             self._tick(self._clock(), self.stopping.is_set)
+        except CourseError as exc:
+            LOG.error("tick failed: %s; trying again at the next tick", exc)
         except Exception:
-            # A failed tick is logged and retried at the next interval, not fatal.
             LOG.exception("tick failed")
 
     def run(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -30,10 +30,17 @@ class SendResult:
     reply: str = ""
 
 
+ResultHook = Callable[["SendResult"], None]
+
+
 class Backend(ABC):
     """Open once, send batches, close; usable as a context manager."""
 
     name: str = "backend"
+    # A remote backend hands messages to another machine: the deliverer records each
+    # result as it comes (via `on_result`), so a crash leaves at most one message in doubt
+    # per connection. Local backends are recorded a batch at a time.
+    remote: bool = False
 
     # Optional hooks, not abstract: the embedded backends have nothing to acquire.
     def open(self) -> None:  # noqa: B027
@@ -43,8 +50,13 @@ class Backend(ABC):
         """Release what `open` acquired; safe to call twice."""
 
     @abstractmethod
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Deliver the messages, one result per message, in order."""
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
+    ) -> list[SendResult]:
+        """Deliver the messages, one result per message, in order.
+
+        `on_result` (when given) is called with each result as soon as it is known.
+        """
 
     def __enter__(self) -> Self:
         self.open()
@@ -57,3 +69,11 @@ class Backend(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def report(results: list[SendResult], on_result: ResultHook | None) -> list[SendResult]:
+    """Pass each result to the hook (when there is one) and return them all."""
+    if on_result is not None:
+        for result in results:
+            on_result(result)
+    return results

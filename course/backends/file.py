@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from course.backends.base import Backend, OutgoingMessage, SendResult
+from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult, report
 from course.backends.wire import check_batch
 from course.errors import DeliveryError
 
@@ -100,7 +100,9 @@ class FileBackend(Backend):
         """Nothing is held open between sends; just forget that open() ran."""
         self._opened = False
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
+    ) -> list[SendResult]:
         """Write every message, or none if any is malformed; `reply` is the file written."""
         check_batch(messages)
         if not self._opened:
@@ -112,7 +114,7 @@ class FileBackend(Backend):
             fsync_directory(self.directory)
         except OSError as exc:
             raise DeliveryError(f"cannot write to {self.directory}: {exc}") from exc
-        return results
+        return report(results, on_result)
 
     def _write(self, message: OutgoingMessage) -> Path:
         """Write one message and return its path."""

@@ -22,7 +22,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from course.backends.base import Backend, OutgoingMessage, SendResult
+from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult, report
 from course.backends.file import Clock, from_ns, fsync_directory, to_ns, utc_now, write_atomically
 from course.backends.wire import check_batch
 from course.errors import DeliveryError
@@ -90,7 +90,9 @@ class InboxBackend(Backend):
         """Nothing is held open between sends; just forget that open() ran."""
         self._opened = False
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
+    ) -> list[SendResult]:
         """Deliver every message, or none if any is malformed; `reply` is the Maildir key."""
         check_batch(messages)
         if not self._opened:
@@ -100,7 +102,7 @@ class InboxBackend(Backend):
             fsync_directory(self.directory / "new")
         except OSError as exc:
             raise DeliveryError(f"cannot deliver to Maildir {self.directory}: {exc}") from exc
-        return results
+        return report(results, on_result)
 
     def _deliver(self, message: OutgoingMessage) -> str:
         """Write one message into tmp/, move it to new/, and return its key."""

@@ -91,7 +91,12 @@ def _dry_run(settings: Settings, now: datetime) -> int:
         runtime = Runtime.open(copy)
         memory = MemoryBackend()
         runtime.deliverer = Deliverer(
-            runtime.build, runtime.ledger, memory, runtime.timing, runtime.deliverer.links
+            runtime.build,
+            runtime.ledger,
+            memory,
+            runtime.timing,
+            runtime.deliverer.links,
+            settings.delivery.retry,
         )
         try:
             runtime.tick(now)
