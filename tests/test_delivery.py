@@ -299,3 +299,36 @@ def test_simulate_refuses_smtp(project: Path) -> None:
     result = course(project, "simulate", "--days", "1", check=False)
     assert result.returncode == 1
     assert "it refuses smtp" in result.stderr
+
+
+def test_send_test_delivers_one_lesson_outside_the_ledger(project: Path) -> None:
+    configure(project, CSV_HEAD + "zoe@example.com,Zoë,Pacific/Auckland,\n")
+    result = course(
+        project, "send-test", "--day", "3", "--to", "me@example.org", "--as", "zoe@example.com"
+    )
+    assert result.stdout.startswith("day 3 sent to me@example.org as zoe@example.com via inbox")
+    (message,) = [m for _, _, m in inbox(project)["me@example.org"]]
+    assert str(message["Subject"]) == "Day 3 of 15: Want advice for your unique situation?"
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "Hi Zoë," in text.get_content()
+    assert course(project, "status").stdout.startswith("subscribers: 0")
+
+
+def test_send_test_names_an_unknown_subscriber(project: Path) -> None:
+    configure(project, CSV_HEAD + "zoe@example.com,Zoë,UTC,\n")
+    result = course(
+        project,
+        "send-test",
+        "--day",
+        "1",
+        "--to",
+        "me@example.org",
+        "--as",
+        "nobody@example.com",
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "course: error: --as: 'nobody@example.com' is not a subscriber in examples/subscribers.csv"
+    )

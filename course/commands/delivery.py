@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from course.backends.memory import MemoryBackend
+from course.build import build_course
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError
@@ -25,6 +26,7 @@ from course.progress import Progress
 from course.runtime import Runtime, read_subscribers
 from course.scheduler import TickScheduler
 from course.tables import print_table
+from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
 
 LOG = logging.getLogger("course")
@@ -47,6 +49,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sim.add_argument("--days", type=int, required=True, help="how many days to simulate")
     sim.add_argument("--start", help="ISO 8601 start (default: now)")
     sim.set_defaults(handler=cmd_simulate)
+    test = commands.add_parser(
+        "send-test", help="send one lesson to one address (not recorded in the ledger)"
+    )
+    test.add_argument("--day", type=int, required=True, help="which lesson")
+    test.add_argument("--to", required=True, metavar="ADDRESS", help="where to send it")
+    test.add_argument(
+        "--as",
+        dest="as_email",
+        metavar="EMAIL",
+        help="personalise as this CSV subscriber (default: a sample subscriber)",
+    )
+    test.set_defaults(handler=cmd_send_test)
     status = commands.add_parser("status", help="who is on which day; what failed")
     status.add_argument("--subscriber", metavar="EMAIL", help="one subscriber's history")
     status.set_defaults(handler=cmd_status)
@@ -232,6 +246,19 @@ def _add(totals: TickReport, report: TickReport) -> None:
         setattr(totals, name, getattr(totals, name) + getattr(report, name))
     for day, count in report.by_day.items():
         totals.by_day[day] = totals.by_day.get(day, 0) + count
+
+
+def cmd_send_test(args: argparse.Namespace, settings: Settings) -> int:
+    build = build_course(settings)
+    recipient = recipient_as(settings, build, args.as_email)
+    result = send_test(
+        settings, build, day=args.day, to=args.to, as_recipient=recipient, now=datetime.now(UTC)
+    )
+    print(
+        f"day {args.day} sent to {args.to} as {recipient.email} via "
+        f"{settings.delivery.backend}: {result.reply or 'accepted'}"
+    )
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
