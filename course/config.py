@@ -109,6 +109,14 @@ class UnsubscribeSettings:
 
 
 @dataclass(frozen=True)
+class PreviewSettings:
+    """The operator's local web preview (always bound to 127.0.0.1)."""
+
+    enabled: bool
+    port: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `schedule.yaml` says, validated once at start-up."""
 
@@ -121,6 +129,7 @@ class Settings:
     ledger: str
     delivery: DeliverySettings
     unsubscribe: UnsubscribeSettings
+    preview: PreviewSettings
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -179,6 +188,7 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
         ledger=r.string(root, "ledger", "sqlite:///state/course.db"),
         delivery=_delivery(r, r.section(root, "delivery")),
         unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
+        preview=_preview(r, r.section(root, "preview")),
         warnings=tuple(r.warnings),
     )
     _check_compliance(r, settings)
@@ -365,6 +375,17 @@ def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
         secret_env=r.string(node, "unsubscribe.secret_env", "COURSE_SECRET"),
         mailto=mailto,
     )
+
+
+def _preview(r: _Reader, node: Mapping[str, Any]) -> PreviewSettings:
+    r.known(node, "preview", ("enabled", "port"))
+    enabled = node.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise r.error("preview.enabled", "expected true or false", enabled)
+    port = r.integer(node, "preview.port", 8025)
+    if not 1 <= port <= 65535:
+        raise r.error("preview.port", "expected a port number 1-65535", port)
+    return PreviewSettings(enabled=enabled, port=port)
 
 
 def _check_compliance(r: _Reader, settings: Settings) -> None:

@@ -1,0 +1,1 @@
+"""Web front ends: the operator preview (loopback) and the public unsubscribe endpoints."""
