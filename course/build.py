@@ -50,6 +50,8 @@ def course_sender(settings: Settings, course: Course) -> Sender:
         address=settings.sender.from_address,
         course_id=course_id(settings, course),
         reply_to=settings.sender.reply_to,
+        list_name=course_name(settings, course),
+        unsubscribe_mailto=settings.unsubscribe.mailto,
     )
 
 

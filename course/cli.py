@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from course.build import build_course, write_build
-from course.commands import delivery
+from course.commands import delivery, optout
 from course.config import Settings, default_settings, load_settings
 from course.errors import CourseError
 from course.tables import print_table
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     lessons = commands.add_parser("lessons", help="table of the course's lessons")
     lessons.set_defaults(handler=cmd_lessons)
     delivery.add_commands(commands)
+    optout.add_commands(commands)
     return top
 
 

@@ -106,6 +106,7 @@ class UnsubscribeSettings:
     base_url: str
     secret_env: str
     mailto: str
+    listen: tuple[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,7 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
 
 
 def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
-    r.known(node, "unsubscribe", ("base_url", "secret_env", "mailto"))
+    r.known(node, "unsubscribe", ("base_url", "secret_env", "mailto", "listen"))
     base_url = r.string(node, "unsubscribe.base_url", "http://127.0.0.1:8026")
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
         raise r.error("unsubscribe.base_url", "expected an http(s) URL without query", base_url)
@@ -374,7 +375,19 @@ def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
         base_url=base_url.rstrip("/"),
         secret_env=r.string(node, "unsubscribe.secret_env", "COURSE_SECRET"),
         mailto=mailto,
+        listen=_listen(r, node),
     )
+
+
+def _listen(r: _Reader, node: Mapping[str, Any]) -> tuple[str, int] | None:
+    """`host:port` where `course run` serves the unsubscribe endpoints; None: it does not."""
+    raw = r.string(node, "unsubscribe.listen", "")
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise r.error("unsubscribe.listen", "expected host:port such as 127.0.0.1:8026", raw)
+    return host.strip("[]"), int(port)
 
 
 def _preview(r: _Reader, node: Mapping[str, Any]) -> PreviewSettings:
@@ -396,6 +409,15 @@ def _check_compliance(r: _Reader, settings: Settings) -> None:
             "required when delivery.backend is smtp "
             "(CAN-SPAM needs a postal address in every message)",
             "",
+        )
+    if settings.delivery.backend == "smtp" and not settings.unsubscribe.base_url.startswith(
+        "https://"
+    ):
+        raise r.error(
+            "unsubscribe.base_url",
+            "must be https:// when delivery.backend is smtp (mailbox providers ignore "
+            "one-click unsubscribe over http)",
+            settings.unsubscribe.base_url,
         )
 
 

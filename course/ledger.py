@@ -597,6 +597,35 @@ class Ledger:
             )
         return result.rowcount > 0
 
+    def unsubscribe(self, email: str, *, how: str, now: datetime) -> bool:
+        """Suppress an address from now on; True if this call changed anything.
+
+        An address the ledger has never seen is recorded too, so it stays suppressed if it
+        turns up in the CSV later. Unsubscribing twice keeps the first time and reason.
+        """
+        now = require_utc(now)
+        s = SUBSCRIBERS
+        key = email.lower()
+        with self._writing() as conn:
+            status = conn.execute(select(s.c.status).where(s.c.email_key == key)).scalar()
+            if status in (UNSUBSCRIBED, BOUNCED):
+                return False
+            if status is None:
+                conn.execute(insert(s).values(_suppressed_row(email, how, now)))
+            else:
+                conn.execute(
+                    update(s).where(s.c.email_key == key).values(_stopped(UNSUBSCRIBED, how, now))
+                )
+        return True
+
+    def suppressions(self) -> list[SubscriberView]:
+        """Unsubscribed and bounced addresses: one list that nothing is ever sent to."""
+        s = SUBSCRIBERS
+        query = select(s).where(or_(s.c.status == UNSUBSCRIBED, s.c.status == BOUNCED))
+        with self._reading() as conn:
+            rows = conn.execute(query.order_by(s.c.status_at, s.c.id)).all()
+        return [_subscriber_view(row) for row in rows]
+
     def reactivate(
         self, email: str, *, now: datetime, first_due: Callable[[str, datetime], datetime]
     ) -> bool:
@@ -1140,6 +1169,21 @@ class _Sync:
             s = SUBSCRIBERS
             self._conn.execute(update(s).where(s.c.id == bindparam("b_id")), self._updates)
             self._updates = []
+
+
+def _suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
+    """A subscriber row for an address unsubscribed before it was ever synced."""
+    return {
+        "email": email,
+        "email_key": email.lower(),
+        "name": "",
+        "timezone": "UTC",
+        "fields": "{}",
+        "joined_at": now,
+        "next_day": 1,
+        "created_at": now,
+        **_stopped(UNSUBSCRIBED, how, now),
+    }
 
 
 def _stopped(status: str, reason: str, now: datetime) -> dict[str, Any]:

@@ -59,10 +59,17 @@ class Sender:
     address: str
     course_id: str
     reply_to: str = ""
+    list_name: str = ""
+    unsubscribe_mailto: str = ""
 
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2]
+
+    @property
+    def list_id(self) -> str:
+        """RFC 2919: the course's id under the sender's domain, e.g. `cats.example.com`."""
+        return f"{self.course_id}.{ascii_domain('x@' + self.domain).partition('@')[2]}"
 
 
 class PreparedLesson:
@@ -108,6 +115,7 @@ class PreparedLesson:
         lines = [
             f"To: {format_address(recipient.name, recipient.email)}",
             f"Subject: {subject}",
+            list_unsubscribe(recipient.unsubscribe_url, self.sender.unsubscribe_mailto),
             f"Date: {format_datetime(date)}",
             f"Message-ID: {message_id}",
         ]
@@ -118,7 +126,11 @@ def _static_headers(sender: Sender, boundary: str) -> bytes:
     lines = [f"From: {format_address(sender.name, sender.address)}"]
     if sender.reply_to:
         lines.append(f"Reply-To: {format_address('', sender.reply_to)}")
+    list_id = formataddr((sender.list_name or sender.course_id, sender.list_id), "utf-8")
     lines += [
+        # RFC 8058: a POST to the List-Unsubscribe URL with this body unsubscribes at once.
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        _fold_before_bracket(f"List-Id: {list_id}"),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"',
         "",
@@ -199,3 +211,26 @@ def ascii_domain(address: str) -> str:
         return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
     except idna.IDNAError as exc:
         raise RenderError(f"cannot encode the domain of {address!r}: {exc}") from None
+
+
+def _fold_before_bracket(header: str) -> str:
+    """Fold a `Name: phrase <id>` field before the bracket when it passes 78 columns."""
+    if len(header) <= 78:
+        return header
+    phrase, _, rest = header.rpartition(" <")
+    return f"{phrase}\r\n <{rest}"
+
+
+def list_unsubscribe(url: str, mailto: str) -> str:
+    """RFC 2369/8058: `<https://…>` first, then `<mailto:…>` when the operator has one."""
+    check_header_value(url, "unsubscribe URL")
+    if any(ch in url for ch in " <>,"):
+        raise RenderError(
+            f"refusing unsubscribe URL {url!r}: it must not contain spaces, "
+            "angle brackets or commas"
+        )
+    header = f"List-Unsubscribe: <{url}>"
+    if mailto:
+        # Folded after the comma: a long token would otherwise push the line past 78.
+        header += f",\r\n <mailto:{ascii_domain(mailto)}?subject=unsubscribe>"
+    return header

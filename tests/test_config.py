@@ -66,6 +66,18 @@ def test_unquoted_send_time_is_read_as_written() -> None:
             "(CAN-SPAM needs a postal address in every message), got ''",
         ),
         (
+            "delivery:\n  backend: smtp\nsender:\n  postal_address: 1 Main St\n"
+            "unsubscribe:\n  base_url: http://u.example.com\n",
+            "schedule.yaml: unsubscribe.base_url: must be https:// when delivery.backend is "
+            "smtp (mailbox providers ignore one-click unsubscribe over http), "
+            "got 'http://u.example.com'",
+        ),
+        (
+            "unsubscribe:\n  listen: nowhere\n",
+            "schedule.yaml: unsubscribe.listen: expected host:port such as 127.0.0.1:8026, "
+            "got 'nowhere'",
+        ),
+        (
             "delivery:\n  smtp:\n    port: 70000\n",
             "schedule.yaml: delivery.smtp.port: expected a port number 1-65535, got 70000",
         ),

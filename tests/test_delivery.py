@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,10 +26,18 @@ START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def configure(project: Path, csv: str, **replacements: str) -> Settings:
     (project / "examples" / "subscribers.csv").write_text(csv, encoding="utf-8")
     config = project / "schedule.yaml"
-    text = config.read_text()
+    # `course run` serves the unsubscribe pages: on a free port, never the operator's.
+    text = config.read_text().replace("listen: 127.0.0.1:8026", f"listen: 127.0.0.1:{free_port()}")
     for old, new in replacements.items():
         text = text.replace(old, new)
     config.write_text(text)
@@ -295,7 +304,14 @@ def test_long_work_is_quiet_when_not_on_a_terminal(project: Path) -> None:
 
 
 def test_simulate_refuses_smtp(project: Path) -> None:
-    configure(project, CSV_HEAD, **{"backend: inbox": "backend: smtp"})
+    configure(
+        project,
+        CSV_HEAD,
+        **{
+            "backend: inbox": "backend: smtp",
+            "base_url: http://127.0.0.1:8026": "base_url: https://course.example.com",
+        },
+    )
     result = course(project, "simulate", "--days", "1", check=False)
     assert result.returncode == 1
     assert "it refuses smtp" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -48,7 +49,13 @@ def test_wire_format_is_crlf_with_short_lines(built: CourseBuild) -> None:
         _, data = lesson.build(ZOE, date=NOW)
         assert b"\n" not in data.replace(b"\r\n", b"")
         assert b"\r" not in data.replace(b"\r\n", b"")
-        assert max(len(line) for line in data.split(b"\r\n")) <= 78
+        head, body = data.split(b"\r\n\r\n", 1)
+        # Headers fold at 78 where they can; a URL cannot be folded inside its brackets.
+        assert all(
+            len(line) <= 78 or b"List-Unsubscribe: <" in line for line in head.split(b"\r\n")
+        )
+        assert max(len(line) for line in head.split(b"\r\n")) <= 998
+        assert max(len(line) for line in body.split(b"\r\n")) <= 78
         assert data.isascii()
 
 
@@ -107,3 +114,49 @@ def test_internationalised_domain_goes_out_as_idna() -> None:
         format_address("José", "jose@bücher.example")
         == "=?utf-8?b?Sm9zw6k=?= <jose@xn--bcher-kva.example>"
     )
+
+
+LIST_UNSUBSCRIBE = re.compile(r"<https://[^\s<>,]+>(, ?<mailto:[^\s<>,]+>)?")
+
+
+def test_list_headers_follow_rfc_2369_2919_and_8058(built: CourseBuild) -> None:
+    url = "https://u.example.com/unsubscribe/abc.def"
+    zoe = Recipient("zoe@example.com", "Zoë", url, {})
+    message = parse(built.lesson(4).build(zoe, date=NOW)[1])
+    assert message["List-Unsubscribe"] == f"<{url}>"
+    assert LIST_UNSUBSCRIBE.fullmatch(str(message["List-Unsubscribe"]))
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (
+        message["List-Id"] == '"Why he pulls away: a 15-day course" '
+        "<why-he-pushes-you-away.example.com>"
+    )
+    assert "Precedence" not in message
+    assert "Auto-Submitted" not in message
+
+
+def test_mailto_joins_list_unsubscribe_when_configured(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = (
+        (root / "schedule.yaml")
+        .read_text()
+        .replace(
+            "secret_env: COURSE_SECRET", "secret_env: COURSE_SECRET\n  mailto: leave@example.com"
+        )
+    )
+    (tmp_path / "schedule.yaml").write_text(config)
+    for name in ("templates", "examples"):
+        (tmp_path / name).symlink_to(root / name)
+    build = build_course(load_settings(tmp_path / "schedule.yaml"))
+    zoe = Recipient("zoe@example.com", "Zoë", "https://u.example.com/unsubscribe/t.s", {})
+    message = parse(build.lesson(1).build(zoe, date=NOW)[1])
+    value = " ".join(str(message["List-Unsubscribe"]).split())
+    assert value == (
+        "<https://u.example.com/unsubscribe/t.s>, <mailto:leave@example.com?subject=unsubscribe>"
+    )
+    assert LIST_UNSUBSCRIBE.fullmatch(value)
+
+
+def test_an_unsafe_unsubscribe_url_is_refused(built: CourseBuild) -> None:
+    evil = Recipient("zoe@example.com", "Zoë", "https://u.example.com/a>,<https://x", {})
+    with pytest.raises(RenderError, match="must not contain spaces, angle brackets or commas"):
+        built.lesson(1).build(evil, date=NOW)

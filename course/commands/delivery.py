@@ -18,6 +18,7 @@ from pathlib import Path
 
 from course.backends.memory import MemoryBackend
 from course.build import build_course
+from course.commands.optout import unsubscriber
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError
@@ -28,6 +29,8 @@ from course.scheduler import TickScheduler
 from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
+from course.web.public import create_public_app
+from course.web.server import BackgroundServer
 
 LOG = logging.getLogger("course")
 STATES = ("claimed", "sent", "retrying", "failed", "bounced")
@@ -181,9 +184,26 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         def tick(now: datetime, should_stop: Callable[[], bool]) -> None:
             _tick_with_progress(runtime, now, "sending", should_stop)
 
-        TickScheduler(tick, settings.schedule.tick_seconds).run()
+        with _web_servers(settings, runtime):
+            TickScheduler(tick, settings.schedule.tick_seconds).run()
     LOG.info("stopped")
     return 0
+
+
+@contextmanager
+def _web_servers(settings: Settings, runtime: Runtime) -> Iterator[None]:
+    """The unsubscribe endpoints beside the scheduler, when `unsubscribe.listen` is set."""
+    servers: list[BackgroundServer] = []
+    try:
+        if settings.unsubscribe.listen is not None:
+            host, port = settings.unsubscribe.listen
+            app = create_public_app(unsubscriber(settings, runtime.ledger))
+            servers.append(BackgroundServer(app, host, port).start())
+            print(f"course run: unsubscribe endpoints on {servers[-1].url}", file=sys.stderr)
+        yield
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def _where_to_look(settings: Settings) -> str:
@@ -280,6 +300,13 @@ def _overall_status(ledger: Ledger) -> None:
         print()
         rows = [(str(d), *(str(counts.get((d, s), 0)) for s in STATES)) for d in days]
         print_table(("day", *STATES), rows)
+    suppressed = ledger.suppressions()[-50:]
+    if suppressed:
+        print("\nunsubscribed and bounced (latest 50):")
+        print_table(
+            ("subscriber", "status", "since (UTC)", "how"),
+            [(v.email, v.status, _when(v.status_at), v.status_reason) for v in suppressed],
+        )
     problems = ledger.problems(limit=50)
     if problems:
         print("\nproblems (latest 50):")

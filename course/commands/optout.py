@@ -1,0 +1,93 @@
+"""`course unsubscribe`, `resubscribe`, `suppressions` and `serve`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from course.article import load_article
+from course.build import course_id, write_atomic
+from course.config import Settings
+from course.errors import CourseError
+from course.ledger import Ledger
+from course.planner import Timing, first_due
+from course.render import course_name
+from course.suppression import suppression_csv
+from course.unsubscribe import load_secret
+from course.web.public import Unsubscriber, create_public_app
+from course.web.server import serve_forever
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    unsub = commands.add_parser("unsubscribe", help="suppress a subscriber by hand")
+    unsub.add_argument("email")
+    unsub.set_defaults(handler=cmd_unsubscribe)
+    resub = commands.add_parser("resubscribe", help="let an unsubscribed subscriber back in")
+    resub.add_argument("email")
+    resub.set_defaults(handler=cmd_resubscribe)
+    sup = commands.add_parser("suppressions", help="export unsubscribed and bounced as CSV")
+    sup.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    sup.set_defaults(handler=cmd_suppressions)
+    serve = commands.add_parser("serve", help="the public unsubscribe endpoints")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8026, help="port (default 8026)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def _ledger(settings: Settings) -> Ledger:
+    return Ledger.open(settings.ledger, base_dir=settings.base_dir)
+
+
+def cmd_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    with _ledger(settings) as ledger:
+        changed = ledger.unsubscribe(
+            args.email, how="by hand (course unsubscribe)", now=datetime.now(UTC)
+        )
+    print(f"{args.email}: unsubscribed" if changed else f"{args.email}: already suppressed")
+    return 0
+
+
+def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    timing = Timing.from_settings(settings.schedule)
+    with _ledger(settings) as ledger:
+        view = ledger.subscriber(args.email)
+        if view is None or view.status not in ("unsubscribed", "bounced"):
+            raise CourseError(f"{args.email!r} is not unsubscribed or bounced")
+        ledger.reactivate(
+            args.email,
+            now=datetime.now(UTC),
+            first_due=lambda zone, joined: first_due(joined, zone, timing),
+        )
+    print(f"{args.email}: active again from day {view.next_day}")
+    return 0
+
+
+def cmd_suppressions(args: argparse.Namespace, settings: Settings) -> int:
+    with _ledger(settings) as ledger:
+        text = suppression_csv(ledger.suppressions())
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.out, text.encode("utf-8"))
+        print(f"wrote {text.count(chr(10)) - 1} suppressed addresses to {args.out}")
+    return 0
+
+
+def unsubscriber(settings: Settings, ledger: Ledger) -> Unsubscriber:
+    course = load_article(settings.course.article)
+    secret = load_secret(settings.unsubscribe.secret_env, settings.base_dir, os.environ)
+    return Unsubscriber(secret, course_id(settings, course), course_name(settings, course), ledger)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    with _ledger(settings) as ledger:
+        app = create_public_app(unsubscriber(settings, ledger))
+        print(
+            f"Unsubscribe endpoints on http://{args.host}:{args.port}/unsubscribe/<token>",
+            flush=True,
+        )
+        serve_forever(app, args.host, args.port)
+    return 0
