@@ -48,6 +48,8 @@ sender:
   postal_address: "1 Example Street, Springfield"
 subscribers: subscribers.csv
 ledger: sqlite:///course.db
+unsubscribe:
+  base_url: https://course.example.com
 delivery:
   backend: smtp
   smtp:

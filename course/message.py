@@ -100,11 +100,15 @@ class PreparedLesson:
         check_header_value(recipient.name, "name")
         values = recipient.values()
         message_id = self.message_id(recipient.email)
-        head = self._head(recipient, values, message_id, date)
-        text = _fill(self.text, self.slots, values, escape=False)
-        body = _fill(self.html, self.slots, values, escape=True)
         text_head, html_head, close = self.part_heads
-        return message_id, b"".join((head, text_head, text, html_head, body, close))
+        # One join into one buffer: building each part separately would copy the message
+        # three times, and at thousands of messages a second the copies were the cost.
+        out = [self._head(recipient, values, message_id, date), text_head]
+        _fill(out, self.text, self.slots, values, escape=False)
+        out.append(html_head)
+        _fill(out, self.html, self.slots, values, escape=True)
+        out.append(close)
+        return message_id, b"".join(out)
 
     def _head(
         self, recipient: Recipient, values: Mapping[str, str], message_id: str, date: datetime
@@ -166,16 +170,21 @@ def _qp_segments(text: str) -> Segments:
 
 
 def _fill(
-    segments: Segments, slots: tuple[Slot, ...], values: Mapping[str, str], *, escape: bool
-) -> bytes:
-    out: list[bytes] = []
+    out: list[bytes],
+    segments: Segments,
+    slots: tuple[Slot, ...],
+    values: Mapping[str, str],
+    *,
+    escape: bool,
+) -> None:
+    """Append a part's segments to `out`, each hole filled with its encoded value."""
     for segment in segments:
         if isinstance(segment, bytes):
             out.append(segment)
             continue
         value = slots[segment].value(values)
-        out.append(_qp(html.escape(value) if escape else value) + SOFT_BREAK)
-    return b"".join(out)
+        out.append(_qp(html.escape(value) if escape else value))
+        out.append(SOFT_BREAK)
 
 
 def _digest(text: str) -> str:
