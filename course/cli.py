@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from course.build import build_course, write_build
-from course.commands import delivery, optout
+from course.commands import delivery, optout, preview
 from course.config import Settings, default_settings, load_settings
 from course.errors import CourseError
 from course.tables import print_table
@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     lessons.set_defaults(handler=cmd_lessons)
     delivery.add_commands(commands)
     optout.add_commands(commands)
+    preview.add_commands(commands)
     return top
 
 

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from course.backends.inbox import read_inbox
@@ -38,6 +39,7 @@ def configure(project: Path, csv: str, **replacements: str) -> Settings:
     config = project / "schedule.yaml"
     # `course run` serves the unsubscribe pages: on a free port, never the operator's.
     text = config.read_text().replace("listen: 127.0.0.1:8026", f"listen: 127.0.0.1:{free_port()}")
+    text = text.replace("port: 8025", f"port: {free_port()}")
     for old, new in replacements.items():
         text = text.replace(old, new)
     config.write_text(text)
@@ -348,3 +350,24 @@ def test_send_test_names_an_unknown_subscriber(project: Path) -> None:
     assert result.stderr.strip() == (
         "course: error: --as: 'nobody@example.com' is not a subscriber in examples/subscribers.csv"
     )
+
+
+def test_course_run_serves_the_preview_and_the_unsubscribe_pages(project: Path) -> None:
+    configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stderr is not None
+        urls = {}
+        for line in run.stderr:
+            for what in ("preview", "unsubscribe endpoints"):
+                if line.startswith(f"course run: {what} on "):
+                    urls[what] = line.rsplit(" ", 1)[1].strip()
+            if len(urls) == 2:
+                break
+        assert httpx.get(urls["preview"]).status_code == 200
+        assert httpx.get(urls["unsubscribe endpoints"] + "unsubscribe/forged").status_code == 400
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 0

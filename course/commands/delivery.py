@@ -29,8 +29,9 @@ from course.scheduler import TickScheduler
 from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
+from course.web.preview import start_preview
 from course.web.public import create_public_app
-from course.web.server import BackgroundServer
+from course.web.server import WebServer, serve_in_background
 
 LOG = logging.getLogger("course")
 STATES = ("claimed", "sent", "retrying", "failed", "bounced")
@@ -192,13 +193,16 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 @contextmanager
 def _web_servers(settings: Settings, runtime: Runtime) -> Iterator[None]:
-    """The unsubscribe endpoints beside the scheduler, when `unsubscribe.listen` is set."""
-    servers: list[BackgroundServer] = []
+    """The preview and the unsubscribe endpoints beside the scheduler, when configured."""
+    servers: list[WebServer] = []
     try:
+        if settings.preview.enabled:
+            servers.append(start_preview(settings, settings.preview.port))
+            print(f"course run: preview on {servers[-1].url}", file=sys.stderr)
         if settings.unsubscribe.listen is not None:
             host, port = settings.unsubscribe.listen
             app = create_public_app(unsubscriber(settings, runtime.ledger))
-            servers.append(BackgroundServer(app, host, port).start())
+            servers.append(serve_in_background(app, host, port, what="unsubscribe"))
             print(f"course run: unsubscribe endpoints on {servers[-1].url}", file=sys.stderr)
         yield
     finally:

@@ -18,7 +18,7 @@ from course.render import course_name
 from course.suppression import suppression_csv
 from course.unsubscribe import load_secret
 from course.web.public import Unsubscriber, create_public_app
-from course.web.server import serve_forever
+from course.web.server import serve_in_background
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,9 +85,10 @@ def unsubscriber(settings: Settings, ledger: Ledger) -> Unsubscriber:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with _ledger(settings) as ledger:
         app = create_public_app(unsubscriber(settings, ledger))
-        print(
-            f"Unsubscribe endpoints on http://{args.host}:{args.port}/unsubscribe/<token>",
-            flush=True,
-        )
-        serve_forever(app, args.host, args.port)
+        server = serve_in_background(app, args.host, args.port, what="serve")
+        print(f"Unsubscribe endpoints on {server.url}unsubscribe/<token>", flush=True)
+        try:
+            server.wait()
+        finally:
+            server.stop()
     return 0

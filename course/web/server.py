@@ -1,4 +1,4 @@
-"""Run an ASGI app with uvicorn, in the foreground or on a background thread."""
+"""Serve an ASGI app with uvicorn on a socket bound up front, in a background thread."""
 
 from __future__ import annotations
 
@@ -11,45 +11,85 @@ from starlette.types import ASGIApp
 
 from course.errors import CourseError
 
-
-def check_port_free(host: str, port: int) -> None:
-    """Fail with a clear message before uvicorn would log and exit on its own."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise CourseError(
-                f"cannot listen on {host}:{port}: {exc.strerror}; choose another port with --port"
-            ) from None
+START_TIMEOUT = 10.0
 
 
-def serve_forever(app: ASGIApp, host: str, port: int) -> None:
-    """Blocking; Ctrl-C or SIGTERM stops it cleanly."""
-    check_port_free(host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+class ServerError(CourseError):
+    """A web server cannot start, e.g. its port is taken."""
 
 
-class BackgroundServer:
-    """uvicorn on a daemon thread, for `course run`; `stop()` shuts it down."""
+class WebServer:
+    """A running server; `url` to open, `stop()` to shut it down, `wait()` to block."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
-        check_port_free(host, port)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        # Off the main thread uvicorn installs no signal handlers: the scheduler keeps them.
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
-        self.url = f"http://{host}:{port}/"
+    def __init__(
+        self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int
+    ) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
 
-    def start(self, timeout: float = 10.0) -> BackgroundServer:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise CourseError(f"the web server on {self.url} did not start")
-            time.sleep(0.02)
-        return self
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask uvicorn to finish the requests in hand and wait for it."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C arrives here as KeyboardInterrupt)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+
+def serve_in_background(app: ASGIApp, host: str, port: int, *, what: str) -> WebServer:
+    """Bind host:port (0 = any free port) and return once uvicorn accepts requests.
+
+    Off the main thread uvicorn installs no signal handlers, so `course run` keeps its own.
+    """
+    sock = bind(host, port, what=what)
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # leave the host program's logging alone
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"course-{what}", daemon=True
+    )
+    thread.start()
+    _wait_until_started(server, thread, what)
+    return WebServer(server, thread, host, sock.getsockname()[1])
+
+
+def bind(host: str, port: int, *, what: str) -> socket.socket:
+    """A listening socket bound before uvicorn starts, so a taken port is a one-line error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(
+            f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what "
+            "uses it, or choose another port"
+        ) from None
+    return sock
+
+
+def _wait_until_started(server: uvicorn.Server, thread: threading.Thread, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive():
+            raise ServerError(f"{what}: the web server stopped while starting (see above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise ServerError(f"{what}: the web server did not start in {START_TIMEOUT:.0f} s")
+        time.sleep(0.01)

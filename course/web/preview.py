@@ -1,0 +1,302 @@
+"""`course preview`: every lesson as subscribers will get it, and what the inbox received.
+
+A small Starlette app for the operator, served by uvicorn on 127.0.0.1 only. The course is
+built once per change of its files (see `preview_state`); a request only personalises
+one message and parses it back, so what the page shows is what would go on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from course.backends.file import Clock, utc_now
+from course.build import CourseBuild
+from course.config import Settings
+from course.errors import CourseError
+from course.message import Recipient
+from course.render import course_name
+from course.testsend import recipient_as, send_test
+from course.web.preview_checks import lesson_checks, message_checks, worst
+from course.web.preview_guard import LOOPBACK_HOSTS, FormGuard, SecurityHeaders
+from course.web.preview_inbox import InboxFilter, find_message, inbox_page
+from course.web.preview_message import view_message
+from course.web.preview_pages import Notice, Pages, View, positive_int, url
+from course.web.preview_state import PreviewState, Snapshot
+from course.web.server import ServerError as PreviewError
+from course.web.server import WebServer as PreviewServer
+from course.web.server import serve_in_background
+
+__all__ = ["PreviewError", "PreviewServer", "create_app", "start_preview"]
+
+STATIC = Path(__file__).parent / "static"
+FORM_LIMIT = 16_384  # bytes; the send-test form is three short fields
+
+
+def create_app(settings: Settings, *, clock: Clock = utc_now) -> Starlette:
+    """The preview as an ASGI app; it answers only to Host 127.0.0.1 or localhost."""
+    preview = PreviewApp(settings, clock)
+    return Starlette(
+        routes=preview.routes(),
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS)),
+            Middleware(SecurityHeaders),
+        ],
+        exception_handlers={404: preview.not_found, PageProblem: preview.page_problem},
+    )
+
+
+def start_preview(settings: Settings, port: int) -> PreviewServer:
+    """Serve the preview on 127.0.0.1:port in a background thread; returns once it is up."""
+    return serve_in_background(create_app(settings), "127.0.0.1", port, what="preview")
+
+
+class PageProblem(Exception):
+    """Ends a request with an error page instead of the page asked for."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+@dataclass(frozen=True)
+class Personalised:
+    """One lesson built for one recipient, and the snapshot it came from."""
+
+    snap: Snapshot
+    build: CourseBuild
+    recipient: Recipient
+    data: bytes
+
+
+class PreviewApp:
+    """The endpoints; they share the course state, the clock and the form token."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.state = PreviewState(settings, clock)
+        self.clock = clock
+        self.guard = FormGuard()
+        self.pages = Pages()
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.index),
+            Route("/lessons/{day:int}", self.lesson),
+            Route("/lessons/{day:int}/message.eml", self.lesson_eml),
+            Route("/lessons/{day:int}/send", self.send, methods=["POST"]),
+            Route("/inbox", self.inbox),
+            Route("/inbox/{key}", self.inbox_message),
+            Route("/inbox/{key}/message.eml", self.inbox_eml),
+            Route("/api/version", self.version),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+    # Course pages
+
+    def index(self, request: Request) -> Response:
+        snap = self.state.current()
+        self._built(snap)
+        return self.pages.render("index.html", {**self._common(snap), "snap": snap})
+
+    def lesson(self, request: Request) -> Response:
+        query = request.query_params
+        view = View.from_query(query)
+        return self._lesson_page(request.path_params["day"], view, sent=query.get("sent", ""))
+
+    def _lesson_page(
+        self,
+        day: int,
+        view: View,
+        *,
+        sent: str = "",
+        notice: Notice | None = None,
+        status: int = 200,
+    ) -> Response:
+        lesson = self._personalised(day, view.as_email)
+        message = view_message(lesson.data)
+        checks = lesson_checks(lesson.build.lesson(day).rendered, message)
+        context = {
+            **self._common(lesson.snap),
+            "day": day,
+            "days": len(lesson.build.lessons),
+            "lesson": lesson.snap.lessons[day - 1],
+            "message": message,
+            "checks": checks,
+            "level": worst(checks),
+            "view": view,
+            "recipient": lesson.recipient.email,
+            "people": lesson.snap.people,
+            "sent": sent,
+            "notice": notice,
+            "token": self.guard.token,
+        }
+        return self.pages.render("lesson.html", context, status)
+
+    def lesson_eml(self, request: Request) -> Response:
+        day = request.path_params["day"]
+        lesson = self._personalised(day, request.query_params.get("as", ""))
+        return eml_response(lesson.data, f"day-{day:02d}.eml")
+
+    def _personalised(self, day: int, as_email: str) -> Personalised:
+        """Lesson `day` exactly as `as_email` (or the sample subscriber) would receive it."""
+        snap = self.state.current()
+        build = self._built(snap)
+        if not 1 <= day <= len(build.lessons):
+            raise PageProblem(self._no_such_day(snap, day))
+        try:
+            recipient = recipient_as(snap.settings, build, as_email or None)
+            data = build.lesson(day).build(recipient, date=self.clock())[1]
+        except CourseError as exc:
+            problem = self._problem("Cannot render this lesson", str(exc), 404, snap)
+            raise PageProblem(problem) from None
+        return Personalised(snap, build, recipient, data)
+
+    def _built(self, snap: Snapshot) -> CourseBuild:
+        """The snapshot's build; a course that does not build stops here with its error."""
+        if snap.build is None:
+            raise PageProblem(self._problem("The course does not build", snap.error, 500, snap))
+        return snap.build
+
+    # Send test
+
+    async def send(self, request: Request) -> Response:
+        form = await read_form(request)
+        refusal = self.guard.refusal(request, form.get("token", ""))
+        if refusal:
+            return self._problem("Not sent", refusal, 403)
+        day, view, to = request.path_params["day"], View.from_query(form), form.get("to", "")
+        try:
+            await run_in_threadpool(self._send_test, day, to.strip(), view.as_email)
+        except CourseError as exc:
+            notice = Notice("error", f"Not sent: {exc}")
+            page = partial(self._lesson_page, day, view, notice=notice, status=400)
+            return await run_in_threadpool(page)
+        # Post/redirect/get: reloading the page afterwards must not send it again.
+        return RedirectResponse(url(f"/lessons/{day}", view.params(), sent=to), status_code=303)
+
+    def _send_test(self, day: int, to: str, as_email: str) -> None:
+        snap = self.state.current()
+        build = self._built(snap)
+        recipient = recipient_as(snap.settings, build, as_email or None)
+        send_test(snap.settings, build, day=day, to=to, as_recipient=recipient, now=self.clock())
+
+    # Inbox pages
+
+    def inbox(self, request: Request) -> Response:
+        query = request.query_params
+        wanted = InboxFilter(query.get("recipient", "").strip(), positive_int(query.get("day")))
+        page = positive_int(query.get("page")) or 1
+        listing = inbox_page(self.state.settings.delivery.inbox, wanted, page)
+        context = {**self._inbox_common(), "listing": listing, "wanted": wanted}
+        return self.pages.render("inbox.html", context)
+
+    def inbox_message(self, request: Request) -> Response:
+        data = self._inbox_bytes(request.path_params["key"])
+        if data is None:
+            return self._problem("No such message", "It is not in the inbox (any more).", 404)
+        message = view_message(data)
+        checks = message_checks(message)
+        context = {
+            **self._inbox_common(),
+            "key": request.path_params["key"],
+            "message": message,
+            "checks": checks,
+            "level": worst(checks),
+            "view": View.from_query(request.query_params),
+        }
+        return self.pages.render("message.html", context)
+
+    def inbox_eml(self, request: Request) -> Response:
+        data = self._inbox_bytes(request.path_params["key"])
+        if data is None:
+            return self._problem("No such message", "It is not in the inbox (any more).", 404)
+        return eml_response(data, "message.eml")
+
+    def _inbox_bytes(self, key: str) -> bytes | None:
+        path = find_message(self.state.settings.delivery.inbox, key)
+        try:
+            return path.read_bytes() if path else None
+        except FileNotFoundError:  # moved or deleted since we looked
+            return None
+
+    # Live reload, errors, shared context
+
+    def version(self, request: Request) -> Response:
+        """What the open pages poll: a new value for what they watch means reload."""
+        return JSONResponse(
+            {"course": self.state.course_version(), "inbox": self.state.inbox_version()}
+        )
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        detail = exc.detail if isinstance(exc, HTTPException) else "Not found"
+        return self._problem("Not found", str(detail), 404)
+
+    async def page_problem(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageProblem)
+        return exc.response
+
+    def _common(self, snap: Snapshot) -> dict[str, object]:
+        title = course_name(snap.settings, snap.build.course) if snap.build else "Course"
+        return {
+            "course_title": title,
+            "section": "lessons",
+            "watch": "course",
+            "version": snap.version,
+            "settings": snap.settings,
+        }
+
+    def _inbox_common(self) -> dict[str, object]:
+        snap = self.state.current()
+        return {
+            **self._common(snap),
+            "section": "inbox",
+            "watch": "inbox",
+            "version": self.state.inbox_version(),
+            "inbox_dir": snap.settings.delivery.inbox,
+        }
+
+    def _no_such_day(self, snap: Snapshot, day: int) -> Response:
+        days = len(snap.lessons)
+        return self._problem(
+            "No such day", f"Day {day}: the course has days 1 to {days}.", 404, snap
+        )
+
+    def _problem(
+        self, title: str, message: str, status: int, snap: Snapshot | None = None
+    ) -> Response:
+        """An error page; with a snapshot it reloads itself when the course files change."""
+        context = self._common(snap) if snap else {"course_title": "Course", "version": ""}
+        context.update(section="", watch="course" if snap else "", title=title, message=message)
+        return self.pages.render("problem.html", context, status)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A url-encoded body as a dict; anything oversized or malformed reads as empty."""
+    body = await request.body()
+    if len(body) > FORM_LIMIT:
+        return {}
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return dict(pairs)
+
+
+def eml_response(data: bytes, filename: str) -> Response:
+    return Response(
+        data,
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
