@@ -517,6 +517,7 @@ class Ledger:
         self._label = label  # the database as the operator wrote it, for messages
         self._lease_owner = ""  # the runner lease this object holds; "" for none
         self._write_lock = threading.Lock()
+        self._write_conn: Connection | None = None
 
     @classmethod
     def open(cls, url: str, *, base_dir: Path) -> Ledger:
@@ -546,6 +547,10 @@ class Ledger:
                 _migrate(conn, self._label)  # looks again, now under the write lock
 
     def close(self) -> None:
+        with self._write_lock:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
         self._engine.dispose()
 
     def __enter__(self) -> Self:
@@ -964,8 +969,13 @@ class Ledger:
         Threads of one process queue on a lock rather than on SQLite's busy handler, which
         sleeps for milliseconds at a time; other processes still wait on busy_timeout.
         """
-        with self._write_lock, _transaction(self._writer, self._label) as conn:
-            yield conn
+        with self._write_lock:
+            # One connection kept for writing: checking one out of the pool for every
+            # transaction cost more than the transaction when recording message by message.
+            if self._write_conn is None or self._write_conn.invalidated:
+                self._write_conn = self._writer.connect()
+            with _transaction(self._write_conn, self._label) as conn:
+                yield conn
 
     def _reading(self) -> AbstractContextManager[Connection]:
         """A read transaction: one consistent snapshot; under WAL it never blocks writers."""
@@ -973,11 +983,15 @@ class Ledger:
 
 
 @contextmanager
-def _transaction(engine: Engine, label: str) -> Iterator[Connection]:
-    """engine.begin(), with the database being unusable (locked, unreadable) as LedgerError."""
+def _transaction(source: Engine | Connection, label: str) -> Iterator[Connection]:
+    """A transaction, with the database being unusable (locked, unreadable) as LedgerError."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        if isinstance(source, Engine):
+            with source.begin() as conn:
+                yield conn
+        else:
+            with source.begin():
+                yield source
     except DBAPIError as exc:
         # Locked, read-only, disk full, "file is not a database": the operator can act on
         # these. Constraint and SQL errors are bugs and keep their traceback.
