@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from course.backends.base import Backend, OutgoingMessage, SendResult
 from course.backends.smtp_replies import Reply, Stage, is_error, outcome_of
 from course.config import SmtpSettings
-from course.errors import DeliveryError
+from course.errors import DeliveryError, RenderError
 from course.message import ascii_domain
 
 ResultHook = Callable[[SendResult], None]
+JITTER_MARGIN = 0.05
 IN_DOUBT = (
     "connection lost after the message was sent, before the server answered; "
     "it may have been delivered, so it is sent again (the crash rule)"
@@ -143,14 +144,15 @@ class SmtpConnection:
 
     @property
     def is_open(self) -> bool:
-        return self._smtp is not None
+        # A 421 reply closes smtplib's socket (see _reply) while the object stays here.
+        return self._smtp is not None and self._smtp.sock is not None
 
     def deliver(self, message: OutgoingMessage) -> SendResult:
         """One transaction. Raises _Lost if the connection drops (and closes it)."""
         assert self._smtp is not None
         try:
             sender, recipient = ascii_domain(message.sender), ascii_domain(message.recipient)
-        except DeliveryError as exc:
+        except RenderError as exc:  # a domain that cannot be IDNA-encoded
             return SendResult(message, "failed", str(exc))
         needs_utf8 = not (sender.isascii() and recipient.isascii())
         if needs_utf8 and not self.smtputf8:
@@ -175,7 +177,8 @@ class SmtpConnection:
         stages: tuple[Stage, ...] = ("mail", "rcpt", "data")
         for stage, reply in zip(stages, replies, strict=False):
             if not _positive(stage, reply):
-                self._abandon(smtp, replies)
+                if reply.code != 421:  # after a 421 there is no session left to reset
+                    self._abandon(smtp, replies)
                 return _result(message, stage, reply)
         smtp.send(dot_stuff(message.data))
         try:
@@ -189,8 +192,13 @@ class SmtpConnection:
         """MAIL, RCPT, DATA: in one write with PIPELINING, else one at a time."""
         if self.pipelining:
             smtp.send(b"".join(commands))
-            return [_reply(smtp) for _ in commands]
-        replies: list[Reply] = []
+            replies: list[Reply] = []
+            for _ in commands:
+                replies.append(_reply(smtp))
+                if replies[-1].code == 421:
+                    break  # the server closed the session: nothing more will be answered
+            return replies
+        replies = []
         stages: tuple[Stage, ...] = ("mail", "rcpt", "data")
         for command, stage in zip(commands, stages, strict=True):
             smtp.send(command)
@@ -248,11 +256,15 @@ class RateLimiter:
     def __init__(
         self,
         rate: float,
+        margin: float = JITTER_MARGIN,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.capacity = max(1, int(rate)) if rate >= 1 else 1
-        self.period = 1.0 if rate >= 1 else 1.0 / rate if rate > 0 else 0.0
+        base = 1.0 if rate >= 1 else 1.0 / rate if rate > 0 else 0.0
+        # The limit is the server's to count: messages arrive there a few milliseconds
+        # after they start here, and unevenly, so the window kept here is a little longer.
+        self.period = base * (1 + margin)
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
@@ -263,7 +275,8 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             while len(self._sent) >= self.capacity and now - self._sent[0] < self.period:
-                self._sleep(self._sent[0] + self.period - now)
+                # max(): float rounding must not turn the wait into a run of zero sleeps.
+                self._sleep(max(self._sent[0] + self.period - now, 1e-6))
                 now = self._clock()
                 while self._sent and now - self._sent[0] >= self.period:
                     self._sent.popleft()
@@ -358,10 +371,11 @@ class SmtpBackend(Backend):
 
     def _deliver(self, connection: SmtpConnection, message: OutgoingMessage) -> SendResult:
         """One message; a connection that was closed or idled out is replaced transparently."""
-        self._limiter.wait()
         for attempt in (1, 2):
             if not connection.is_open:
                 connection.open()
+            # After connecting: a slow login must not bunch the next sends past the limit.
+            self._limiter.wait()
             try:
                 return connection.deliver(message)
             except _Lost as lost:
