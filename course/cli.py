@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -10,17 +11,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from course.build import build_course, write_build
-from course.commands import delivery, optout, preview
 from course.config import Settings, default_settings, load_settings
 from course.errors import CourseError
 from course.tables import print_table
 
 Command = Callable[[argparse.Namespace, Settings], int]
+# Each command's module is imported only when that command runs (or for --help): the
+# ledger, scheduler and web stacks took longer to import than `course build` takes to run.
+COMMAND_MODULES = {
+    **dict.fromkeys(
+        ("subscribers", "send", "run", "simulate", "send-test", "status"),
+        "course.commands.delivery",
+    ),
+    **dict.fromkeys(
+        ("unsubscribe", "resubscribe", "suppressions", "serve"), "course.commands.optout"
+    ),
+    "preview": "course.commands.preview",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command, print a one-line error on failure (exit 1, Ctrl-C 130)."""
-    args = parser().parse_args(argv)
+    args = parser(argv).parse_args(argv)
     try:
         settings = settings_for(args.config)
         for warning in settings.warnings:
@@ -47,8 +59,12 @@ def settings_for(config: Path | None) -> Settings:
     return load_settings(default) if default.exists() else default_settings(Path.cwd())
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="course", description=__doc__)
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="course",
+        description="Dripcourse: turn an article into a daily email course, preview every "
+        "lesson, and deliver it.",
+    )
     top.add_argument(
         "--config", type=Path, default=None, help="path to schedule.yaml (default: ./schedule.yaml)"
     )
@@ -58,10 +74,29 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=cmd_build)
     lessons = commands.add_parser("lessons", help="table of the course's lessons")
     lessons.set_defaults(handler=cmd_lessons)
-    delivery.add_commands(commands)
-    optout.add_commands(commands)
-    preview.add_commands(commands)
+    wanted = _command_name(sys.argv[1:] if argv is None else argv)
+    modules = (
+        {COMMAND_MODULES[wanted]}
+        if wanted in COMMAND_MODULES
+        else set(COMMAND_MODULES.values())
+        if wanted not in ("build", "lessons")
+        else set()
+    )
+    for module in sorted(modules):
+        importlib.import_module(module).add_commands(commands)
     return top
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    """The sub-command named in argv, skipping --config and its value; "" if none."""
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--config":
+            rest = rest[1:]
+        elif not word.startswith("-"):
+            return word
+    return ""
 
 
 def warn(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import email
 import email.policy
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from course.cli import main
+from course.cli import COMMAND_MODULES, main, parser
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,3 +140,12 @@ def test_embedded_defaults_when_no_config(project: Path) -> None:
     result = run(project, "lessons")
     assert result.returncode == 0, result.stderr
     assert "Focus on yourself" in result.stdout
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    top = parser([])
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(commands.choices) == sorted(["build", "lessons", *COMMAND_MODULES])
+    for name in commands.choices:
+        assert f"`course {name}" in readme, f"README does not document `course {name}`"
