@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -96,25 +95,20 @@ class Deliverer:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda _: None,
     ) -> TickReport:
-        """Deliver everything due at `now`, a batch at a time, until done or told to stop.
-
-        The next batch is claimed and built while the previous one is being sent.
-        """
+        """Deliver everything due at `now`, a batch at a time, until done or told to stop."""
         report = TickReport()
-        with ThreadPoolExecutor(1, "deliver") as sender:
-            sending: Future[None] | None = None
-            while not should_stop():
-                claimed = self.ledger.claim(self.ledger.due(now, limit=self.batch_size), now=now)
-                if not claimed:
-                    break
-                batch = self._build(claimed, now)
-                if sending is not None and not _finished(sending, report):
-                    self.ledger.release(claimed, now=now)
-                    break
-                sending = sender.submit(self._deliver, batch, now, report)
-                progress(report.handled)
-            if sending is not None:
-                _finished(sending, report)
+        while not should_stop():
+            claimed = self.ledger.claim(self.ledger.due(now, limit=self.batch_size), now=now)
+            if not claimed:
+                break
+            try:
+                self._deliver(self._build(claimed, now), now, report)
+            except DeliveryError as exc:
+                # What finished is recorded and the rest released; the caller decides
+                # whether this pauses the run or stops it.
+                report.stopped_by = exc
+                break
+            progress(report.handled)
         return report
 
     def _build(self, claimed: Sequence[DueLesson], now: datetime) -> _Batch:
@@ -191,18 +185,6 @@ class _Batch:
     claimed: Sequence[DueLesson]
     messages: list[OutgoingMessage]
     lessons: dict[tuple[str, str], DueLesson]
-
-
-def _finished(sending: Future[None], report: TickReport) -> bool:
-    """Wait for a batch; False when it stopped with a delivery error (kept in the report)."""
-    try:
-        sending.result()
-    except DeliveryError as exc:
-        # What finished is recorded and the rest released; the caller decides whether
-        # this pauses the run or stops it.
-        report.stopped_by = exc
-        return False
-    return True
 
 
 class GroupCommit:
