@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -669,6 +670,14 @@ def test_course_send_delivers_over_smtp(project: Path, handler: ScriptedHandler)
     assert {m.mail_from for m in handler.messages} == {"hello@example.com"}
     assert all(str(m.as_email()["Subject"]).startswith("Day 1 of 15") for m in handler.messages)
     assert day_one(project) == {"claimed": 0, "sent": 3, "retrying": 0, "failed": 0, "bounced": 0}
+    for received in handler.messages:
+        # What went over the wire carries the one-click unsubscribe headers too.
+        headers = received.as_email()
+        assert re.fullmatch(
+            r"<https://[^\s<>,]+/unsubscribe/[\w.-]+>", str(headers["List-Unsubscribe"])
+        )
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert headers["List-Id"]
 
 
 def test_course_send_logs_in_with_the_password_from_the_environment(
