@@ -5,26 +5,18 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_course
 
 from course.cli import COMMAND_MODULES, main, parser
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point in `project`, as an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "course.cli", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return run_course(project, *args)
 
 
 def test_build_writes_every_day_and_an_index(project: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from support import free_port, run_course
 
 from course.backends.inbox import read_inbox
 from course.config import Settings, load_settings
@@ -25,13 +25,6 @@ from course.runtime import Runtime
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def configure(project: Path, csv: str, **replacements: str) -> Settings:
@@ -59,13 +52,7 @@ def runtime(project: Path) -> Iterator[Runtime]:
 
 
 def course(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "course.cli", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_course(project, *args)
     if check:
         assert result.returncode == 0, result.stderr
     return result

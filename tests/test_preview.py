@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from markupsafe import escape
+from support import free_port
 
 from course.backends.inbox import read_inbox
 from course.build import build_course
@@ -511,12 +512,6 @@ def test_send_test_reports_a_bad_address_on_the_page(shared: Preview) -> None:
 
 
 # Serving
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_taken_port_is_a_clear_error(project: Path) -> None:

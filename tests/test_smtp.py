@@ -21,6 +21,7 @@ import yaml
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from smtp_servers import CertChoice, ScriptedHandler, refusing_port, smtp_server
 from smtp_servers import Stage as ServerStage
+from support import run_course
 
 from course.backends.base import OutgoingMessage, SendResult
 from course.backends.smtp import IN_DOUBT, RateLimiter, SendingPaused, SmtpBackend, dot_stuff
@@ -620,14 +621,7 @@ def course(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI in `project` like an operator would."""
-    return subprocess.run(
-        [sys.executable, "-m", "course.cli", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
+    return run_course(project, *args, env=env)
 
 
 def configure(project: Path, port: int, emails: Sequence[str], **smtp: Any) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port, run_course
 
 from course.backends.inbox import read_inbox
 from course.backends.memory import MemoryBackend
@@ -29,22 +30,8 @@ CSV = "email,first_name,timezone\nann@example.com,Ann,UTC\nben@example.com,Ben,U
 NOW = "2026-03-02T12:00:00+00:00"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "course.cli", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "COURSE_SECRET": SECRET},
-    )
+    result = run_course(project, *args, env={"COURSE_SECRET": SECRET})
     assert result.returncode == 0, result.stderr
     return result
 

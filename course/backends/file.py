@@ -104,16 +104,11 @@ class FileBackend(Backend):
         self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
     ) -> list[SendResult]:
         """Write every message, or none if any is malformed; `reply` is the file written."""
-        check_batch(messages)
         if not self._opened:
             self.open()
-        try:
-            results = [
-                SendResult(message, "sent", str(self._write(message))) for message in messages
-            ]
-            fsync_directory(self.directory)
-        except OSError as exc:
-            raise DeliveryError(f"cannot write to {self.directory}: {exc}") from exc
+        results = store_batch(
+            messages, lambda m: str(self._write(m)), self.directory, f"write to {self.directory}"
+        )
         return report(results, on_result)
 
     def _write(self, message: OutgoingMessage) -> Path:
@@ -121,3 +116,19 @@ class FileBackend(Backend):
         path = self.directory / eml_name(self._clock(), next(_COUNTER), message.recipient)
         write_atomically(message.data, path, scratch_dir=self.directory)
         return path
+
+
+def store_batch(
+    messages: Sequence[OutgoingMessage],
+    store: Callable[[OutgoingMessage], str],
+    folder: Path,
+    what: str,
+) -> list[SendResult]:
+    """Check the whole batch, store each message, then make the folder's entries durable."""
+    check_batch(messages)
+    try:
+        results = [SendResult(message, "sent", store(message)) for message in messages]
+        fsync_directory(folder)
+    except OSError as exc:
+        raise DeliveryError(f"cannot {what}: {exc}") from exc
+    return results

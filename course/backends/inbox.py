@@ -23,8 +23,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult, report
-from course.backends.file import Clock, from_ns, fsync_directory, to_ns, utc_now, write_atomically
-from course.backends.wire import check_batch
+from course.backends.file import Clock, from_ns, store_batch, to_ns, utc_now, write_atomically
 from course.errors import DeliveryError
 
 MAILDIR_SUBDIRS = ("tmp", "new", "cur")
@@ -94,14 +93,11 @@ class InboxBackend(Backend):
         self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
     ) -> list[SendResult]:
         """Deliver every message, or none if any is malformed; `reply` is the Maildir key."""
-        check_batch(messages)
         if not self._opened:
             self.open()
-        try:
-            results = [SendResult(message, "sent", self._deliver(message)) for message in messages]
-            fsync_directory(self.directory / "new")
-        except OSError as exc:
-            raise DeliveryError(f"cannot deliver to Maildir {self.directory}: {exc}") from exc
+        results = store_batch(
+            messages, self._deliver, self.directory / "new", f"deliver to Maildir {self.directory}"
+        )
         return report(results, on_result)
 
     def _deliver(self, message: OutgoingMessage) -> str:
