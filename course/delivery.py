@@ -9,7 +9,6 @@ crash leaves at most one batch in doubt (see the crash rule in the README).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -135,9 +134,8 @@ class Deliverer:
         try:
             if self.backend.remote:
                 # Each acceptance is recorded before that connection sends again (the crash
-                # rule); connections that finish together share one commit.
-                group = GroupCommit(record)
-                self.backend.send(messages, on_result=group.submit)
+                # rule); the messages of one round share a commit.
+                self.backend.send(messages, on_result=record)
             else:
                 record(self.backend.send(messages))
         finally:
@@ -185,55 +183,6 @@ class _Batch:
     claimed: Sequence[DueLesson]
     messages: list[OutgoingMessage]
     lessons: dict[tuple[str, str], DueLesson]
-
-
-class GroupCommit:
-    """Callers block until their item is committed; whoever arrives first commits for all.
-
-    With several connections, results that arrive while a commit runs are committed
-    together in the next one, so a busy pool pays for far fewer transactions while each
-    connection still waits for its own message to be on record.
-    """
-
-    def __init__(self, commit: Callable[[Sequence[SendResult]], None]) -> None:
-        self._commit = commit
-        self._cond = threading.Condition()
-        self._pending: list[tuple[SendResult, _Slot]] = []
-        self._busy = False
-
-    def submit(self, result: SendResult) -> None:
-        slot = _Slot()
-        with self._cond:
-            self._pending.append((result, slot))
-            while not slot.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._lead()
-        if slot.error is not None:
-            raise slot.error
-
-    def _lead(self) -> None:
-        """Commit everything pending (called with the lock held; drops it meanwhile)."""
-        batch, self._pending, self._busy = self._pending, [], True
-        error: BaseException | None = None
-        self._cond.release()
-        try:
-            self._commit([result for result, _ in batch])
-        except BaseException as exc:  # handed to every caller whose result was in the batch
-            error = exc
-        finally:
-            self._cond.acquire()
-            for _, slot in batch:
-                slot.done, slot.error = True, error
-            self._busy = False
-            self._cond.notify_all()
-
-
-@dataclass
-class _Slot:
-    done: bool = False
-    error: BaseException | None = None
 
 
 def _count(report: TickReport, outcome: Outcome) -> None:

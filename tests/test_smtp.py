@@ -126,7 +126,7 @@ def test_messages_arrive_byte_exact_in_order(handler: ScriptedHandler) -> None:
         # The server count inside the hook proves each result is reported before the
         # connection sends the next message (the crash rule).
         results = backend.send(
-            messages, on_result=lambda r: seen.append((r, len(handler.received)))
+            messages, on_result=lambda rs: seen.extend((r, len(handler.received)) for r in rs)
         )
     assert outcomes(results) == [sent(1), sent(2), sent(3), sent(4)]
     assert [r.message for r in results] == messages
@@ -416,7 +416,7 @@ def test_a_pool_of_four_reuses_its_connections(handler: ScriptedHandler) -> None
         smtp_server(handler) as info,
         SmtpBackend(smtp_settings(info.port, max_connections=4), "") as backend,
     ):
-        results = backend.send(messages, on_result=reported.append)
+        results = backend.send(messages, on_result=reported.extend)
     assert [r.message for r in results] == messages
     assert {r.outcome for r in results} == {"sent"}
     # Reported as they finished (so not in order across connections), each exactly once.

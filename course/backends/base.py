@@ -30,7 +30,7 @@ class SendResult:
     reply: str = ""
 
 
-ResultHook = Callable[["SendResult"], None]
+ResultHook = Callable[[Sequence["SendResult"]], None]
 
 
 class Backend(ABC):
@@ -55,7 +55,8 @@ class Backend(ABC):
     ) -> list[SendResult]:
         """Deliver the messages, one result per message, in order.
 
-        `on_result` (when given) is called with each result as soon as it is known.
+        `on_result` (when given) is called with results as soon as they are known; a remote
+        backend sends nothing more on their connections until it returns.
         """
 
     def __enter__(self) -> Self:
@@ -72,8 +73,7 @@ class Backend(ABC):
 
 
 def report(results: list[SendResult], on_result: ResultHook | None) -> list[SendResult]:
-    """Pass each result to the hook (when there is one) and return them all."""
-    if on_result is not None:
-        for result in results:
-            on_result(result)
+    """Pass the results to the hook (when there is one) and return them."""
+    if on_result is not None and results:
+        on_result(results)
     return results

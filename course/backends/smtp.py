@@ -16,16 +16,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
-from course.backends.base import Backend, OutgoingMessage, SendResult
+from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult
 from course.backends.smtp_replies import Reply, Stage, is_error, outcome_of
 from course.config import SmtpSettings
 from course.errors import DeliveryError, RenderError
 from course.message import ascii_domain
 
-ResultHook = Callable[[SendResult], None]
 JITTER_MARGIN = 0.05
 IN_DOUBT = (
     "connection lost after the message was sent, before the server answered; "
@@ -82,6 +81,8 @@ class SmtpConnection:
         self._smtp: smtplib.SMTP | None = None
         self.pipelining = False
         self.smtputf8 = False
+        self._pending: OutgoingMessage
+        self._content_sent = False
 
     @property
     def server(self) -> str:
@@ -147,9 +148,51 @@ class SmtpConnection:
         # A 421 reply closes smtplib's socket (see _reply) while the object stays here.
         return self._smtp is not None and self._smtp.sock is not None
 
-    def deliver(self, message: OutgoingMessage) -> SendResult:
-        """One transaction. Raises _Lost if the connection drops (and closes it)."""
-        assert self._smtp is not None
+    def start(self, message: OutgoingMessage) -> SendResult | None:
+        """Send MAIL, RCPT and DATA (in one write with PIPELINING).
+
+        Returns a result when the transaction is already over (refused, or run to the end
+        on a server without PIPELINING); None when `send_content` comes next. Raises _Lost
+        if the connection drops (and closes it).
+        """
+        commands = self._envelope(message)
+        if isinstance(commands, SendResult):
+            return commands
+        self._pending = message
+        self._content_sent = not self.pipelining
+        try:
+            if not self.pipelining:
+                return self._whole_transaction(message, commands)
+            self._sock().send(b"".join(commands))
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._lost(False, exc)
+        return None
+
+    def send_content(self) -> SendResult | None:
+        """Read the envelope's answers, then send the message; a result if it was refused."""
+        if self._content_sent:
+            return None
+        message, smtp = self._pending, self._sock()
+        try:
+            replies = _replies(smtp, 3)
+            refused = self._refusal(smtp, message, replies)
+            if refused is None:
+                smtp.send(dot_stuff(message.data))
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._lost(False, exc)
+        return refused
+
+    def final_reply(self) -> SendResult:
+        """The server's answer to the message; _Lost(after_data=True) if it never comes."""
+        message = self._pending
+        try:
+            return _result(message, "message", _reply(self._sock()))
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._lost(True, exc)
+        raise AssertionError("unreachable")
+
+    def _envelope(self, message: OutgoingMessage) -> tuple[bytes, ...] | SendResult:
+        """The three commands, or the reason they cannot be sent."""
         try:
             sender, recipient = ascii_domain(message.sender), ascii_domain(message.recipient)
         except RenderError as exc:  # a domain that cannot be IDNA-encoded
@@ -163,49 +206,42 @@ class SmtpConnection:
                 f"SMTPUTF8, needed for {message.recipient}",
             )
         mail = f"MAIL FROM:<{sender}>{' SMTPUTF8' if needs_utf8 else ''}\r\n"
-        commands = tuple(c.encode() for c in (mail, f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"))
-        try:
-            return self._transaction(message, commands)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self.close()
-            raise _Lost(False, _describe(exc)) from None
+        return tuple(c.encode() for c in (mail, f"RCPT TO:<{recipient}>\r\n", "DATA\r\n"))
 
-    def _transaction(self, message: OutgoingMessage, commands: tuple[bytes, ...]) -> SendResult:
-        smtp = self._smtp
-        assert smtp is not None
-        replies = self._commands(smtp, commands)
+    def _whole_transaction(
+        self, message: OutgoingMessage, commands: tuple[bytes, ...]
+    ) -> SendResult | None:
+        """Without PIPELINING: one command at a time, stopping at the first refusal."""
+        smtp = self._sock()
+        replies: list[Reply] = []
+        stages: tuple[Stage, ...] = ("mail", "rcpt", "data")
+        for command, stage in zip(commands, stages, strict=True):
+            smtp.send(command)
+            replies.append(_reply(smtp))
+            if not _positive(stage, replies[-1]):
+                return self._refusal(smtp, message, replies)
+        smtp.send(dot_stuff(message.data))
+        return None
+
+    def _refusal(
+        self, smtp: smtplib.SMTP, message: OutgoingMessage, replies: list[Reply]
+    ) -> SendResult | None:
+        """The result of a refused envelope (after resetting the session), or None."""
         stages: tuple[Stage, ...] = ("mail", "rcpt", "data")
         for stage, reply in zip(stages, replies, strict=False):
             if not _positive(stage, reply):
                 if reply.code != 421:  # after a 421 there is no session left to reset
                     self._abandon(smtp, replies)
                 return _result(message, stage, reply)
-        smtp.send(dot_stuff(message.data))
-        try:
-            final = _reply(smtp)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self.close()
-            raise _Lost(True, _describe(exc)) from None
-        return _result(message, "message", final)
+        return None
 
-    def _commands(self, smtp: smtplib.SMTP, commands: tuple[bytes, ...]) -> list[Reply]:
-        """MAIL, RCPT, DATA: in one write with PIPELINING, else one at a time."""
-        if self.pipelining:
-            smtp.send(b"".join(commands))
-            replies: list[Reply] = []
-            for _ in commands:
-                replies.append(_reply(smtp))
-                if replies[-1].code == 421:
-                    break  # the server closed the session: nothing more will be answered
-            return replies
-        replies = []
-        stages: tuple[Stage, ...] = ("mail", "rcpt", "data")
-        for command, stage in zip(commands, stages, strict=True):
-            smtp.send(command)
-            replies.append(_reply(smtp))
-            if not _positive(stage, replies[-1]):
-                break
-        return replies
+    def _sock(self) -> smtplib.SMTP:
+        assert self._smtp is not None
+        return self._smtp
+
+    def _lost(self, after_data: bool, exc: BaseException) -> None:
+        self.close()
+        raise _Lost(after_data, _describe(exc)) from None
 
     def _abandon(self, smtp: smtplib.SMTP, replies: list[Reply]) -> None:
         """End a refused transaction so the connection can carry the next message."""
@@ -216,6 +252,14 @@ class SmtpConnection:
             _reply(smtp)
         smtp.send("RSET\r\n")
         _reply(smtp)
+
+
+def _replies(smtp: smtplib.SMTP, count: int) -> list[Reply]:
+    """Up to `count` pipelined replies; none are read after a 421 (the session is over)."""
+    replies: list[Reply] = []
+    while len(replies) < count and not (replies and replies[-1].code == 421):
+        replies.append(_reply(smtp))
+    return replies
 
 
 def _positive(stage: Stage, reply: Reply) -> bool:
@@ -287,26 +331,28 @@ class RateLimiter:
 
 @dataclass
 class _Run:
-    """Shared state of one send() across the pool's workers."""
+    """One send(): what is left to send, what came back, and when to stop."""
 
     messages: Sequence[OutgoingMessage]
     on_result: ResultHook | None
     results: list[SendResult | None]
-    next_index: int = 0
+    todo: deque[tuple[int, int]]  # (message index, attempt)
     consecutive_errors: int = 0
     stop: DeliveryError | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self) -> int | None:
-        with self.lock:
-            if self.stop is not None or self.next_index >= len(self.messages):
-                return None
-            self.next_index += 1
-            return self.next_index - 1
+
+@dataclass
+class _InFlight:
+    """A message whose envelope has gone out on `connection`."""
+
+    connection: SmtpConnection
+    index: int
+    attempt: int
+    result: SendResult | None = None
 
 
 class SmtpBackend(Backend):
-    """Sends through `max_connections` reused connections, one worker thread each."""
+    """Sends through `max_connections` reused connections, driven in rounds by one thread."""
 
     name = "smtp"
     remote = True
@@ -318,37 +364,39 @@ class SmtpBackend(Backend):
         self._password = password
         self._limiter = limiter or RateLimiter(settings.rate_per_second)
         self._connections: list[SmtpConnection] = []
-        self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> None:
-        if self._pool is not None:
+        """Prepare the pool; each connection is opened when it first carries a message."""
+        if self._connections:
             return
         context = tls_context(self.settings)
         self._connections = [
             SmtpConnection(self.settings, self._password, context)
             for _ in range(self.settings.max_connections)
         ]
-        self._pool = ThreadPoolExecutor(self.settings.max_connections, "smtp")
 
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._connections = []
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
     ) -> list[SendResult]:
-        """Deliver in parallel; each result is passed to `on_result` before the next message
-        goes out on that connection, so at most one message per connection is ever in doubt."""
+        """Deliver over the pool in rounds; each round's results go to `on_result` before any
+        of those connections sends again, so at most one message per connection is in doubt.
+
+        One thread drives every connection: in a round each connection gets one message,
+        its envelope first, then its content, then its answer, so the server works on them
+        side by side while the answers are read. Threads cost more in GIL hand-offs and
+        per-message commits than they saved (bench/send.py).
+        """
         self.open()
-        assert self._pool is not None
-        run = _Run(messages, on_result, [None] * len(messages))
-        workers = min(len(self._connections), len(messages))
-        futures = [self._pool.submit(self._work, self._connections[i], run) for i in range(workers)]
-        for future in futures:
-            future.result()
+        run = _Run(
+            messages, on_result, [None] * len(messages), deque((i, 1) for i in range(len(messages)))
+        )
+        while run.todo and run.stop is None:
+            self._round(run)
         done = [result for result in run.results if result is not None]
         if run.stop is not None:
             stop = run.stop if isinstance(run.stop, SmtpStopped) else SmtpStopped(str(run.stop), [])
@@ -356,46 +404,73 @@ class SmtpBackend(Backend):
             raise stop
         return done
 
-    def _work(self, connection: SmtpConnection, run: _Run) -> None:
-        while (index := run.take()) is not None:
-            try:
-                result = self._deliver(connection, run.messages[index])
-            except DeliveryError as exc:
-                with run.lock:
-                    run.stop = run.stop or exc
-                return
-            run.results[index] = result
-            if run.on_result is not None:
-                run.on_result(result)
-            self._count(run, result)
+    def _round(self, run: _Run) -> None:
+        flights = self._start_all(run)
+        for flight in flights:
+            if flight.result is None:
+                flight.result = self._step(run, flight, flight.connection.send_content)
+        for flight in flights:
+            if flight.result is None and flight.index >= 0:
+                flight.result = self._step(run, flight, flight.connection.final_reply)
+        finished = [f for f in flights if f.result is not None]
+        for flight in finished:
+            assert flight.result is not None
+            run.results[flight.index] = flight.result
+        if run.on_result is not None and finished:
+            run.on_result([f.result for f in finished if f.result is not None])
+        for flight in finished:
+            assert flight.result is not None
+            self._count(run, flight.result)
 
-    def _deliver(self, connection: SmtpConnection, message: OutgoingMessage) -> SendResult:
-        """One message; a connection that was closed or idled out is replaced transparently."""
-        for attempt in (1, 2):
-            if not connection.is_open:
-                connection.open()
+    def _start_all(self, run: _Run) -> list[_InFlight]:
+        """One message per connection: open it if needed, respect the rate, send the envelope."""
+        flights: list[_InFlight] = []
+        for connection in self._connections:
+            if not run.todo or run.stop is not None:
+                break
+            index, attempt = run.todo.popleft()
+            flight = _InFlight(connection, index, attempt)
+            try:
+                if not connection.is_open:
+                    connection.open()
+            except DeliveryError as exc:
+                run.stop = exc
+                run.todo.appendleft((index, attempt))
+                break
             # After connecting: a slow login must not bunch the next sends past the limit.
             self._limiter.wait()
-            try:
-                return connection.deliver(message)
-            except _Lost as lost:
-                if lost.after_data:
-                    return SendResult(message, "retry", f"{IN_DOUBT} ({lost})")
-                if attempt == 2:
-                    return SendResult(
-                        message,
-                        "retry",
-                        f"connection lost before the message was sent ({lost}); will retry",
-                    )
-        raise AssertionError("unreachable")
+            flight.result = self._step(run, flight, partial(connection.start, run.messages[index]))
+            flights.append(flight)
+        return flights
+
+    def _step(
+        self, run: _Run, flight: _InFlight, step: Callable[[], SendResult | None]
+    ) -> SendResult | None:
+        """Run one phase; a dropped connection becomes a retry now or on a fresh connection."""
+        message = run.messages[flight.index]
+        try:
+            return step()
+        except _Lost as lost:
+            if lost.after_data:
+                return SendResult(message, "retry", f"{IN_DOUBT} ({lost})")
+            if flight.attempt == 1:
+                # Nothing was sent: the server closed an idle connection. Try once more on
+                # a fresh one, next round.
+                run.todo.appendleft((flight.index, 2))
+                flight.index = -1
+                return None
+            return SendResult(
+                message,
+                "retry",
+                f"connection lost before the message was sent ({lost}); will retry",
+            )
 
     def _count(self, run: _Run, result: SendResult) -> None:
-        with run.lock:
-            run.consecutive_errors = run.consecutive_errors + 1 if is_error(result.outcome) else 0
-            if run.consecutive_errors >= self.settings.max_send_errors and run.stop is None:
-                run.stop = SendingPaused(
-                    f"pausing: {run.consecutive_errors} errors in a row from SMTP server "
-                    f"{self.settings.host}:{self.settings.port}; the last was "
-                    f"{result.reply!r} for {result.message.recipient}",
-                    [],
-                )
+        run.consecutive_errors = run.consecutive_errors + 1 if is_error(result.outcome) else 0
+        if run.consecutive_errors >= self.settings.max_send_errors and run.stop is None:
+            run.stop = SendingPaused(
+                f"pausing: {run.consecutive_errors} errors in a row from SMTP server "
+                f"{self.settings.host}:{self.settings.port}; the last was "
+                f"{result.reply!r} for {result.message.recipient}",
+                [],
+            )
