@@ -86,6 +86,7 @@ class Deliverer:
         self.retry = retry
         self.batch_size = batch_size
         self.envelope_from = build.sender.address
+        self._due_after: dict[tuple[datetime, str], datetime] = {}
 
     def tick(
         self,
@@ -173,7 +174,17 @@ class Deliverer:
         """When the following lesson is due; None after the last one."""
         if lesson.day >= len(self.build.lessons):
             return None
-        return next_due(now, lesson.timezone, self.timing)
+        return self._next_due(now, lesson.timezone)
+
+    def _next_due(self, now: datetime, timezone: str) -> datetime:
+        # A tick has one `now` and a handful of time zones: the answer repeats thousands of
+        # times, and the zone arithmetic behind it was a tenth of recording a send.
+        key = (now, timezone)
+        if key not in self._due_after:
+            if len(self._due_after) > 10_000:
+                self._due_after.clear()
+            self._due_after[key] = next_due(now, timezone, self.timing)
+        return self._due_after[key]
 
 
 @dataclass(frozen=True)
