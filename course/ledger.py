@@ -470,7 +470,9 @@ def _begin_sqlite(conn: Connection) -> None:
     # SQLITE_BUSY when upgrading its lock. Writers take the write lock up front instead
     # (waiting up to busy_timeout); readers get a plain BEGIN, which never blocks under WAL.
     immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    # Straight to the driver (this hook is SQLite's only): exec_driver_sql's bookkeeping
+    # cost more than the BEGIN itself, once per recorded round of messages.
+    _driver_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ())
 
 
 def _pid_alive(pid: int) -> bool:
@@ -1502,8 +1504,27 @@ def _fast(conn: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -
     prepared = _prepare(conn, statement)
     args = [_driver_args(prepared, row) for row in rows]
     # One row goes through execute(): executemany() does not report a row count everywhere.
-    result = conn.exec_driver_sql(prepared.sql, args[0] if len(args) == 1 else args)
-    return int(result.rowcount)
+    return _driver_execute(conn, prepared.sql, args[0] if len(args) == 1 else args)
+
+
+def _driver_execute(conn: Connection, sql: str, args: Any) -> int:
+    """Execute on the DB-API cursor inside the connection's transaction; the row count.
+
+    SQLAlchemy's execution context cost several times the statement on the per-message
+    path. Driver errors are wrapped the way SQLAlchemy would, so callers see one kind.
+    """
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        if isinstance(args, list):
+            cursor.executemany(sql, args)
+        else:
+            cursor.execute(sql, args)
+        return int(cursor.rowcount)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 def _driver_args(prepared: _Prepared, row: dict[str, Any]) -> Any:
