@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -439,6 +440,19 @@ def test_a_server_closing_after_n_messages_is_reconnected_transparently(
     # Each message reached the server exactly once: the reconnect resends nothing twice.
     assert sorted(m.rcpt_tos[0] for m in handler.received) == sorted(m.recipient for m in messages)
     assert handler.connection_count >= 5  # 30 messages, at most 7 per connection
+
+
+def test_a_connection_dead_before_the_envelope_is_replaced(handler: ScriptedHandler) -> None:
+    first, second = numbered(2)
+    with smtp_server(handler) as info, SmtpBackend(smtp_settings(info.port), "") as backend:
+        assert outcomes(backend.send([first])) == [sent(1)]
+        # Our side of the socket dies while idle: the next envelope cannot even be written.
+        connection = backend._connections[0]
+        assert connection._smtp is not None
+        connection._smtp.sock.shutdown(socket.SHUT_RDWR)
+        assert outcomes(backend.send([second])) == [sent(2)]
+    assert [m.rcpt_tos[0] for m in handler.received] == [first.recipient, second.recipient]
+    handler.wait_until(lambda: handler.connection_count == 2)
 
 
 # --- rate limit -------------------------------------------------------------------------

@@ -349,6 +349,11 @@ class _InFlight:
     index: int
     attempt: int
     result: SendResult | None = None
+    requeued: bool = False  # the connection dropped before sending: next round, afresh
+
+    @property
+    def pending(self) -> bool:
+        return self.result is None and not self.requeued
 
 
 class SmtpBackend(Backend):
@@ -407,10 +412,10 @@ class SmtpBackend(Backend):
     def _round(self, run: _Run) -> None:
         flights = self._start_all(run)
         for flight in flights:
-            if flight.result is None:
+            if flight.pending:
                 flight.result = self._step(run, flight, flight.connection.send_content)
         for flight in flights:
-            if flight.result is None and flight.index >= 0:
+            if flight.pending:
                 flight.result = self._step(run, flight, flight.connection.final_reply)
         finished = [f for f in flights if f.result is not None]
         for flight in finished:
@@ -457,7 +462,7 @@ class SmtpBackend(Backend):
                 # Nothing was sent: the server closed an idle connection. Try once more on
                 # a fresh one, next round.
                 run.todo.appendleft((flight.index, 2))
-                flight.index = -1
+                flight.requeued = True
                 return None
             return SendResult(
                 message,
