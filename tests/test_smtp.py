@@ -449,7 +449,9 @@ def test_a_connection_dead_before_the_envelope_is_replaced(handler: ScriptedHand
         # Our side of the socket dies while idle: the next envelope cannot even be written.
         connection = backend._connections[0]
         assert connection._smtp is not None
-        connection._smtp.sock.shutdown(socket.SHUT_RDWR)
+        sock = connection._smtp.sock
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)
         assert outcomes(backend.send([second])) == [sent(2)]
     assert [m.rcpt_tos[0] for m in handler.received] == [first.recipient, second.recipient]
     handler.wait_until(lambda: handler.connection_count == 2)
