@@ -5,9 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -355,6 +357,30 @@ def test_course_run_serves_the_preview_and_the_unsubscribe_pages(project: Path) 
                 break
         assert httpx.get(urls["preview"]).status_code == 200
         assert httpx.get(urls["unsubscribe endpoints"] + "unsubscribe/forged").status_code == 400
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == 0
+
+
+def test_course_run_keeps_its_lease_fresh(project: Path) -> None:
+    configure(
+        project, CSV_HEAD + "ann@example.com,Ann,UTC,\n", **{"tick_seconds: 60": "tick_seconds: 1"}
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.DEVNULL
+    )
+    try:
+        db = project / "state" / "course.db"
+        deadline = time.monotonic() + 20
+        beats: set[str] = set()
+        while len(beats) < 3 and time.monotonic() < deadline:
+            if db.exists():
+                with sqlite3.connect(db) as conn:
+                    row = conn.execute("SELECT heartbeat_at FROM runner").fetchone()
+                if row:
+                    beats.add(row[0])
+            time.sleep(0.2)
+        assert len(beats) >= 3, "the heartbeat should advance with every tick"
     finally:
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=30) == 0

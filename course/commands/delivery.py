@@ -21,7 +21,7 @@ from course.build import build_course
 from course.commands.optout import unsubscriber
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
-from course.errors import CourseError
+from course.errors import CourseError, LedgerError
 from course.ledger import Ledger
 from course.progress import Progress
 from course.runtime import Runtime, read_subscribers
@@ -96,7 +96,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(settings, now)
     log_to_stderr()
-    with _runner(settings, clock=lambda: now) as runtime:
+    with _runner(settings, clock=lambda: now) as (runtime, _):
         report = _tick_with_progress(runtime, now, "sending")
     print(f"{now.isoformat(timespec='seconds')}: {report.summary()}")
     return 0
@@ -145,7 +145,7 @@ def _day_of(message_id: str) -> str:
 
 
 @contextmanager
-def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[Runtime]:
+def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple[Runtime, str]]:
     """An open runtime holding the ledger's runner lease, with orphaned claims recovered."""
     runtime = Runtime.open(settings, clock=clock)
     owner = uuid.uuid4().hex
@@ -161,7 +161,7 @@ def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[Runti
                 "them; they will be sent again (the crash rule)",
                 recovered,
             )
-        yield runtime
+        yield runtime, owner
     finally:
         runtime.ledger.release_runner(owner=owner)
         runtime.close()
@@ -179,14 +179,22 @@ def _tick_with_progress(
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr()
-    with _runner(settings, clock=lambda: datetime.now(UTC)) as runtime:
+    with _runner(settings, clock=lambda: datetime.now(UTC)) as (runtime, owner):
         print(_where_to_look(settings), file=sys.stderr)
 
         def tick(now: datetime, should_stop: Callable[[], bool]) -> None:
+            # Keeps the lease fresh; if another run has taken it over, this one stops.
+            try:
+                runtime.ledger.heartbeat(owner=owner, now=now)
+            except LedgerError as exc:
+                LOG.error("%s; stopping", exc)
+                scheduler.stop()
+                return
             _tick_with_progress(runtime, now, "sending", should_stop)
 
+        scheduler = TickScheduler(tick, settings.schedule.tick_seconds)
         with _web_servers(settings, runtime):
-            TickScheduler(tick, settings.schedule.tick_seconds).run()
+            scheduler.run()
     LOG.info("stopped")
     return 0
 
@@ -238,7 +246,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     clock = _VirtualClock(start)
     progress = Progress("simulating")
     totals = TickReport()
-    with _runner(settings, clock=clock) as runtime:
+    with _runner(settings, clock=clock) as (runtime, _):
         while clock.now <= end:
             _add(totals, runtime.tick(clock.now))
             progress(totals.sent, f"sent, at {clock.now:%Y-%m-%d %H:%M}")
