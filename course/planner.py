@@ -80,11 +80,6 @@ def next_due(sent_at: datetime, timezone: str, timing: Timing) -> datetime:
     return send_instant(day, tz, timing.send_time)
 
 
-def is_due(due_at: datetime | None, now: datetime) -> bool:
-    _require_aware(now)
-    return due_at is not None and due_at <= now
-
-
 def _require_aware(moment: datetime) -> None:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: the planner needs aware times")
