@@ -12,7 +12,6 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -310,23 +309,22 @@ class RateLimiter:
         # after they start here, and unevenly, so the window kept here is a little longer.
         self.period = base * (1 + margin)
         self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
 
     def wait(self) -> None:
+        """Return when one more send fits in the window (one thread drives the pool)."""
         if self.period == 0:
             return
-        with self._lock:
-            now = self._clock()
-            while len(self._sent) >= self.capacity and now - self._sent[0] < self.period:
-                # max(): float rounding must not turn the wait into a run of zero sleeps.
-                self._sleep(max(self._sent[0] + self.period - now, 1e-6))
-                now = self._clock()
-                while self._sent and now - self._sent[0] >= self.period:
-                    self._sent.popleft()
+        now = self._clock()
+        while True:
             while self._sent and now - self._sent[0] >= self.period:
                 self._sent.popleft()
-            self._sent.append(now)
+            if len(self._sent) < self.capacity:
+                break
+            # max(): float rounding must not turn the wait into a run of zero sleeps.
+            self._sleep(max(self._sent[0] + self.period - now, 1e-6))
+            now = self._clock()
+        self._sent.append(now)
 
 
 @dataclass
@@ -417,15 +415,13 @@ class SmtpBackend(Backend):
         for flight in flights:
             if flight.pending:
                 flight.result = self._step(run, flight, flight.connection.final_reply)
-        finished = [f for f in flights if f.result is not None]
-        for flight in finished:
-            assert flight.result is not None
-            run.results[flight.index] = flight.result
+        finished = [(f.index, f.result) for f in flights if f.result is not None]
+        for index, result in finished:
+            run.results[index] = result
         if run.on_result is not None and finished:
-            run.on_result([f.result for f in finished if f.result is not None])
-        for flight in finished:
-            assert flight.result is not None
-            self._count(run, flight.result)
+            run.on_result([result for _, result in finished])
+        for _, result in finished:
+            self._count(run, result)
 
     def _start_all(self, run: _Run) -> list[_InFlight]:
         """One message per connection: open it if needed, respect the rate, send the envelope."""
