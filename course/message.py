@@ -69,7 +69,7 @@ class Sender:
     @property
     def list_id(self) -> str:
         """RFC 2919: the course's id under the sender's domain, e.g. `cats.example.com`."""
-        return f"{self.course_id}.{ascii_domain('x@' + self.domain).partition('@')[2]}"
+        return f"{self.course_id}.{ascii_host(self.domain)}"
 
 
 class PreparedLesson:
@@ -217,9 +217,19 @@ def ascii_domain(address: str) -> str:
     if domain.isascii():
         return address
     try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except idna.IDNAError as exc:
+        return f"{local}@{ascii_host(domain)}"
+    except RenderError as exc:
         raise RenderError(f"cannot encode the domain of {address!r}: {exc}") from None
+
+
+def ascii_host(domain: str) -> str:
+    """A domain as IDNA (xn--) when it is not plain ASCII."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def _fold_before_bracket(header: str) -> str:
