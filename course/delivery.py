@@ -127,19 +127,24 @@ class Deliverer:
                 self._outcome(by_id[r.message.message_id, r.message.recipient], r, now)
                 for r in results
             ]
-            self.ledger.record(outcomes, now=now)
+            if self.backend.remote:
+                self.ledger.journal(outcomes, now=now)
+            else:
+                self.ledger.record(outcomes, now=now)
             for outcome in outcomes:
                 recorded.add((outcome.subscriber_id, outcome.day))
                 _count(report, outcome)
 
         try:
             if self.backend.remote:
-                # Each acceptance is recorded before that connection sends again (the crash
-                # rule); the messages of one round share a commit.
+                # Each answer is journaled before that connection sends again (the crash
+                # rule); the answers that arrive together share a commit.
                 self.backend.send(messages, on_result=record)
             else:
                 record(self.backend.send(messages))
         finally:
+            if self.backend.remote:
+                self.ledger.apply_journal()
             unsent = [c for c in claimed if (c.subscriber_id, c.day) not in recorded]
             if unsent:
                 self.ledger.release(unsent, now=now)

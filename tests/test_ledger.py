@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,9 @@ def test_open_creates_the_schema_and_records_its_version(tmp_path: Path) -> None
 
     db = sqlite3.connect(tmp_path / "state" / "course.db")
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    assert {"subscribers", "deliveries", "runner", "schema_version"} <= names
+    assert {"subscribers", "deliveries", "runner", "schema_version", "outcome_journal"} <= names
     assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= names
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
         Ledger.open(URL, base_dir=tmp_path).close()
 
     db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 def test_an_empty_database_file_is_migrated(tmp_path: Path) -> None:
@@ -125,16 +126,34 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
 
-    def v2_add_notes(conn: Connection) -> None:
+    def v3_add_notes(conn: Connection) -> None:
         Table("notes", MetaData(), Column("id", Integer, primary_key=True)).create(conn)
 
-    monkeypatch.setattr(course.ledger, "MIGRATIONS", (*course.ledger.MIGRATIONS, v2_add_notes))
+    monkeypatch.setattr(course.ledger, "MIGRATIONS", (*course.ledger.MIGRATIONS, v3_add_notes))
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
 
     db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
     assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+
+
+def test_a_version_1_ledger_gains_the_outcome_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(course.ledger, "MIGRATIONS", course.ledger.MIGRATIONS[:1])
+        with Ledger.open(URL, base_dir=tmp_path) as ledger:
+            ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    db = sqlite3.connect(tmp_path / "state" / "course.db")
+    assert db.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'outcome_journal'"
+    ).fetchone() == (0,)
+
+    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+        assert status_of(ledger, "ann@example.com") == "active"
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT count(*) FROM outcome_journal").fetchone() == (0,)
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -148,7 +167,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         Ledger.open(URL, base_dir=tmp_path)
     assert str(refused.value) == (
         "the ledger state/course.db has schema version 7, but this version of course only "
-        "knows versions up to 1; upgrade course or use another ledger"
+        "knows versions up to 2; upgrade course or use another ledger"
     )
 
 
@@ -592,6 +611,64 @@ def test_recording_an_outcome_twice_changes_nothing(ledger: Ledger) -> None:
 def test_a_retrying_outcome_needs_its_next_attempt(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="next_attempt_at"):
         ledger.record([Outcome(1, 1, "retrying", reply="451")], now=T0)
+    with pytest.raises(ValueError, match="next_attempt_at"):
+        ledger.journal([Outcome(1, 1, "retrying", reply="451")], now=T0)
+
+
+def every_outcome(ledger: Ledger, now: datetime) -> list[Outcome]:
+    """Four subscribers claimed at `now`, and one outcome of each kind for them."""
+    emails = ["ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"]
+    ledger.sync([person(e) for e in emails], now=T0, first_due=first_due)
+    ann, bob, cy, di = ledger.claim(ledger.due(now), now=now)
+    return [
+        sent(ann, now + DAY),
+        Outcome(bob.subscriber_id, 1, "retrying", "<b@x>", "451 4.3.0", now + 5 * MINUTE),
+        Outcome(cy.subscriber_id, 1, "bounced", "<c@x>", "550 5.1.1 no such user"),
+        Outcome(di.subscriber_id, 1, "failed", "<d@x>", "554 5.7.1 policy", None, now + DAY),
+    ]
+
+
+def ledger_rows(ledger: Ledger) -> list[tuple[Any, ...]]:
+    """Everything record() writes, per subscriber: where they are and their deliveries."""
+    rows: list[tuple[Any, ...]] = []
+    for email in ("ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"):
+        view = ledger.subscriber(email)
+        assert view is not None
+        rows.append((email, view.status, view.next_day, view.next_due_at))
+        rows += [(email, *astuple(d)) for d in ledger.history(email)]
+    return rows
+
+
+def test_journaled_outcomes_apply_exactly_as_recorded_ones(tmp_path: Path) -> None:
+    now = T0 + 2 * HOUR
+    with Ledger.open("sqlite:///recorded.db", base_dir=tmp_path) as recorded:
+        recorded.record(every_outcome(recorded, now), now=now)
+        expected = ledger_rows(recorded)
+    with Ledger.open("sqlite:///journaled.db", base_dir=tmp_path) as journaled:
+        outcomes = every_outcome(journaled, now)
+        journaled.journal(outcomes[:1], now=now)
+        journaled.journal(outcomes[1:], now=now)
+        # Not applied yet: the deliveries still read as claimed.
+        assert journaled.state_counts() == {(1, "claimed"): 4}
+        assert journaled.apply_journal() == 4
+        assert journaled.apply_journal() == 0
+        assert ledger_rows(journaled) == expected
+
+
+def test_a_journaled_outcome_for_a_recorded_delivery_is_ignored(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.record([sent(claimed, now + DAY)], now=now)
+    ledger.journal([sent(claimed, now + 5 * DAY)], now=now)
+
+    assert ledger.apply_journal() == 1
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.next_day, ann.next_due_at) == (2, now + DAY)
+    assert "not a claimed delivery" in caplog.text
 
 
 def test_set_status_reports_unknown_addresses_and_refuses_active(ledger: Ledger) -> None:
@@ -622,6 +699,25 @@ def test_claims_left_by_a_dead_runner_are_sent_again(tmp_path: Path, ledger: Led
     [delivery] = ledger.history("ann@example.com")
     assert (delivery.attempts, delivery.next_attempt_at) == (1, later)
     assert delivery.last_reply == course.ledger.REPLY_RECOVERED
+
+
+def test_a_dead_runners_journal_is_applied_before_its_claims_are_recovered(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    with Ledger.open(URL, base_dir=tmp_path) as crashed:
+        crashed.acquire_runner(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
+        ann, _bob = crashed.claim(crashed.due(now), now=now)
+        crashed.journal([sent(ann, now + DAY)], now=now)
+        # ... and it dies here, with Ann's answer journaled and Bob's message in flight.
+
+    later = now + 2 * HOUR
+    ledger.acquire_runner(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
+    assert ledger.recover_claims(now=later) == 1
+
+    assert ledger.state_counts() == {(1, "sent"): 1, (1, "retrying"): 1}
+    assert lessons(ledger.due(later)) == [("bob@example.com", 1)]
 
 
 def test_recover_claims_leaves_the_live_runners_claims_alone(ledger: Ledger) -> None:
