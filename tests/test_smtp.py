@@ -28,7 +28,7 @@ from course.backends.base import OutgoingMessage, SendResult
 from course.backends.rate_limit import RateLimiter
 from course.backends.smtp import SendingPaused, SmtpBackend
 from course.backends.smtp_connection import dot_stuff
-from course.backends.smtp_replies import Reply, outcome_of
+from course.backends.smtp_replies import MalformedReply, Reply, ReplyParser, outcome_of
 from course.backends.smtp_session import IN_DOUBT
 from course.config import SmtpSettings, parse_settings
 from course.errors import DeliveryError
@@ -323,6 +323,26 @@ def test_outcome_table_is_not_fooled_by_non_final_replies() -> None:
     assert outcome_of("message", Reply(552, "5.3.4 Message too big")) == "bounced"
 
 
+def test_replies_are_parsed_across_reads_and_lines() -> None:
+    parser = ReplyParser()
+    assert parser.feed(b"250 2.0.0 OK queued\r\n250 2.1.0 O") == [Reply(250, "2.0.0 OK queued")]
+    assert parser.feed(b"K\r\n354 go ahead\r\n") == [Reply(250, "2.1.0 OK"), Reply(354, "go ahead")]
+    # A multiline reply is one reply, its lines joined; a bare code is a reply too.
+    assert parser.feed(b"550-5.1.1 no such\r\n") == []
+    assert parser.feed(b"550  user  here\r\n221\n") == [
+        Reply(550, "5.1.1 no such user here"),
+        Reply(221, ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"hello there\r\n", b"25 short\r\n", b"250x2.0.0\r\n", b"250 " + b"x" * 9000]
+)
+def test_anything_but_a_reply_is_refused(garbage: bytes) -> None:
+    with pytest.raises(MalformedReply):
+        ReplyParser().feed(garbage)
+
+
 # --- lost connections -------------------------------------------------------------------
 
 BIG_BODY = (b"y" * 998 + b"\r\n") * 16_000
@@ -429,6 +449,31 @@ def test_a_pool_of_four_reuses_its_connections(handler: ScriptedHandler) -> None
     )
     assert handler.peak_connections <= 4
     assert handler.connection_count <= 4
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_no_content_goes_out_before_the_answer_ahead_of_it_is_recorded(
+    handler: ScriptedHandler, connections: int
+) -> None:
+    # The crash rule: beyond what is recorded, the server holds at most one message per
+    # connection, the one whose answer is on its way. Pipelining sends the next envelope
+    # early, never the next content.
+    recorded = 0
+    excess: list[int] = []
+
+    def record(results: Sequence[SendResult]) -> None:
+        nonlocal recorded
+        recorded += len(results)
+        time.sleep(0.005)  # time for the server to take anything already sent
+        excess.append(len(handler.received) - recorded - (connections - len(results)))
+
+    with (
+        smtp_server(handler) as info,
+        SmtpBackend(smtp_settings(info.port, max_connections=connections), "") as backend,
+    ):
+        results = backend.send(numbered(40), on_result=record)
+    assert {r.outcome for r in results} == {"sent"}
+    assert max(excess) <= 0
 
 
 def test_a_server_closing_after_n_messages_is_reconnected_transparently(
