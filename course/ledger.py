@@ -1585,12 +1585,13 @@ def _move_subscribers(conn: Connection, outcomes: Sequence[Outcome], now: dateti
         for o in outcomes
         if o.state == BOUNCED
     ]
-    _fast(conn, _NEXT_LESSON, [p for p in moving if p["b_next_due_at"] is not None])
-    _fast(conn, _COMPLETE_COURSE, [p for p in moving if p["b_next_due_at"] is None])
-    # Matches only subscribers the two above left alone (no longer active, still at this
-    # day): unsubscribed or removed while the message was in flight. They had the lesson,
-    # so a later reactivation continues after it, but nothing is scheduled.
-    _fast(conn, _NEXT_LESSON_STOPPED, moving)
+    advanced = _fast(conn, _NEXT_LESSON, [p for p in moving if p["b_next_due_at"] is not None])
+    advanced += _fast(conn, _COMPLETE_COURSE, [p for p in moving if p["b_next_due_at"] is None])
+    if advanced != len(moving):  # a driver that cannot count (-1) lands here too
+        # Matches only subscribers the two above left alone (no longer active, still at
+        # this day): unsubscribed or removed while the message was in flight. They had the
+        # lesson, so a later reactivation continues after it, but nothing is scheduled.
+        _fast(conn, _NEXT_LESSON_STOPPED, moving)
     _fast(conn, _STOP_BOUNCED, bounced)
 
 
