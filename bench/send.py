@@ -174,6 +174,11 @@ def naive(port: int, connections: int) -> float:
 
 
 def main() -> None:
+    if not (shutil.which("smtp-sink") or Path("/usr/sbin/smtp-sink").exists()):
+        sys.exit(
+            "bench/send.py needs Postfix's smtp-sink and smtp-source: run "
+            "`bash scripts/bench-deps` (installs Debian's postfix without starting it)"
+        )
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
