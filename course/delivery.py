@@ -2,8 +2,10 @@
 
 The ledger decides what is due (an indexed query on each subscriber's next due time); the
 planner decides when the next lesson is due after a send. A delivery is claimed before
-the backend sees it and recorded after the backend answers, one batch at a time, so a
-crash leaves at most one batch in doubt (see the crash rule in the README).
+the backend sees it and recorded after the backend answers: a local backend's batch at
+once, a remote backend's answers one by one in the ledger's journal (folded in when the
+batch ends), so a crash leaves at most one local batch, or one message per connection,
+in doubt (see the crash rule in the README).
 """
 
 from __future__ import annotations
