@@ -1037,7 +1037,7 @@ def _driver_transaction(conn: Connection, label: str) -> Iterator[None]:
     """
     driver = conn.connection.dbapi_connection
     assert driver is not None
-    try:
+    with _unusable_as_ledger_error(label):
         _driver_execute(conn, "BEGIN IMMEDIATE", ())
         try:
             yield
@@ -1045,30 +1045,32 @@ def _driver_transaction(conn: Connection, label: str) -> Iterator[None]:
             driver.rollback()
             raise
         driver.commit()
-    except DBAPIError as exc:
-        if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
-            raise
-        raise LedgerError(f"the ledger {label} cannot be used: {exc.orig}") from exc
-    except sqlite3.OperationalError as exc:  # from COMMIT itself
-        raise LedgerError(f"the ledger {label} cannot be used: {exc}") from exc
 
 
 @contextmanager
 def _transaction(source: Engine | Connection, label: str) -> Iterator[Connection]:
     """A transaction, with the database being unusable (locked, unreadable) as LedgerError."""
-    try:
+    with _unusable_as_ledger_error(label):
         if isinstance(source, Engine):
             with source.begin() as conn:
                 yield conn
         else:
             with source.begin():
                 yield source
+
+
+@contextmanager
+def _unusable_as_ledger_error(label: str) -> Iterator[None]:
+    """Locked, read-only, disk full, "file is not a database" become LedgerError: the
+    operator can act on these. Constraint and SQL errors are bugs and keep their traceback."""
+    try:
+        yield
     except DBAPIError as exc:
-        # Locked, read-only, disk full, "file is not a database": the operator can act on
-        # these. Constraint and SQL errors are bugs and keep their traceback.
         if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
             raise
         raise LedgerError(f"the ledger {label} cannot be used: {exc.orig}") from exc
+    except sqlite3.OperationalError as exc:  # straight from the driver's COMMIT
+        raise LedgerError(f"the ledger {label} cannot be used: {exc}") from exc
 
 
 # --- sync -------------------------------------------------------------------------------------
