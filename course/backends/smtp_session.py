@@ -130,18 +130,14 @@ class Session:
     def abandon(self) -> None:
         """Hang up on messages whose content was never sent; they are not results."""
         assert not self.carrying_content, "a message in doubt cannot be abandoned"
-        self.connection.abort()
-        self.flights.clear()
-        self._expected.clear()
+        self._hang_up()
 
     def close(self) -> None:
         """Say goodbye between transactions; just hang up in the middle of one."""
         if self.flights or self._expected:
-            self.connection.abort()
+            self._hang_up()
         else:
             self.connection.close()
-        self.flights.clear()
-        self._expected.clear()
 
     def _answer(self, reply: Reply, done: Finished) -> None:
         flight, step = self._expected.popleft()
@@ -208,12 +204,16 @@ class Session:
 
     def _die(self, detail: str, done: Finished) -> None:
         """The connection is gone: settle every message it carried."""
-        self.connection.abort()
-        self._expected.clear()
-        self.deadline = math.inf
         for flight in self.flights:
             _settle_lost(flight, detail, done)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close the socket without a word and forget what it carried."""
+        self.connection.abort()
         self.flights.clear()
+        self._expected.clear()
+        self.deadline = math.inf
 
 
 def _settle_lost(flight: Flight, detail: str, done: Finished) -> None:
