@@ -18,6 +18,7 @@ from pathlib import Path
 
 from course.backends.memory import MemoryBackend
 from course.build import build_course
+from course.commands.interrupt import sigterm_as_interrupt
 from course.commands.optout import unsubscriber
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
@@ -179,6 +180,20 @@ def _tick_with_progress(
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr()
+    # The scheduler handles SIGTERM once it runs; before that (and after), SIGTERM unwinds
+    # like Ctrl-C so the lease is released rather than left to go stale.
+    try:
+        with sigterm_as_interrupt():
+            _serve(settings)
+    except KeyboardInterrupt:
+        LOG.info("stopped outside a tick; nothing was being sent")
+        return 0
+    LOG.info("stopped")
+    return 0
+
+
+def _serve(settings: Settings) -> None:
+    """Hold the lease and deliver every tick until the scheduler is told to stop."""
     with _runner(settings, clock=lambda: datetime.now(UTC)) as (runtime, owner):
         print(_where_to_look(settings), file=sys.stderr)
 
@@ -195,8 +210,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         scheduler = TickScheduler(tick, settings.schedule.tick_seconds)
         with _web_servers(settings, runtime):
             scheduler.run()
-    LOG.info("stopped")
-    return 0
 
 
 @contextmanager

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from types import FrameType
 
+from course.commands.interrupt import sigterm_as_interrupt
 from course.config import Settings
 from course.web.preview import start_preview
 
@@ -27,16 +26,11 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     server = start_preview(settings, port)
     print(f"Preview: {server.url}", flush=True)
     print("Ctrl-C stops it.", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.wait()
+        with sigterm_as_interrupt():
+            server.wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM takes the same way out as Ctrl-C, so the server shuts down cleanly.
-    raise KeyboardInterrupt
