@@ -1,0 +1,168 @@
+"""The values passed in and out of the ledger, and how rows become them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+from course.ledger.schema import DELIVERIES
+
+# --- value objects ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRecord:
+    """One subscriber as the CSV has it now: what the ledger needs from a row."""
+
+    email: str
+    name: str
+    timezone: str
+    fields: Mapping[str, str]
+    subscribed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSummary:
+    """What one sync() changed."""
+
+    added: int
+    updated: int
+    removed: int
+    rejoined: int
+    unchanged: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One due delivery, with what personalisation needs."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    timezone: str
+    fields: Mapping[str, str]
+    day: int
+    attempts: int
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed delivery.
+
+    For "sent" and "failed", `next_due_at` is when the subscriber's next day is due; None means
+    that was the last lesson (the subscriber becomes `completed`). For "retrying",
+    `next_attempt_at` is required.
+    """
+
+    subscriber_id: int
+    day: int
+    state: Literal["sent", "retrying", "failed", "bounced"]
+    message_id: str = ""
+    reply: str = ""
+    next_attempt_at: datetime | None = None
+    next_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberView:
+    """A subscriber's row, for `course status` and friends."""
+
+    email: str
+    name: str
+    timezone: str
+    fields: Mapping[str, str]
+    status: str
+    status_reason: str
+    status_at: datetime
+    joined_at: datetime
+    next_day: int
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """One delivery row."""
+
+    day: int
+    state: str
+    attempts: int
+    claimed_at: datetime
+    sent_at: datetime | None
+    message_id: str
+    last_reply: str
+    next_attempt_at: datetime | None
+
+
+# Sorted keys and fixed separators: equal fields always give equal text (and digest).
+_FIELDS_ENCODER: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _fields_json(fields: Mapping[str, str]) -> str:
+    if not fields:
+        return "{}"
+    return _FIELDS_ENCODER.encode(fields if isinstance(fields, dict) else dict(fields))
+
+
+def _fields(text: str) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads(text)
+    return loaded
+
+
+# --- rows -> values ---------------------------------------------------------------------------
+
+
+def _recipient(row: Any) -> Recipient:
+    return Recipient(
+        subscriber_id=row.subscriber_id,
+        email=row.email,
+        name=row.name,
+        timezone=row.timezone,
+        fields=_fields(row.fields),
+        day=row.day,
+        attempts=row.attempts,
+        joined_at=row.joined_at,
+    )
+
+
+_DELIVERY_VIEW_COLUMNS: Final = (
+    DELIVERIES.c.day,
+    DELIVERIES.c.state,
+    DELIVERIES.c.attempts,
+    DELIVERIES.c.claimed_at,
+    DELIVERIES.c.sent_at,
+    DELIVERIES.c.message_id,
+    DELIVERIES.c.last_reply,
+    DELIVERIES.c.next_attempt_at,
+)
+
+
+def _delivery_view(row: Any) -> DeliveryView:
+    return DeliveryView(
+        day=row.day,
+        state=row.state,
+        attempts=row.attempts,
+        claimed_at=row.claimed_at,
+        sent_at=row.sent_at,
+        message_id=row.message_id,
+        last_reply=row.last_reply,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+def _subscriber_view(row: Any) -> SubscriberView:
+    return SubscriberView(
+        email=row.email,
+        name=row.name,
+        timezone=row.timezone,
+        fields=_fields(row.fields),
+        status=row.status,
+        status_reason=row.status_reason,
+        status_at=row.status_at,
+        joined_at=row.joined_at,
+        next_day=row.next_day,
+        next_due_at=row.next_due_at,
+    )

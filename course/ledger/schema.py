@@ -1,0 +1,266 @@
+"""The stored data: statuses and states, UTC times, the tables and their migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.types import TypeEngine
+
+from course.errors import LedgerError
+
+# Subscriber statuses. Only `active` subscribers are ever sent anything.
+ACTIVE: Final = "active"
+COMPLETED: Final = "completed"
+UNSUBSCRIBED: Final = "unsubscribed"
+BOUNCED: Final = "bounced"
+REMOVED: Final = "removed"
+STATUSES: Final = (ACTIVE, COMPLETED, UNSUBSCRIBED, BOUNCED, REMOVED)
+
+# Delivery states.
+CLAIMED: Final = "claimed"
+SENT: Final = "sent"
+RETRYING: Final = "retrying"
+FAILED: Final = "failed"
+DELIVERY_STATES: Final = (CLAIMED, SENT, RETRYING, FAILED, BOUNCED)
+PROBLEM_STATES: Final = (RETRYING, FAILED, BOUNCED)
+
+REASON_ADDED: Final = "added from CSV"
+REASON_REMOVED: Final = "removed from CSV"
+REASON_REJOINED: Final = "back in the CSV"
+REASON_REACTIVATED: Final = "reactivated by the operator"
+REASON_COMPLETED: Final = "course complete"
+REPLY_RECOVERED: Final = (
+    "recovered: claimed by a runner that stopped before recording the outcome; sending again"
+)
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as naive UTC (SQLite has no time zones); read back as aware UTC.
+
+    Naive datetimes are refused: a naive value is ambiguous, and guessing is how lessons go out
+    at 3 a.m.
+    """
+
+    impl = DateTime  # TIMESTAMP WITHOUT TIME ZONE, holding UTC
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            # The very text SQLAlchemy's DateTime stores on SQLite ("2024-05-01 08:00:00.000000",
+            # fixed width, so it sorts chronologically), but made and parsed by datetime's C
+            # isoformat()/fromisoformat(): DateTime's own formatting was half of a big sync.
+            return dialect.type_descriptor(String(26))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return _sqlite_text(value)
+        return require_utc(value, "a stored time").replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime | str | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+# A sync writes the same few instants (now, and each zone's first 08:00) a million times over.
+# Cache keys compare as instants, so equal keys always mean the same UTC text; a naive value
+# never equals an aware one, so it cannot hit the cache and is refused below.
+@lru_cache(maxsize=4096)
+def _sqlite_text(value: datetime) -> str:
+    return require_utc(value, "a stored time").replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def require_utc(value: datetime, what: str = "now") -> datetime:
+    """`value` converted to UTC; ValueError if it is naive."""
+    if value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+# SQLite only aliases the rowid for exactly INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+METADATA: Final = MetaData()
+
+SCHEMA_VERSION: Final = Table(
+    "schema_version",
+    METADATA,
+    # One row per applied migration; the highest is the database's version.
+    Column("version", Integer, primary_key=True, autoincrement=False),
+)
+
+SUBSCRIBERS: Final = Table(
+    "subscribers",
+    METADATA,
+    Column("id", _Id, primary_key=True),
+    Column("email", String(320), nullable=False),
+    # Lower-cased email: addresses are compared case-insensitively.
+    Column("email_key", String(320), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("fields", Text, nullable=False),  # JSON object of the extra CSV columns
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_at", UTCDateTime, nullable=False),
+    Column("status_reason", Text, nullable=False),
+    Column("next_day", Integer, nullable=False),
+    Column("next_due_at", UTCDateTime, nullable=True),  # NULL unless active
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("email_key", name="uq_subscribers_email_key"),
+    CheckConstraint(
+        "status IN ('active', 'completed', 'unsubscribed', 'bounced', 'removed')",
+        name="ck_subscribers_status",
+    ),
+    # "What is due" is a range scan: status = 'active' AND next_due_at <= now.
+    Index("ix_subscribers_status_due", "status", "next_due_at"),
+)
+
+DELIVERIES: Final = Table(
+    "deliveries",
+    METADATA,
+    Column("id", _Id, primary_key=True),
+    Column("subscriber_id", _Id, ForeignKey("subscribers.id"), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("message_id", Text, nullable=False),
+    Column("last_reply", Text, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    # Lease owner of the claiming runner ("" without a lease): recover_claims() leaves the
+    # live runner's claims alone.
+    Column("claimed_by", String(200), nullable=False),
+    # Random per claim() call: tells that call which rows it actually won.
+    Column("claim_token", String(32), nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # The double-send guard: one delivery row per lesson per subscriber, ever.
+    UniqueConstraint("subscriber_id", "day", name="uq_deliveries_subscriber_day"),
+    CheckConstraint(
+        "state IN ('claimed', 'sent', 'retrying', 'failed', 'bounced')",
+        name="ck_deliveries_state",
+    ),
+    Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
+)
+
+RUNNER: Final = Table(
+    "runner",
+    METADATA,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+# Small facts about the ledger itself, e.g. the fingerprint of the CSV it last synced, so a
+# restarted run does not re-import an unchanged million-row file.
+META: Final = Table(
+    "meta",
+    METADATA,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+# Outcomes recorded while a batch is being sent, applied to deliveries and subscribers when
+# it ends. Appending a row here costs a tenth of updating both tables and their indexes, and
+# a remote backend records every round of a few messages (the crash rule), so the pipeline
+# commits thousands of times a minute. No foreign key: its lookup would cost the insert twice.
+OUTCOME_JOURNAL: Final = Table(
+    "outcome_journal",
+    METADATA,
+    Column("id", _Id, primary_key=True),
+    Column("subscriber_id", _Id, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("next_due_at", UTCDateTime, nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+Migration = Callable[[Connection], None]
+
+
+def _v1_initial_schema(conn: Connection) -> None:
+    """v1: subscribers, deliveries, the runner lease and meta."""
+    # v1 is the tables as declared above. Before a later migration changes one of them,
+    # freeze a copy of these v1 definitions here, so an empty database still replays v1 exactly.
+    METADATA.create_all(conn, tables=[SUBSCRIBERS, DELIVERIES, RUNNER, META])
+
+
+def _v2_outcome_journal(conn: Connection) -> None:
+    """v2: the outcome journal."""
+    METADATA.create_all(conn, tables=[OUTCOME_JOURNAL])
+
+
+# Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal)
+
+
+def _schema_version(conn: Connection) -> int:
+    """The database's schema version; 0 for an empty database."""
+    if not inspect(conn).has_table(SCHEMA_VERSION.name):
+        return 0
+    version: int | None = conn.execute(select(func.max(SCHEMA_VERSION.c.version))).scalar_one()
+    return version or 0
+
+
+def _migrate(conn: Connection, label: str, migrations: Sequence[Migration]) -> None:
+    """Bring the schema up to len(migrations), or refuse a database from a newer version."""
+    SCHEMA_VERSION.create(conn, checkfirst=True)
+    found = _schema_version(conn)
+    latest = len(migrations)
+    if found > latest:
+        raise LedgerError(
+            f"the ledger {label} has schema version {found}, but this version of course "
+            f"only knows versions up to {latest}; upgrade course or use another ledger"
+        )
+    for version in range(found + 1, latest + 1):
+        migrations[version - 1](conn)
+        conn.execute(insert(SCHEMA_VERSION).values(version=version))
