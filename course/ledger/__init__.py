@@ -45,61 +45,68 @@ from sqlalchemy.exc import IntegrityError
 from course.errors import LedgerError
 from course.ledger.engine import (
     _WRITE_OPTION,
+    BUSY_TIMEOUT_MS,
+    DEFAULT_URL,
     _create_engine,
     _driver_transaction,
     _parse_url,
     _resolve_sqlite,
     _transaction,
 )
-from course.ledger.engine import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
-from course.ledger.engine import DEFAULT_URL as DEFAULT_URL
 from course.ledger.fastpath import _fast
-from course.ledger.lease import LEASE_NAME as LEASE_NAME
-from course.ledger.lease import _lease_held_message, _lease_is_live
+from course.ledger.lease import (
+    LEASE_NAME,
+    _lease_held_message,
+    _lease_is_live,
+)
 from course.ledger.records import (
     _DELIVERY_VIEW_COLUMNS,
+    DeliveryView,
+    Outcome,
+    Recipient,
+    SubscriberRecord,
+    SubscriberView,
+    SyncSummary,
     _delivery_view,
     _recipient,
     _subscriber_view,
 )
-from course.ledger.records import DeliveryView as DeliveryView
-from course.ledger.records import Outcome as Outcome
-from course.ledger.records import Recipient as Recipient
-from course.ledger.records import SubscriberRecord as SubscriberRecord
-from course.ledger.records import SubscriberView as SubscriberView
-from course.ledger.records import SyncSummary as SyncSummary
-from course.ledger.schema import ACTIVE as ACTIVE
-from course.ledger.schema import BOUNCED as BOUNCED
-from course.ledger.schema import CLAIMED as CLAIMED
-from course.ledger.schema import COMPLETED as COMPLETED
-from course.ledger.schema import DELIVERIES as DELIVERIES
-from course.ledger.schema import DELIVERY_STATES as DELIVERY_STATES
-from course.ledger.schema import FAILED as FAILED
-from course.ledger.schema import META as META
-from course.ledger.schema import METADATA as METADATA
-from course.ledger.schema import MIGRATIONS as MIGRATIONS
-from course.ledger.schema import OUTCOME_JOURNAL as OUTCOME_JOURNAL
-from course.ledger.schema import PROBLEM_STATES as PROBLEM_STATES
-from course.ledger.schema import REASON_ADDED as REASON_ADDED
-from course.ledger.schema import REASON_COMPLETED as REASON_COMPLETED
-from course.ledger.schema import REASON_REACTIVATED as REASON_REACTIVATED
-from course.ledger.schema import REASON_REJOINED as REASON_REJOINED
-from course.ledger.schema import REASON_REMOVED as REASON_REMOVED
-from course.ledger.schema import REMOVED as REMOVED
-from course.ledger.schema import REPLY_RECOVERED as REPLY_RECOVERED
-from course.ledger.schema import RETRYING as RETRYING
-from course.ledger.schema import RUNNER as RUNNER
-from course.ledger.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from course.ledger.schema import SENT as SENT
-from course.ledger.schema import STATUSES as STATUSES
-from course.ledger.schema import SUBSCRIBERS as SUBSCRIBERS
-from course.ledger.schema import UNSUBSCRIBED as UNSUBSCRIBED
-from course.ledger.schema import Migration as Migration
-from course.ledger.schema import UTCDateTime as UTCDateTime
-from course.ledger.schema import _migrate, _schema_version
-from course.ledger.schema import require_utc as require_utc
+from course.ledger.schema import (
+    ACTIVE,
+    BOUNCED,
+    CLAIMED,
+    COMPLETED,
+    DELIVERIES,
+    DELIVERY_STATES,
+    FAILED,
+    META,
+    METADATA,
+    MIGRATIONS,
+    OUTCOME_JOURNAL,
+    PROBLEM_STATES,
+    REASON_ADDED,
+    REASON_COMPLETED,
+    REASON_REACTIVATED,
+    REASON_REJOINED,
+    REASON_REMOVED,
+    REMOVED,
+    REPLY_RECOVERED,
+    RETRYING,
+    RUNNER,
+    SCHEMA_VERSION,
+    SENT,
+    STATUSES,
+    SUBSCRIBERS,
+    UNSUBSCRIBED,
+    Migration,
+    UTCDateTime,
+    _migrate,
+    _schema_version,
+    require_utc,
+)
 from course.ledger.sending import (
     _JOURNAL_OUTCOME,
+    FEW_OUTCOMES,
     _apply_journal,
     _check_outcome,
     _claimable,
@@ -110,9 +117,51 @@ from course.ledger.sending import (
     _move_subscribers,
     _retries_due,
 )
-from course.ledger.sending import FEW_OUTCOMES as FEW_OUTCOMES
 from course.ledger.status import _resume, _stopped, _suppressed_row
 from course.ledger.sync import _by_email_key, _load_known, _Sync
+
+__all__ = [
+    "ACTIVE",
+    "BOUNCED",
+    "BUSY_TIMEOUT_MS",
+    "CLAIMED",
+    "COMPLETED",
+    "DEFAULT_URL",
+    "DELIVERIES",
+    "DELIVERY_STATES",
+    "FAILED",
+    "FEW_OUTCOMES",
+    "LEASE_NAME",
+    "META",
+    "METADATA",
+    "MIGRATIONS",
+    "OUTCOME_JOURNAL",
+    "PROBLEM_STATES",
+    "REASON_ADDED",
+    "REASON_COMPLETED",
+    "REASON_REACTIVATED",
+    "REASON_REJOINED",
+    "REASON_REMOVED",
+    "REMOVED",
+    "REPLY_RECOVERED",
+    "RETRYING",
+    "RUNNER",
+    "SCHEMA_VERSION",
+    "SENT",
+    "STATUSES",
+    "SUBSCRIBERS",
+    "UNSUBSCRIBED",
+    "DeliveryView",
+    "Ledger",
+    "Migration",
+    "Outcome",
+    "Recipient",
+    "SubscriberRecord",
+    "SubscriberView",
+    "SyncSummary",
+    "UTCDateTime",
+    "require_utc",
+]
 
 # --- the ledger -------------------------------------------------------------------------------
 
