@@ -671,6 +671,23 @@ def test_a_journaled_outcome_for_a_recorded_delivery_is_ignored(
     assert "not a claimed delivery" in caplog.text
 
 
+def test_of_two_journaled_outcomes_for_one_delivery_the_first_counts(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    [claimed] = ledger.claim(ledger.due(now), now=now)
+    ledger.journal([sent(claimed, now + DAY)], now=now)
+    ledger.journal([Outcome(claimed.subscriber_id, 1, "bounced", reply="550 5.1.1")], now=now)
+
+    assert ledger.apply_journal() == 2
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.next_day, ann.next_due_at) == ("active", 2, now + DAY)
+    assert [(d.state, d.attempts) for d in ledger.history("ann@example.com")] == [("sent", 1)]
+    assert "ignored a bounced outcome for subscriber" in caplog.text
+
+
 def test_set_status_reports_unknown_addresses_and_refuses_active(ledger: Ledger) -> None:
     assert not ledger.set_status("nobody@example.com", "unsubscribed", reason="x", now=T0)
     with pytest.raises(ValueError, match="reactivate"):

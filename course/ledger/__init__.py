@@ -106,15 +106,12 @@ from course.ledger.schema import (
 )
 from course.ledger.sending import (
     _JOURNAL_OUTCOME,
-    FEW_OUTCOMES,
     _apply_journal,
     _check_outcome,
     _claimable,
-    _claimed_outcomes,
     _claimed_with,
     _fresh_lessons_due,
     _journal_params,
-    _move_subscribers,
     _retries_due,
 )
 from course.ledger.status import _resume, _stopped, _suppressed_row
@@ -130,7 +127,6 @@ __all__ = [
     "DELIVERIES",
     "DELIVERY_STATES",
     "FAILED",
-    "FEW_OUTCOMES",
     "LEASE_NAME",
     "META",
     "METADATA",
@@ -370,9 +366,10 @@ class Ledger:
         now = require_utc(now)
         for outcome in outcomes:
             _check_outcome(outcome)
+        # Through the journal, so recording and folding a journal are one code path.
         with self._writing() as conn:
-            kept = _claimed_outcomes(conn, outcomes, now)
-            _move_subscribers(conn, kept, now)
+            _fast(conn, _JOURNAL_OUTCOME, [_journal_params(o, now) for o in outcomes])
+            _apply_journal(conn)
 
     def journal(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """Store outcomes durably now, to take effect at apply_journal(); one transaction.
