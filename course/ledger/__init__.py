@@ -44,32 +44,32 @@ from sqlalchemy.exc import IntegrityError
 
 from course.errors import LedgerError
 from course.ledger.engine import (
-    _WRITE_OPTION,
     BUSY_TIMEOUT_MS,
     DEFAULT_URL,
-    _create_engine,
-    _driver_transaction,
-    _parse_url,
-    _resolve_sqlite,
-    _transaction,
+    WRITE_OPTION,
+    driver_transaction,
+    ledger_transaction,
+    open_engine,
+    parse_url,
+    resolve_sqlite,
 )
-from course.ledger.fastpath import _fast
+from course.ledger.fastpath import execute_prepared
 from course.ledger.lease import (
     LEASE_NAME,
-    _lease_held_message,
-    _lease_is_live,
+    lease_held_message,
+    lease_is_live,
 )
 from course.ledger.records import (
-    _DELIVERY_VIEW_COLUMNS,
+    DELIVERY_VIEW_COLUMNS,
     DeliveryView,
     Outcome,
     Recipient,
     SubscriberRecord,
     SubscriberView,
     SyncSummary,
-    _delivery_view,
-    _recipient,
-    _subscriber_view,
+    delivery_view,
+    recipient_of,
+    subscriber_view,
 )
 from course.ledger.schema import (
     ACTIVE,
@@ -100,22 +100,22 @@ from course.ledger.schema import (
     UNSUBSCRIBED,
     Migration,
     UTCDateTime,
-    _migrate,
-    _schema_version,
+    migrate,
     require_utc,
+    schema_version_of,
 )
 from course.ledger.sending import (
-    _JOURNAL_OUTCOME,
-    _apply_journal,
-    _check_outcome,
-    _claimable,
-    _claimed_with,
-    _fresh_lessons_due,
-    _journal_params,
-    _retries_due,
+    JOURNAL_OUTCOME,
+    check_outcome,
+    claimable,
+    claimed_with,
+    fold_journal,
+    fresh_lessons_due,
+    journal_params,
+    retries_due,
 )
-from course.ledger.status import _resume, _stopped, _suppressed_row
-from course.ledger.sync import _by_email_key, _load_known, _Sync
+from course.ledger.status import resume, stopped_values, suppressed_row
+from course.ledger.sync import CsvSync, by_email_key, load_known
 
 __all__ = [
     "ACTIVE",
@@ -167,7 +167,7 @@ class Ledger:
 
     def __init__(self, engine: Engine, label: str) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._label = label  # the database as the operator wrote it, for messages
         self._lease_owner = ""  # the runner lease this object holds; "" for none
         self._write_lock = threading.Lock()
@@ -180,11 +180,11 @@ class Ledger:
         A relative SQLite path is resolved against `base_dir`, and its directory is created.
         LedgerError names the URL or file when it is invalid, unreadable or too new.
         """
-        parsed = _parse_url(url)
+        parsed = parse_url(url)
         label = parsed.render_as_string(hide_password=True)
         if parsed.get_backend_name() == "sqlite":
-            parsed, label = _resolve_sqlite(parsed, base_dir)
-        ledger = cls(_create_engine(parsed, label), label)
+            parsed, label = resolve_sqlite(parsed, base_dir)
+        ledger = cls(open_engine(parsed, label), label)
         try:
             ledger._upgrade()
         except BaseException:
@@ -195,11 +195,11 @@ class Ledger:
     def _upgrade(self) -> None:
         # Look first without the write lock, so `course status` does not queue behind a sync.
         with self._reading() as conn:
-            up_to_date = _schema_version(conn) == len(MIGRATIONS)
+            up_to_date = schema_version_of(conn) == len(MIGRATIONS)
         if not up_to_date:
             with self._writing() as conn:
                 # MIGRATIONS as this package names it: tests replace course.ledger.MIGRATIONS.
-                _migrate(conn, self._label, MIGRATIONS)  # looks again, now under the write lock
+                migrate(conn, self._label, MIGRATIONS)  # looks again, now under the write lock
 
     def close(self) -> None:
         with self._write_lock:
@@ -238,10 +238,10 @@ class Ledger:
         subscribers are never reactivated here. Duplicate addresses: the first row wins.
         """
         now = require_utc(now)
-        wanted = _by_email_key(subscribers)
+        wanted = by_email_key(subscribers)
         with self._writing() as conn:
-            known = _load_known(conn)
-            return _Sync(conn, now, first_due).run(wanted, known)
+            known = load_known(conn)
+            return CsvSync(conn, now, first_due).run(wanted, known)
 
     def set_status(self, email: str, status: str, *, reason: str, now: datetime) -> bool:
         """Stop a subscriber (e.g. unsubscribe by hand); False if the address is unknown."""
@@ -253,7 +253,7 @@ class Ledger:
             result = conn.execute(
                 update(s)
                 .where(s.c.email_key == email.lower())
-                .values(_stopped(status, reason, now))
+                .values(stopped_values(status, reason, now))
             )
         return result.rowcount > 0
 
@@ -271,10 +271,12 @@ class Ledger:
             if status in (UNSUBSCRIBED, BOUNCED):
                 return False
             if status is None:
-                conn.execute(insert(s).values(_suppressed_row(email, how, now)))
+                conn.execute(insert(s).values(suppressed_row(email, how, now)))
             else:
                 conn.execute(
-                    update(s).where(s.c.email_key == key).values(_stopped(UNSUBSCRIBED, how, now))
+                    update(s)
+                    .where(s.c.email_key == key)
+                    .values(stopped_values(UNSUBSCRIBED, how, now))
                 )
         return True
 
@@ -284,7 +286,7 @@ class Ledger:
         query = select(s).where(or_(s.c.status == UNSUBSCRIBED, s.c.status == BOUNCED))
         with self._reading() as conn:
             rows = conn.execute(query.order_by(s.c.status_at, s.c.id)).all()
-        return [_subscriber_view(row) for row in rows]
+        return [subscriber_view(row) for row in rows]
 
     def reactivate(
         self, email: str, *, now: datetime, first_due: Callable[[str, datetime], datetime]
@@ -308,7 +310,7 @@ class Ledger:
                 raise LedgerError(f"{email} has completed the course; there is nothing to resend")
             if row.status != ACTIVE:
                 due = first_due(row.timezone, now)
-                _resume(conn, row.id, row.next_day, due, now, REASON_REACTIVATED)
+                resume(conn, row.id, row.next_day, due, now, REASON_REACTIVATED)
         return True
 
     # --- sending ---------------------------------------------------------------------------
@@ -323,11 +325,11 @@ class Ledger:
         now = require_utc(now)
         with self._reading() as conn:
             rows = [
-                *conn.execute(_fresh_lessons_due(now, limit)),
-                *conn.execute(_retries_due(now, limit)),
+                *conn.execute(fresh_lessons_due(now, limit)),
+                *conn.execute(retries_due(now, limit)),
             ]
         rows.sort(key=lambda row: (row.due_at, row.subscriber_id))
-        return [_recipient(row) for row in rows[:limit]]
+        return [recipient_of(row) for row in rows[:limit]]
 
     def claim(self, recipients: Sequence[Recipient], *, now: datetime) -> list[Recipient]:
         """Claim these deliveries for sending; return only the ones this call won.
@@ -347,9 +349,9 @@ class Ledger:
         # due() reports a retry with its earlier attempts; a fresh lesson has none yet.
         retries = {lesson for lesson, r in by_lesson.items() if r.attempts > 0}
         with self._writing() as conn:
-            lessons = _claimable(conn, by_lesson.keys())
+            lessons = claimable(conn, by_lesson.keys())
             self._claim_lessons(conn, lessons, retries, token, now)
-            won = _claimed_with(conn, token, lessons)
+            won = claimed_with(conn, token, lessons)
         return [recipient for lesson, recipient in by_lesson.items() if lesson in won]
 
     def record(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
@@ -365,11 +367,11 @@ class Ledger:
         """
         now = require_utc(now)
         for outcome in outcomes:
-            _check_outcome(outcome)
+            check_outcome(outcome)
         # Through the journal, so recording and folding a journal are one code path.
         with self._writing() as conn:
-            _fast(conn, _JOURNAL_OUTCOME, [_journal_params(o, now) for o in outcomes])
-            _apply_journal(conn)
+            execute_prepared(conn, JOURNAL_OUTCOME, [journal_params(o, now) for o in outcomes])
+            fold_journal(conn)
 
     def journal(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
         """Store outcomes durably now, to take effect at apply_journal(); one transaction.
@@ -380,15 +382,15 @@ class Ledger:
         """
         now = require_utc(now)
         for outcome in outcomes:
-            _check_outcome(outcome)
+            check_outcome(outcome)
         if outcomes:
             with self._writing(lean=True) as conn:
-                _fast(conn, _JOURNAL_OUTCOME, [_journal_params(o, now) for o in outcomes])
+                execute_prepared(conn, JOURNAL_OUTCOME, [journal_params(o, now) for o in outcomes])
 
     def apply_journal(self) -> int:
         """Record the journal's outcomes, exactly as record() would have; return how many."""
         with self._writing() as conn:
-            return _apply_journal(conn)
+            return fold_journal(conn)
 
     def release(self, recipients: Sequence[Recipient], *, now: datetime) -> int:
         """Give back claims that were never handed to the backend; return how many.
@@ -433,7 +435,7 @@ class Ledger:
         now = require_utc(now)
         d = DELIVERIES
         with self._writing() as conn:
-            _apply_journal(conn)  # what the runner did record is not in doubt
+            fold_journal(conn)  # what the runner did record is not in doubt
             orphaned = update(d).where(d.c.state == CLAIMED)
             holder = conn.execute(
                 select(RUNNER.c.owner).where(RUNNER.c.name == LEASE_NAME)
@@ -542,8 +544,8 @@ class Ledger:
             if holder is None:
                 conn.execute(insert(r).values(name=LEASE_NAME, **lease))
                 return
-            if holder.owner != owner and _lease_is_live(holder, host, now, stale_after):
-                raise LedgerError(_lease_held_message(holder, self._label))
+            if holder.owner != owner and lease_is_live(holder, host, now, stale_after):
+                raise LedgerError(lease_held_message(holder, self._label))
             conn.execute(update(r).where(r.c.name == LEASE_NAME).values(lease))
 
     # --- reports ---------------------------------------------------------------------------
@@ -580,32 +582,32 @@ class Ledger:
         s = SUBSCRIBERS
         with self._reading() as conn:
             row = conn.execute(select(s).where(s.c.email_key == email.lower())).first()
-        return None if row is None else _subscriber_view(row)
+        return None if row is None else subscriber_view(row)
 
     def history(self, email: str) -> list[DeliveryView]:
         """Every delivery row of this subscriber, by day."""
         s, d = SUBSCRIBERS, DELIVERIES
         query = (
-            select(*_DELIVERY_VIEW_COLUMNS)
+            select(*DELIVERY_VIEW_COLUMNS)
             .join_from(d, s, d.c.subscriber_id == s.c.id)
             .where(s.c.email_key == email.lower())
             .order_by(d.c.day)
         )
         with self._reading() as conn:
-            return [_delivery_view(row) for row in conn.execute(query)]
+            return [delivery_view(row) for row in conn.execute(query)]
 
     def problems(self, *, limit: int | None = None) -> list[tuple[str, DeliveryView]]:
         """(email, delivery) for every retrying, failed or bounced delivery, by email and day."""
         s, d = SUBSCRIBERS, DELIVERIES
         query = (
-            select(s.c.email, *_DELIVERY_VIEW_COLUMNS)
+            select(s.c.email, *DELIVERY_VIEW_COLUMNS)
             .join_from(d, s, d.c.subscriber_id == s.c.id)
             .where(d.c.state.in_(PROBLEM_STATES))
             .order_by(s.c.email_key, d.c.day)
             .limit(limit)
         )
         with self._reading() as conn:
-            return [(row.email, _delivery_view(row)) for row in conn.execute(query)]
+            return [(row.email, delivery_view(row)) for row in conn.execute(query)]
 
     def next_due_at(self) -> datetime | None:
         """The earliest instant at which due() will return something, or None if never.
@@ -615,8 +617,8 @@ class Ledger:
         far_future = datetime.max.replace(tzinfo=UTC)
         with self._reading() as conn:
             candidates = [
-                conn.execute(_fresh_lessons_due(far_future, 1)).first(),
-                conn.execute(_retries_due(far_future, 1)).first(),
+                conn.execute(fresh_lessons_due(far_future, 1)).first(),
+                conn.execute(retries_due(far_future, 1)).first(),
             ]
         instants = [row.due_at for row in candidates if row is not None]
         return min(instants, default=None)
@@ -629,7 +631,7 @@ class Ledger:
 
         Threads of one process queue on a lock rather than on SQLite's busy handler, which
         sleeps for milliseconds at a time; other processes still wait on busy_timeout.
-        `lean` transactions may only run statements through _fast().
+        `lean` transactions may only run statements through execute_prepared().
         """
         with self._write_lock:
             # One connection kept for writing: checking one out of the pool for every
@@ -637,12 +639,12 @@ class Ledger:
             if self._write_conn is None or self._write_conn.invalidated:
                 self._write_conn = self._writer.connect()
             if lean and self._write_conn.dialect.name == "sqlite":
-                with _driver_transaction(self._write_conn, self._label):
+                with driver_transaction(self._write_conn, self._label):
                     yield self._write_conn
             else:
-                with _transaction(self._write_conn, self._label) as conn:
+                with ledger_transaction(self._write_conn, self._label) as conn:
                     yield conn
 
     def _reading(self) -> AbstractContextManager[Connection]:
         """A read transaction: one consistent snapshot; under WAL it never blocks writers."""
-        return _transaction(self._engine, self._label)
+        return ledger_transaction(self._engine, self._label)

@@ -6,12 +6,12 @@ from collections.abc import Iterator, Sequence
 from typing import Final, TypeVar
 
 # Ids per IN (...) list; far below SQLite's bound-parameter limit.
-_IN_CHUNK: Final = 500
+IN_CHUNK: Final = 500
 
 
 _T = TypeVar("_T")
 
 
-def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+def in_chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -19,12 +19,12 @@ from sqlalchemy.exc import (
 )
 
 from course.errors import LedgerError
-from course.ledger.fastpath import _driver_execute
+from course.ledger.fastpath import driver_execute
 
 DEFAULT_URL: Final = "sqlite:///state/course.db"
 BUSY_TIMEOUT_MS: Final = 30_000
 # Execution option that makes the SQLite `begin` hook emit BEGIN IMMEDIATE (see _begin_sqlite).
-_WRITE_OPTION: Final = "ledger_write"
+WRITE_OPTION: Final = "ledger_write"
 _SQLITE_PRAGMAS: Final = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -36,7 +36,7 @@ _SQLITE_PRAGMAS: Final = (
 # --- opening ----------------------------------------------------------------------------------
 
 
-def _parse_url(url: str) -> URL:
+def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -49,7 +49,7 @@ def _parse_url(url: str) -> URL:
     return parsed
 
 
-def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
+def resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
     """The URL with a relative path made absolute against base_dir, and the path as written."""
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
@@ -64,7 +64,7 @@ def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
     return parsed.set(database=str(path)), database
 
 
-def _create_engine(parsed: URL, label: str) -> Engine:
+def open_engine(parsed: URL, label: str) -> Engine:
     try:
         engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError) as exc:
@@ -91,18 +91,18 @@ def _begin_sqlite(conn: Connection) -> None:
     # reads would not be one snapshot, and a read-then-write transaction could fail with
     # SQLITE_BUSY when upgrading its lock. Writers take the write lock up front instead
     # (waiting up to busy_timeout); readers get a plain BEGIN, which never blocks under WAL.
-    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
     # Straight to the driver (this hook is SQLite's only): exec_driver_sql's bookkeeping
     # cost more than the BEGIN itself, once per recorded round of messages.
-    _driver_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ())
+    driver_execute(conn, "BEGIN IMMEDIATE" if immediate else "BEGIN", ())
 
 
 # --- transactions -----------------------------------------------------------------------------
 
 
 @contextmanager
-def _driver_transaction(conn: Connection, label: str) -> Iterator[None]:
-    """BEGIN IMMEDIATE and COMMIT straight on SQLite's driver, around _fast() statements.
+def driver_transaction(conn: Connection, label: str) -> Iterator[None]:
+    """BEGIN IMMEDIATE and COMMIT straight on SQLite's driver, around execute_prepared() statements.
 
     The journal commits once per round of messages; SQLAlchemy's transaction bookkeeping
     cost half as much again as the insert and the commit themselves (bench/send.py).
@@ -110,7 +110,7 @@ def _driver_transaction(conn: Connection, label: str) -> Iterator[None]:
     driver = conn.connection.dbapi_connection
     assert driver is not None
     with _unusable_as_ledger_error(label):
-        _driver_execute(conn, "BEGIN IMMEDIATE", ())
+        driver_execute(conn, "BEGIN IMMEDIATE", ())
         try:
             yield
         except BaseException:
@@ -120,7 +120,7 @@ def _driver_transaction(conn: Connection, label: str) -> Iterator[None]:
 
 
 @contextmanager
-def _transaction(source: Engine | Connection, label: str) -> Iterator[Connection]:
+def ledger_transaction(source: Engine | Connection, label: str) -> Iterator[Connection]:
     """A transaction, with the database being unusable (locked, unreadable) as LedgerError."""
     with _unusable_as_ledger_error(label):
         if isinstance(source, Engine):

@@ -25,7 +25,7 @@ class _Prepared:
 _PREPARED: dict[tuple[int, str], _Prepared] = {}
 
 
-def _fast(conn: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -> int:
+def execute_prepared(conn: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -> int:
     """Run a prepared statement for each row through the driver's executemany().
 
     record() runs a handful of statements per batch, and for a remote backend a batch is a
@@ -37,10 +37,10 @@ def _fast(conn: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -
     prepared = _prepare(conn, statement)
     args = [_driver_args(prepared, row) for row in rows]
     # One row goes through execute(): executemany() does not report a row count everywhere.
-    return _driver_execute(conn, prepared.sql, args[0] if len(args) == 1 else args)
+    return driver_execute(conn, prepared.sql, args[0] if len(args) == 1 else args)
 
 
-def _driver_execute(conn: Connection, sql: str, args: Any) -> int:
+def driver_execute(conn: Connection, sql: str, args: Any) -> int:
     """Execute on the DB-API cursor inside the connection's transaction; the row count.
 
     SQLAlchemy's execution context cost several times the statement on the per-message
@@ -87,7 +87,7 @@ def _prepare(conn: Connection, statement: UpdateBase) -> _Prepared:
     return prepared
 
 
-def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
     """What `type_` turns a Python value into for this dialect's driver."""
     process = type_.bind_processor(dialect)
     return process if process is not None else _unchanged
@@ -97,7 +97,7 @@ def _unchanged(value: Any) -> Any:
     return value
 
 
-def _insert_rows(
+def insert_rows(
     conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """INSERT `rows` (driver-ready values, in `columns` order) with the driver's executemany().

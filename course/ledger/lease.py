@@ -9,7 +9,7 @@ from typing import Any, Final
 LEASE_NAME: Final = "course run"
 
 
-def _lease_is_live(holder: Any, host: str, now: datetime, stale_after: timedelta) -> bool:
+def lease_is_live(holder: Any, host: str, now: datetime, stale_after: timedelta) -> bool:
     """Whether the lease holder may still be running."""
     if now - holder.heartbeat_at >= stale_after:
         return False
@@ -27,7 +27,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lease_held_message(holder: Any, label: str) -> str:
+def lease_held_message(holder: Any, label: str) -> str:
     started = holder.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return (
         f"another `course run` (pid {holder.pid} on host {holder.host}, started {started}) "

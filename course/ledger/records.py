@@ -101,7 +101,7 @@ class DeliveryView:
 _FIELDS_ENCODER: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _fields_json(fields: Mapping[str, str]) -> str:
+def fields_to_json(fields: Mapping[str, str]) -> str:
     if not fields:
         return "{}"
     return _FIELDS_ENCODER.encode(fields if isinstance(fields, dict) else dict(fields))
@@ -115,7 +115,7 @@ def _fields(text: str) -> dict[str, str]:
 # --- rows -> values ---------------------------------------------------------------------------
 
 
-def _recipient(row: Any) -> Recipient:
+def recipient_of(row: Any) -> Recipient:
     return Recipient(
         subscriber_id=row.subscriber_id,
         email=row.email,
@@ -128,7 +128,7 @@ def _recipient(row: Any) -> Recipient:
     )
 
 
-_DELIVERY_VIEW_COLUMNS: Final = (
+DELIVERY_VIEW_COLUMNS: Final = (
     DELIVERIES.c.day,
     DELIVERIES.c.state,
     DELIVERIES.c.attempts,
@@ -140,7 +140,7 @@ _DELIVERY_VIEW_COLUMNS: Final = (
 )
 
 
-def _delivery_view(row: Any) -> DeliveryView:
+def delivery_view(row: Any) -> DeliveryView:
     return DeliveryView(
         day=row.day,
         state=row.state,
@@ -153,7 +153,7 @@ def _delivery_view(row: Any) -> DeliveryView:
     )
 
 
-def _subscriber_view(row: Any) -> SubscriberView:
+def subscriber_view(row: Any) -> SubscriberView:
     return SubscriberView(
         email=row.email,
         name=row.name,

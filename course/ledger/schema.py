@@ -244,7 +244,7 @@ def _v2_outcome_journal(conn: Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal)
 
 
-def _schema_version(conn: Connection) -> int:
+def schema_version_of(conn: Connection) -> int:
     """The database's schema version; 0 for an empty database."""
     if not inspect(conn).has_table(SCHEMA_VERSION.name):
         return 0
@@ -252,10 +252,10 @@ def _schema_version(conn: Connection) -> int:
     return version or 0
 
 
-def _migrate(conn: Connection, label: str, migrations: Sequence[Migration]) -> None:
+def migrate(conn: Connection, label: str, migrations: Sequence[Migration]) -> None:
     """Bring the schema up to len(migrations), or refuse a database from a newer version."""
     SCHEMA_VERSION.create(conn, checkfirst=True)
-    found = _schema_version(conn)
+    found = schema_version_of(conn)
     latest = len(migrations)
     if found > latest:
         raise LedgerError(

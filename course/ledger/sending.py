@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import delete as sql_delete
 
-from course.ledger.chunks import _IN_CHUNK, _chunks
+from course.ledger.chunks import IN_CHUNK, in_chunks
 from course.ledger.records import Outcome
 from course.ledger.schema import (
     ACTIVE,
@@ -49,7 +49,7 @@ FEW_OUTCOMES: Final = 16
 # --- due and claim ----------------------------------------------------------------------------
 
 
-def _fresh_lessons_due(now: datetime, limit: int) -> Select[Any]:
+def fresh_lessons_due(now: datetime, limit: int) -> Select[Any]:
     """Active subscribers whose next lesson is due and has no delivery row yet."""
     s, d = SUBSCRIBERS, DELIVERIES
     has_delivery = (
@@ -73,7 +73,7 @@ def _fresh_lessons_due(now: datetime, limit: int) -> Select[Any]:
     )
 
 
-def _retries_due(now: datetime, limit: int) -> Select[Any]:
+def retries_due(now: datetime, limit: int) -> Select[Any]:
     """`retrying` deliveries whose next attempt is due, for subscribers still active."""
     s, d = SUBSCRIBERS, DELIVERIES
     return (
@@ -95,13 +95,13 @@ def _retries_due(now: datetime, limit: int) -> Select[Any]:
     )
 
 
-def _claimable(conn: Connection, lessons: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def claimable(conn: Connection, lessons: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """The (subscriber, day) lessons that are an active subscriber's next lesson."""
     s = SUBSCRIBERS
     wanted = set(lessons)
     subscriber_ids = sorted({subscriber_id for subscriber_id, _ in wanted})
     current: set[tuple[int, int]] = set()
-    for ids in _chunks(subscriber_ids, _IN_CHUNK):
+    for ids in in_chunks(subscriber_ids, IN_CHUNK):
         # Status is checked here rather than in WHERE: given `status = 'active'`, SQLite
         # would scan every active subscriber in the status index instead of looking up ids.
         query = select(s.c.id, s.c.next_day, s.c.status).where(s.c.id.in_(ids))
@@ -111,14 +111,14 @@ def _claimable(conn: Connection, lessons: Iterable[tuple[int, int]]) -> list[tup
     return sorted(wanted & current)
 
 
-def _claimed_with(
+def claimed_with(
     conn: Connection, token: str, lessons: Sequence[tuple[int, int]]
 ) -> set[tuple[int, int]]:
     """The lessons whose delivery row carries this claim() call's token."""
     d = DELIVERIES
     subscriber_ids = sorted({subscriber_id for subscriber_id, _ in lessons})
     won: set[tuple[int, int]] = set()
-    for ids in _chunks(subscriber_ids, _IN_CHUNK):
+    for ids in in_chunks(subscriber_ids, IN_CHUNK):
         query = select(d.c.subscriber_id, d.c.day).where(
             d.c.subscriber_id.in_(ids), d.c.claim_token == token
         )
@@ -129,7 +129,7 @@ def _claimed_with(
 # --- record -----------------------------------------------------------------------------------
 
 
-def _check_outcome(outcome: Outcome) -> None:
+def check_outcome(outcome: Outcome) -> None:
     if outcome.state not in (SENT, RETRYING, FAILED, BOUNCED):
         raise ValueError(f"unknown outcome state {outcome.state!r}")
     if outcome.state == RETRYING and outcome.next_attempt_at is None:
@@ -142,7 +142,7 @@ def _check_outcome(outcome: Outcome) -> None:
             require_utc(instant, "an outcome's time")
 
 
-_JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
+JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
     subscriber_id=bindparam("b_id"),
     day=bindparam("b_day"),
     state=bindparam("b_state"),
@@ -154,7 +154,7 @@ _JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
 )
 
 
-def _journal_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
+def journal_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
     return {
         "b_id": outcome.subscriber_id,
         "b_day": outcome.day,
@@ -167,7 +167,7 @@ def _journal_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
     }
 
 
-def _apply_journal(conn: Connection) -> int:
+def fold_journal(conn: Connection) -> int:
     """Record and delete every journaled outcome, each as of the moment it was journaled.
 
     Set-based: a handful of UPDATE ... FROM statements fold the whole journal, rather

@@ -17,7 +17,7 @@ from course.ledger.schema import (
 )
 
 
-def _suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
+def suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
     """A subscriber row for an address unsubscribed before it was ever synced."""
     return {
         "email": email,
@@ -28,11 +28,11 @@ def _suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
         "joined_at": now,
         "next_day": 1,
         "created_at": now,
-        **_stopped(UNSUBSCRIBED, how, now),
+        **stopped_values(UNSUBSCRIBED, how, now),
     }
 
 
-def _stopped(status: str, reason: str, now: datetime) -> dict[str, Any]:
+def stopped_values(status: str, reason: str, now: datetime) -> dict[str, Any]:
     """The column values of a subscriber who is no longer sent anything."""
     return {
         "status": status,
@@ -43,7 +43,7 @@ def _stopped(status: str, reason: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _resume(
+def resume(
     conn: Connection, subscriber_id: int, next_day: int, due: datetime, now: datetime, reason: str
 ) -> None:
     """Make a subscriber active again from their next_day, due at `due`."""

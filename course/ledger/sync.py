@@ -9,9 +9,9 @@ from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from course.ledger.chunks import _IN_CHUNK, _chunks
-from course.ledger.fastpath import _bind_processor, _insert_rows
-from course.ledger.records import SubscriberRecord, SyncSummary, _fields_json
+from course.ledger.chunks import IN_CHUNK, in_chunks
+from course.ledger.fastpath import bind_processor, insert_rows
+from course.ledger.records import SubscriberRecord, SyncSummary, fields_to_json
 from course.ledger.schema import (
     ACTIVE,
     REASON_ADDED,
@@ -21,7 +21,7 @@ from course.ledger.schema import (
     SUBSCRIBERS,
     UTCDateTime,
 )
-from course.ledger.status import _resume, _stopped
+from course.ledger.status import resume, stopped_values
 
 # Rows per executemany() call during sync: big enough to amortise the round trip,
 # small enough that the parameter lists of a 1,000,000-row import never sit in memory at once.
@@ -44,14 +44,14 @@ def _csv_digest(email: str, name: str, timezone: str, fields_json: str) -> int:
     return hash((email, name, timezone, fields_json))
 
 
-def _by_email_key(subscribers: Iterable[SubscriberRecord]) -> dict[str, SubscriberRecord]:
+def by_email_key(subscribers: Iterable[SubscriberRecord]) -> dict[str, SubscriberRecord]:
     wanted: dict[str, SubscriberRecord] = {}
     for record in subscribers:
         wanted.setdefault(record.email.lower(), record)
     return wanted
 
 
-def _load_known(conn: Connection) -> dict[str, _Known]:
+def load_known(conn: Connection) -> dict[str, _Known]:
     s = SUBSCRIBERS
     rows = conn.execute(
         select(
@@ -88,7 +88,7 @@ _NEW_SUBSCRIBER_COLUMNS: Final = (
 )
 
 
-class _Sync:
+class CsvSync:
     """One sync() pass inside one transaction: classifies each CSV row, writes in chunks."""
 
     def __init__(
@@ -97,9 +97,9 @@ class _Sync:
         self._conn = conn
         self._now = now
         self._first_due = first_due
-        # New rows skip SQLAlchemy's per-row processing (see _insert_rows): their times are
+        # New rows skip SQLAlchemy's per-row processing (see insert_rows): their times are
         # converted here, by the same bind processor a Core statement would use.
-        self._to_db = _bind_processor(UTCDateTime(), conn.dialect)
+        self._to_db = bind_processor(UTCDateTime(), conn.dialect)
         self._now_db = self._to_db(now)
         self._inserts: list[tuple[Any, ...]] = []
         self._updates: list[dict[str, Any]] = []
@@ -116,7 +116,7 @@ class _Sync:
         return SyncSummary(**self._counts)
 
     def _apply(self, key: str, record: SubscriberRecord, old: _Known | None) -> None:
-        fields_json = _fields_json(record.fields)
+        fields_json = fields_to_json(record.fields)
         if old is None:
             self._add(key, record, fields_json)
             return
@@ -171,21 +171,21 @@ class _Sync:
 
     def _rejoin(self, old: _Known, record: SubscriberRecord) -> None:
         due = self._first_due(record.timezone, self._now)
-        _resume(self._conn, old.id, old.next_day, due, self._now, REASON_REJOINED)
+        resume(self._conn, old.id, old.next_day, due, self._now, REASON_REJOINED)
 
     def _remove_missing(
         self, wanted: Mapping[str, SubscriberRecord], known: Mapping[str, _Known]
     ) -> None:
         s = SUBSCRIBERS
         gone = [old.id for key, old in known.items() if old.status == ACTIVE and key not in wanted]
-        removed = _stopped(REMOVED, REASON_REMOVED, self._now)
-        for ids in _chunks(gone, _IN_CHUNK):
+        removed = stopped_values(REMOVED, REASON_REMOVED, self._now)
+        for ids in in_chunks(gone, IN_CHUNK):
             self._conn.execute(update(s).where(s.c.id.in_(ids)).values(removed))
         self._counts["removed"] = len(gone)
 
     def _flush_inserts(self) -> None:
         if self._inserts:
-            _insert_rows(self._conn, SUBSCRIBERS, _NEW_SUBSCRIBER_COLUMNS, self._inserts)
+            insert_rows(self._conn, SUBSCRIBERS, _NEW_SUBSCRIBER_COLUMNS, self._inserts)
             self._inserts = []
 
     def _flush_updates(self) -> None:
