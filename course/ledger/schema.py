@@ -207,7 +207,7 @@ META: Final = Table(
 # it ends. Appending a row here costs a tenth of updating both tables and their indexes, and
 # a remote backend records every round of a few messages (the crash rule), so the pipeline
 # commits thousands of times a minute. No foreign key: its lookup would cost the insert twice.
-# record() passes through it too, so outcomes take effect one way only (sending._apply_journal).
+# record() passes through it too, so outcomes take effect one way only (sending.fold_journal).
 OUTCOME_JOURNAL: Final = Table(
     "outcome_journal",
     METADATA,
