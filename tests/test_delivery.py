@@ -215,7 +215,8 @@ def test_a_second_run_on_the_same_ledger_refuses_to_start(project: Path) -> None
         assert f"pid {first.pid}" in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=30) == 0
+        code = first.wait(timeout=30)
+    assert code == 0
 
 
 def test_sigterm_finishes_the_tick_and_exits_zero(project: Path) -> None:
@@ -359,7 +360,8 @@ def test_course_run_serves_the_preview_and_the_unsubscribe_pages(project: Path) 
         assert httpx.get(urls["unsubscribe endpoints"] + "unsubscribe/forged").status_code == 400
     finally:
         run.send_signal(signal.SIGTERM)
-        assert run.wait(timeout=30) == 0
+        code = run.wait(timeout=30)
+    assert code == 0
 
 
 def test_course_run_keeps_its_lease_fresh(project: Path) -> None:
