@@ -53,7 +53,6 @@ from course.ledger.engine import (
     parse_url,
     resolve_sqlite,
 )
-from course.ledger.fastpath import execute_prepared
 from course.ledger.lease import (
     LEASE_NAME,
     lease_held_message,
@@ -105,13 +104,12 @@ from course.ledger.schema import (
     schema_version_of,
 )
 from course.ledger.sending import (
-    JOURNAL_OUTCOME,
+    append_to_journal,
     check_outcome,
     claimable,
     claimed_with,
     fold_journal,
     fresh_lessons_due,
-    journal_params,
     retries_due,
 )
 from course.ledger.status import resume, stopped_values, suppressed_row
@@ -370,7 +368,7 @@ class Ledger:
             check_outcome(outcome)
         # Through the journal, so recording and folding a journal are one code path.
         with self._writing() as conn:
-            execute_prepared(conn, JOURNAL_OUTCOME, [journal_params(o, now) for o in outcomes])
+            append_to_journal(conn, outcomes, now)
             fold_journal(conn)
 
     def journal(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
@@ -385,7 +383,7 @@ class Ledger:
             check_outcome(outcome)
         if outcomes:
             with self._writing(lean=True) as conn:
-                execute_prepared(conn, JOURNAL_OUTCOME, [journal_params(o, now) for o in outcomes])
+                append_to_journal(conn, outcomes, now)
 
     def apply_journal(self) -> int:
         """Record the journal's outcomes, exactly as record() would have; return how many."""

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 
 from course.ledger.chunks import IN_CHUNK, in_chunks
+from course.ledger.fastpath import execute_prepared
 from course.ledger.records import Outcome
 from course.ledger.schema import (
     ACTIVE,
@@ -42,8 +43,6 @@ from course.ledger.schema import (
 
 # The ledger's logger, "course.ledger", as before the package split; not this module's name.
 _LOG = logging.getLogger("course.ledger")
-
-FEW_OUTCOMES: Final = 16
 
 
 # --- due and claim ----------------------------------------------------------------------------
@@ -142,7 +141,7 @@ def check_outcome(outcome: Outcome) -> None:
             require_utc(instant, "an outcome's time")
 
 
-JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
+_JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
     subscriber_id=bindparam("b_id"),
     day=bindparam("b_day"),
     state=bindparam("b_state"),
@@ -154,7 +153,12 @@ JOURNAL_OUTCOME: Final = insert(OUTCOME_JOURNAL).values(
 )
 
 
-def journal_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
+def append_to_journal(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Append outcomes to the journal, to take effect at fold_journal()."""
+    execute_prepared(conn, _JOURNAL_OUTCOME, [_journal_params(o, now) for o in outcomes])
+
+
+def _journal_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
     return {
         "b_id": outcome.subscriber_id,
         "b_day": outcome.day,
@@ -207,7 +211,7 @@ _FIRST_FOR_ITS_DELIVERY: Final = (
     select(func.min(_J.c.id)).where(_UP_TO).group_by(_J.c.subscriber_id, _J.c.day)
 )
 # An outcome counts only for a claimed delivery, and only the first one journaled for it: a
-# second would find the row no longer claimed, as record() would have.
+# second finds the row no longer claimed, as it would have recorded one by one.
 _UNRECORDABLE: Final = select(_J.c.id, _J.c.subscriber_id, _J.c.day, _J.c.state).where(
     _UP_TO,
     or_(
