@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -13,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course.errors import ConfigError, CourseError
+from course.tokens import MalformedToken, decode, encode, sign, signature_matches
 
 SECRET_FILE = "state/unsubscribe.secret"  # noqa: S105 (a path, not a secret)
 MIN_SECRET_BYTES = 16
@@ -60,32 +57,26 @@ def _state_secret(path: Path) -> bytes:
     return secret
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signature(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, b"unsubscribe\0" + payload, hashlib.sha256).digest()
+PURPOSE = "unsubscribe"
+# A course id (up to 63) and an address (up to 320 octets, UTF-8) with a separator.
+MAX_TOKEN_CHARS = 600
 
 
 def make_token(secret: bytes, course_id: str, email: str) -> str:
     """`payload.signature`, both base64url; the payload names the course and subscriber."""
     payload = f"{course_id}\0{email}".encode()
-    return f"{_b64(payload)}.{_b64(_signature(secret, payload))}"
+    return f"{encode(payload)}.{encode(sign(secret, PURPOSE, payload))}"
 
 
 def verify_token(secret: bytes, token: str) -> TokenOwner:
-    """The owner of a genuine token; InvalidToken for anything else."""
+    """The owner of a genuine token, in the one spelling we issued; InvalidToken otherwise."""
     try:
         payload_text, signature_text = token.split(".")
-        payload, signature = _unb64(payload_text), _unb64(signature_text)
-    except (ValueError, binascii.Error):
+        payload = decode(payload_text, max_chars=MAX_TOKEN_CHARS)
+        signature = decode(signature_text, max_chars=MAX_TOKEN_CHARS)
+    except (ValueError, MalformedToken):
         raise InvalidToken("invalid unsubscribe link") from None
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    if len(signature) != 32 or not signature_matches(secret, PURPOSE, payload, signature):
         raise InvalidToken("invalid unsubscribe link")
     course_id, _, email = payload.decode("utf-8", "replace").partition("\0")
     return TokenOwner(course_id, email)

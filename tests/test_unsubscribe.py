@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from course.errors import ConfigError
+from course.tokens import MalformedToken, decode, encode, is_subscriber_ref, subscriber_ref
 from course.unsubscribe import InvalidToken, load_secret, make_token, verify_token
 
 SECRET = b"s" * 32
@@ -63,3 +64,54 @@ def test_secret_generated_once_and_kept_private(tmp_path: Path) -> None:
     assert len(first) >= 32
     path = tmp_path / "state" / "unsubscribe.secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def spare_bit_twins(text: str) -> list[str]:
+    """`text` with its last character's unused low bits set: lenient decoders read the same."""
+    spare = {1: 0, 2: 4, 3: 2}[len(text) % 4] if len(text) % 4 else 0
+    index = B64URL.index(text[-1])
+    return [text[:-1] + B64URL[index | bits] for bits in range(1, 1 << spare) if spare]
+
+
+def test_only_the_canonical_spelling_verifies() -> None:
+    token = make_token(SECRET, "cats", "ann@example.com")
+    payload, signature = token.split(".")
+    twins = [f"{payload}.{s}" for s in spare_bit_twins(signature)]
+    twins += [f"{p}.{signature}" for p in spare_bit_twins(payload)]
+    assert twins, "the example must have spare bits to vary"
+    for variant in [
+        *twins,
+        f"{payload}.{signature[:10]}!!{signature[10:]}",
+        f"{payload}.{signature}==",
+        f"{payload}=.{signature}",
+        f"{payload}.{signature[:20]}\n{signature[20:]}",
+        f"{payload.replace('-', '+').replace('_', '/')}.{signature}",
+    ]:
+        if variant == token:
+            continue
+        with pytest.raises(InvalidToken):
+            verify_token(SECRET, variant)
+    assert verify_token(SECRET, token).email == "ann@example.com"
+
+
+def test_canonical_decoding_round_trips_every_length() -> None:
+    for size in range(40):
+        data = bytes(range(size))
+        assert decode(encode(data)) == data
+    for bad in ("A", "AB=", "A B", "AB+", "ABCDE"):
+        with pytest.raises(MalformedToken):
+            decode(bad)
+
+
+def test_subscriber_refs_are_opaque_stable_and_per_course() -> None:
+    ref = subscriber_ref(SECRET, "cats", "Ann@Example.com")
+    assert ref == subscriber_ref(SECRET, "cats", "ann@example.com")
+    assert ref != subscriber_ref(SECRET, "dogs", "ann@example.com")
+    assert ref != subscriber_ref(b"o" * 32, "cats", "ann@example.com")
+    assert len(ref) == 16
+    assert is_subscriber_ref(ref)
+    assert "ann" not in ref.lower()
+    assert not is_subscriber_ref(ref[:-1] + "!")

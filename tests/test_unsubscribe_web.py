@@ -136,7 +136,10 @@ def test_bad_tokens_are_refused_and_reveal_nothing(site: tuple[Path, str]) -> No
     )
     other_course = make_token(SECRET.encode(), "another-course", "ann@example.com")
     swapped = make_token(SECRET.encode(), "why-he-pushes-you-away", "ben@example.com")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(token[-1])
     for bad in (
+        token[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1],
+        f"{payload}.{signature[:8]}%21%21{signature[8:]}",
         token[:-3],
         f"{payload[:-2]}xx.{signature}",
         f"{swapped.split('.')[0]}.{signature}",
