@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
@@ -20,6 +21,14 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BACKENDS = ("inbox", "file", "memory", "smtp")
 SECURITY = ("starttls", "tls", "none")
 DEFAULT_SUBJECT = "Day {{ day }} of {{ days }}: {{ lesson.title }}"
+# A schedule.yaml is a few dozen values; anchors and aliases that expand to more than this
+# are a "billion laughs" document, refused before anything walks (or echoes) the result.
+MAX_EXPANDED_NODES = 100_000
+# Values echoed in error messages are cut to about this many characters.
+ECHO_CHARS = 80
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none may reach a
+# header (where CR LF starts a new header, e.g. a Bcc) or an SMTP command.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 T = TypeVar("T")
 
@@ -148,13 +157,73 @@ def load_settings(path: Path) -> Settings:
 def parse_settings(text: str, *, source: Path) -> Settings:
     """Validate YAML text; relative paths are resolved against the file's folder."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+    except _TooLarge as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     # Not resolved: paths stay as the operator wrote them, so messages name them that way.
     reader = _Reader(source, source.parent)
     root = reader.mapping(data if data is not None else {}, "")
     return _settings(reader, root)
+
+
+class _TooLarge(yaml.YAMLError):
+    """The document's aliases expand past MAX_EXPANDED_NODES (or refer to themselves)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """safe_load, refusing documents whose aliases would expand into a huge value."""
+
+    def compose_document(self) -> yaml.Node | None:
+        document: yaml.Node | None = super().compose_document()
+        if document is not None:
+            _expanded_size(document, {}, set())
+        return document
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes `node` stands for once every alias is written out (memoised per node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise _TooLarge(f"line {node.start_mark.line + 1}: an alias refers to itself")
+    size = 1
+    if isinstance(node, yaml.CollectionNode):
+        open_nodes.add(key)
+        children = (
+            [item for pair in node.value for item in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
+        for child in children:
+            size += _expanded_size(child, sizes, open_nodes)
+            if size > MAX_EXPANDED_NODES:
+                raise _TooLarge(
+                    f"line {node.start_mark.line + 1}: aliases expand this value to more "
+                    f"than {MAX_EXPANDED_NODES:,} items; write the values out instead"
+                )
+        open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
+def echo(value: object) -> str:
+    """`repr(value)` for an error message: bounded work, cut to about ECHO_CHARS characters."""
+    return _cut(_ECHO.repr(value))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel = 3
+_ECHO.maxstring = ECHO_CHARS + 2
+_ECHO.maxother = ECHO_CHARS
+for _limit in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset"):
+    setattr(_ECHO, _limit, 8)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -201,7 +270,7 @@ def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:
     links = r.mapping(node.get("links") or {}, "course.links")
     for phrase, url in links.items():
         _check_url(r, f"course.links.{phrase}", url)
-    name = r.string(node, "course.name", "")
+    name = r.header_text(node, "course.name", "")
     course_id = r.string(node, "course.id", "")
     if course_id and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", course_id):
         raise r.error("course.id", "expected lowercase letters, digits and '-'", course_id)
@@ -224,15 +293,15 @@ def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
     r.known(node, "sender", ("from", "postal_address", "reply_to"))
     raw = r.string(node, "sender.from", "Dripcourse <course@example.com>")
     name, address = parseaddr(raw)
-    if not _is_header_safe(raw) or "@" not in address:
+    if _CONTROL.search(raw) or "@" not in address:
         raise r.error("sender.from", 'expected "Name <address@domain>"', raw)
     try:
         Address(display_name=name, addr_spec=address)
     except (ValueError, IndexError):
         raise r.error("sender.from", 'expected "Name <address@domain>"', raw) from None
-    reply_to = r.string(node, "sender.reply_to", "")
-    if reply_to and ("@" not in reply_to or not _is_header_safe(reply_to)):
-        raise r.error("sender.reply_to", "expected an email address", reply_to)
+    reply_to = r.header_text(node, "sender.reply_to", "")
+    if reply_to and not _is_addr_spec(reply_to):
+        raise r.error("sender.reply_to", "expected one email address", reply_to)
     return SenderSettings(
         from_name=name,
         from_address=address,
@@ -241,8 +310,15 @@ def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
     )
 
 
-def _is_header_safe(value: str) -> bool:
-    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+def _is_addr_spec(value: str) -> bool:
+    """One bare address (no name, list, or URL parameters) that can stand in a header."""
+    if "@" not in value or any(ch in value for ch in ' <>,;:?&"()[]\\'):
+        return False
+    try:
+        Address(addr_spec=value)
+    except (ValueError, IndexError):
+        return False
+    return True
 
 
 def _schedule(r: _Reader, node: Mapping[str, Any]) -> ScheduleSettings:
@@ -348,15 +424,15 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
     if not 1 <= connections <= 64:
         raise r.error("delivery.smtp.max_connections", "expected 1 to 64", connections)
     return SmtpSettings(
-        host=r.string(node, "delivery.smtp.host", "127.0.0.1"),
+        host=r.header_text(node, "delivery.smtp.host", "127.0.0.1"),
         port=port,
         security=cast(Literal["starttls", "tls", "none"], security),
-        username=r.string(node, "delivery.smtp.username", ""),
+        username=r.header_text(node, "delivery.smtp.username", ""),
         password_env=r.string(node, "delivery.smtp.password_env", "SMTP_PASSWORD"),
         max_connections=connections,
         rate_per_second=r.number(node, "delivery.smtp.rate_per_second", 0.0),
         timeout=r.number(node, "delivery.smtp.timeout", 30.0),
-        helo=r.string(node, "delivery.smtp.helo", ""),
+        helo=r.header_text(node, "delivery.smtp.helo", ""),
         ca_file=r.path(node, "delivery.smtp.ca_file", "") if node.get("ca_file") else None,
         max_send_errors=max(1, r.integer(node, "delivery.smtp.max_send_errors", 10)),
         pause_minutes=r.number(node, "delivery.smtp.pause_minutes", 15.0),
@@ -365,12 +441,14 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
 
 def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
     r.known(node, "unsubscribe", ("base_url", "secret_env", "mailto", "listen"))
-    base_url = r.string(node, "unsubscribe.base_url", "http://127.0.0.1:8026")
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+    base_url = r.header_text(node, "unsubscribe.base_url", "http://127.0.0.1:8026")
+    # It goes into List-Unsubscribe between angle brackets, after which a comma would start
+    # another URL: none of those may appear in it.
+    if not re.fullmatch(r"https?://[^\s/?#<>,\"]+(/[^\s?#<>,\"]*)?", base_url):
         raise r.error("unsubscribe.base_url", "expected an http(s) URL without query", base_url)
-    mailto = r.string(node, "unsubscribe.mailto", "")
-    if mailto and ("@" not in mailto or not _is_header_safe(mailto)):
-        raise r.error("unsubscribe.mailto", "expected an email address", mailto)
+    mailto = r.header_text(node, "unsubscribe.mailto", "")
+    if mailto and not _is_addr_spec(mailto):
+        raise r.error("unsubscribe.mailto", "expected one email address", mailto)
     return UnsubscribeSettings(
         base_url=base_url.rstrip("/"),
         secret_env=r.string(node, "unsubscribe.secret_env", "COURSE_SECRET"),
@@ -430,7 +508,7 @@ class _Reader:
         self.warnings: list[str] = []
 
     def error(self, key: str, expected: str, got: object) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}: {expected}, got {got!r}")
+        return ConfigError(f"{self.source}: {key}: {expected}, got {echo(got)}")
 
     def mapping(self, value: object, key: str) -> Mapping[str, Any]:
         if not isinstance(value, dict):
@@ -443,7 +521,7 @@ class _Reader:
     def known(self, node: Mapping[str, Any], where: str, allowed: tuple[str, ...]) -> None:
         for key in node:
             if key not in allowed:
-                path = f"{where}.{key}" if where else str(key)
+                path = f"{where}.{_cut(str(key))}" if where else _cut(str(key))
                 close = [a for a in allowed if a.startswith(str(key)[:3])]
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"{self.source}: {path}: unknown key{hint}")
@@ -465,6 +543,13 @@ class _Reader:
 
     def string(self, node: Mapping[str, Any], key: str, default: str) -> str:
         return self._typed(node, key, default, lambda v: isinstance(v, str), "expected text")
+
+    def header_text(self, node: Mapping[str, Any], key: str, default: str) -> str:
+        """Text that ends up in a mail header or an SMTP command: no control characters."""
+        value = self.string(node, key, default)
+        if _CONTROL.search(value):
+            raise self.error(key, "expected one line of text without control characters", value)
+        return value
 
     def integer(self, node: Mapping[str, Any], key: str, default: int) -> int:
         return self._typed(

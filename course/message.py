@@ -127,6 +127,7 @@ class PreparedLesson:
 
 
 def _static_headers(sender: Sender, boundary: str) -> bytes:
+    check_header_value(sender.list_name, "course name")
     lines = [f"From: {format_address(sender.name, sender.address)}"]
     if sender.reply_to:
         lines.append(f"Reply-To: {format_address('', sender.reply_to)}")

@@ -92,3 +92,86 @@ def test_errors_name_file_and_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text)
     assert str(caught.value) == f"/srv/course/{message}"
+
+
+@pytest.mark.parametrize(
+    ("key", "yaml_value", "echoed"),
+    [
+        ("course.name", '"Course\\r\\nBcc: x@evil.test"', "'Course\\r\\nBcc: x@evil.test'"),
+        ("course.name", '"Course\\u2028Bcc: x@evil.test"', "'Course\\u2028Bcc: x@evil.test'"),
+        ("course.name", '"Course\\x85Bcc: x@evil.test"', "'Course\\x85Bcc: x@evil.test'"),
+        ("sender.reply_to", '"a@example.com\\nBcc: x@evil.test"', None),
+        ("sender.reply_to", '"a@example.com, x@evil.test"', None),
+        ("unsubscribe.mailto", '"a@example.com?bcc=x@evil.test"', None),
+        ("unsubscribe.mailto", '"a@example.com\\r\\nBcc: x@evil.test"', None),
+        ("unsubscribe.base_url", '"https://example.com/u\\x00x"', None),
+        ("unsubscribe.base_url", '"https://example.com/u>,<https://evil.test"', None),
+        ("delivery.smtp.helo", '"mail.example.com\\r\\nRCPT TO:<x@evil.test>"', None),
+        ("delivery.smtp.host", '"127.0.0.1\\r\\n"', None),
+        ("delivery.smtp.username", '"ann\\r\\nAUTH"', None),
+    ],
+)
+def test_every_value_that_reaches_a_header_refuses_control_characters(
+    key: str, yaml_value: str, echoed: str | None
+) -> None:
+    section, _, name = key.rpartition(".")
+    nested = section.split(".")
+    text = "".join(f"{'  ' * i}{part}:\n" for i, part in enumerate(nested))
+    text += f"{'  ' * len(nested)}{name}: {yaml_value}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert str(caught.value).startswith(f"/srv/course/schedule.yaml: {key}: expected ")
+    if echoed is not None:
+        assert str(caught.value).endswith(f", got {echoed}")
+
+
+def _billion_laughs(key_line: str, levels: int = 9) -> str:
+    """Nine levels of nine aliases each, all inside one typed key's value."""
+    anchors = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    anchors += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return f"{key_line} [{', '.join(anchors)}]\n"
+
+
+def test_a_yaml_bomb_is_refused_before_anything_expands_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(_billion_laughs("schedule:\n  tick_seconds:"))
+    assert str(caught.value) == (
+        "/srv/course/schedule.yaml: line 2: aliases expand this value to more than "
+        "100,000 items; write the values out instead"
+    )
+
+
+def test_a_self_referring_alias_is_refused() -> None:
+    with pytest.raises(ConfigError, match="line 2: an alias refers to itself"):
+        parse("schedule:\n  send_days: &days [mon, *days]\n")
+
+
+def test_modest_anchors_still_work() -> None:
+    settings = parse(
+        "course:\n  links:\n    Click here: &home https://example.com/\n    Start: *home\n"
+    )
+    assert isinstance(settings, object)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" + ", ".join(["12345678"] * 50_000) + "]",  # under the alias limit, but long
+        "'" + "x" * 1_000_000 + "'",
+        "{" + ", ".join(f"k{i}: [[[[[{i}]]]]]" for i in range(5_000)) + "}",
+    ],
+)
+def test_echoed_values_are_cut_to_about_80_characters(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f"schedule:\n  tick_seconds: {value}\n")
+    message = str(caught.value)
+    assert message.startswith(
+        "/srv/course/schedule.yaml: schedule.tick_seconds: expected a whole number, got "
+    )
+    assert len(message.rpartition(", got ")[2]) <= 80
+
+
+def test_a_long_unknown_key_is_cut_in_the_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("schedule:\n  " + "k" * 10_000 + ": 1\n")
+    assert len(str(caught.value)) < 200
