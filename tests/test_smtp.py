@@ -320,7 +320,7 @@ def test_outcome_table_is_not_fooled_by_non_final_replies() -> None:
     assert outcome_of("message", Reply(251, "2.1.5 will forward")) == "sent"
     assert outcome_of("mail", Reply(501, "5.5.4 Syntax error")) == "failed"
     assert outcome_of("data", Reply(554, "5.5.1 No valid recipients")) == "failed"
-    assert outcome_of("message", Reply(552, "5.3.4 Message too big")) == "bounced"
+    assert outcome_of("message", Reply(552, "5.3.4 Message too big")) == "failed"
 
 
 def test_replies_are_parsed_across_reads_and_lines() -> None:
