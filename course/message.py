@@ -9,15 +9,17 @@ without re-wrapping: the decoded text is unchanged and no line exceeds 76 octets
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import re
+import unicodedata
 from binascii import b2a_qp
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, quote
 
 import idna
 
@@ -28,6 +30,17 @@ from course.slots import Slot, fill, has_tokens, split_on_tokens
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# RFC 5322 2.1.1: a header line SHOULD fit in 78 octets; folding makes it so wherever
+# there is whitespace to fold at, and RFC 2047 encoded words make room for it.
+MAX_HEADER_LINE = 78
+# A display name longer than this is cut (with "…"): past it a name is no longer a name,
+# and the subscribers report says so (`shorten_name`).
+MAX_NAME_LENGTH = 100
+# RFC 5322 atext runs separated by single spaces: a phrase that needs no quoting.
+_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# UTF-8 octets per RFC 2047 "B" encoded word: 45 octets are 60 base64 characters, so a
+# word is 72 characters, under the 75 RFC 2047 allows, and fits on a folded line.
+_ENCODED_WORD_OCTETS = 45
 
 Segments = tuple[bytes | int, ...]
 
@@ -128,9 +141,9 @@ class PreparedLesson:
 
 def _static_headers(sender: Sender, boundary: str) -> bytes:
     check_header_value(sender.list_name, "course name")
-    lines = [f"From: {format_address(sender.name, sender.address)}"]
+    lines = [f"From: {format_address(sender.name, sender.address, field='From')}"]
     if sender.reply_to:
-        lines.append(f"Reply-To: {format_address('', sender.reply_to)}")
+        lines.append(f"Reply-To: {format_address('', sender.reply_to, field='Reply-To')}")
     list_id = formataddr((sender.list_name or sender.course_id, sender.list_id), "utf-8")
     lines += [
         # RFC 8058: a POST to the List-Unsubscribe URL with this body unsubscribes at once.
@@ -140,7 +153,8 @@ def _static_headers(sender: Sender, boundary: str) -> bytes:
         f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"',
         "",
     ]
-    return "\r\n".join(lines).encode("ascii") + CRLF
+    # UTF-8, not ASCII: an address with a non-ASCII local part goes out as RFC 6532 says.
+    return "\r\n".join(lines).encode("utf-8") + CRLF
 
 
 def _part_heads(boundary: str) -> tuple[bytes, bytes, bytes]:
@@ -206,10 +220,80 @@ def encode_header(value: str) -> str:
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
-def format_address(name: str, address: str) -> str:
-    """`Name <addr>` with the name RFC 2047 encoded and the domain IDNA encoded."""
+def format_address(name: str, address: str, *, field: str = "To") -> str:
+    """`Name <addr>` for the header `field`, folded so that no line passes 78 octets.
+
+    The name is RFC 2047 encoded when it is not plain ASCII or too long to fold at its
+    spaces, and cut when it is too long to be a name (`shorten_name`). The domain goes
+    out IDNA encoded; a non-ASCII local part stays UTF-8 (RFC 6532), which only a server
+    that offers SMTPUTF8 is given.
+    """
     check_header_value(name, "display name")
-    return formataddr((name, ascii_domain(address)), charset="utf-8")
+    addr_spec = ascii_domain(address)
+    name = shorten_name(name)
+    if not name:
+        return addr_spec
+    return _fold(len(field) + 2, [*_phrase_words(name), f"<{addr_spec}>"])
+
+
+def shorten_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """`name`, or its first `limit` characters ending in "…" when it is longer."""
+    if len(name) <= limit:
+        return name
+    cut = name[: limit - 1]
+    # Never leave an accent without its letter, nor a space before the ellipsis.
+    while cut and (unicodedata.combining(cut[-1]) or cut[-1].isspace()):
+        cut = cut[:-1]
+    return cut + "…"
+
+
+def _phrase_words(name: str) -> list[str]:
+    """The display name as unbreakable words, to be joined (or folded) at spaces."""
+    if name.isascii():
+        words = name.split(" ")
+        room = MAX_HEADER_LINE - 1  # a word alone on a folded line, after its space
+        if _ATOM_PHRASE.fullmatch(name) and all(len(word) <= room for word in words):
+            return words
+        quoted = f'"{quote(name)}"'
+        if len(quoted) <= room:
+            return [quoted]
+    return _encoded_words(name)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """RFC 2047 "B" encoded words of at most 45 UTF-8 octets, never splitting a character."""
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        octets = char.encode("utf-8")
+        if len(chunk) + len(octets) > _ENCODED_WORD_OCTETS:
+            words.append(_encoded_word(chunk))
+            chunk = b""
+        chunk += octets
+    if chunk:
+        words.append(_encoded_word(chunk))
+    return words
+
+
+def _encoded_word(octets: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(octets).decode('ascii')}?="
+
+
+def _fold(start: int, words: list[str]) -> str:
+    """Join words with spaces, folding (CRLF + space) before any that would pass 78 octets."""
+    out: list[str] = []
+    column = start
+    for word in words:
+        size = len(word.encode("utf-8"))
+        if out and column + 1 + size > MAX_HEADER_LINE:
+            out.append("\r\n ")
+            column = 1
+        elif out:
+            out.append(" ")
+            column += 1
+        out.append(word)
+        column += size
+    return "".join(out)
 
 
 def ascii_domain(address: str) -> str:

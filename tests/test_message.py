@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from course.build import CourseBuild, build_course
 from course.config import load_settings
 from course.errors import RenderError
-from course.message import Recipient, format_address
+from course.message import MAX_NAME_LENGTH, Recipient, format_address, shorten_name
 from course.slots import fill
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -160,3 +161,47 @@ def test_an_unsafe_unsubscribe_url_is_refused(built: CourseBuild) -> None:
     evil = Recipient("zoe@example.com", "Zoë", "https://u.example.com/a>,<https://x", {})
     with pytest.raises(RenderError, match="must not contain spaces, angle brackets or commas"):
         built.lesson(1).build(evil, date=NOW)
+
+
+def header_lines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def decoded(value: str) -> str:
+    # The legacy decoder follows RFC 2047 6.2 (space between encoded words is dropped);
+    # the modern parser inserts one there.
+    return str(make_header(decode_header(value)))
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 1000, "é" * 362, "中" * 242, "Ann " * 250, "Zoë " * 30, '"O\'Neil", Ann']
+)
+def test_a_long_display_name_is_encoded_folded_and_cut(built: CourseBuild, name: str) -> None:
+    recipient = Recipient("ann@example.com", name, "https://example.com/u/ann", {})
+    _, data = built.lesson(1).build(recipient, date=NOW)
+    assert max(len(line) for line in header_lines(data)) <= 78
+    raw = email.message_from_bytes(data, policy=email.policy.compat32)["To"]
+    phrase, _, rest = raw.rpartition(" <")
+    assert rest == "ann@example.com>"
+    assert decoded(phrase).strip('"').replace('\\"', '"') == shorten_name(name)
+    assert parse(data)["To"].addresses[0].addr_spec == "ann@example.com"
+    assert len(shorten_name(name)) <= MAX_NAME_LENGTH
+
+
+def test_shorten_name_cuts_only_names_too_long_to_be_names() -> None:
+    assert shorten_name("Zoë Ødegård") == "Zoë Ødegård"
+    assert shorten_name("a" * MAX_NAME_LENGTH) == "a" * MAX_NAME_LENGTH
+    assert shorten_name("a" * 150) == "a" * (MAX_NAME_LENGTH - 1) + "…"
+    # An accent is never left without its letter, nor a space before the ellipsis.
+    assert shorten_name("a" * 98 + " e\u0301" + "x" * 10) == "a" * 98 + "…"
+
+
+def test_a_non_ascii_local_part_is_an_rfc_6532_message(built: CourseBuild) -> None:
+    jose = Recipient("josé@example.com", "José", "https://example.com/u/jose", {})
+    _, data = built.lesson(1).build(jose, date=NOW)
+    to = [line for line in header_lines(data) if line.startswith(b"To: ")]
+    assert to == ["To: =?utf-8?b?Sm9zw6k=?= <josé@example.com>".encode()]
+    # The bytes parser reads headers as ASCII; RFC 6532 headers are UTF-8.
+    message = email.message_from_string(data.decode("utf-8"), policy=email.policy.SMTPUTF8)
+    assert message["To"].addresses[0].addr_spec == "josé@example.com"
+    assert message.defects == []
