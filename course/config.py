@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import reprlib
 from collections.abc import Callable, Mapping
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import idna
 import yaml
 
 from course.errors import ConfigError
@@ -20,6 +22,11 @@ from course.errors import ConfigError
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BACKENDS = ("inbox", "file", "memory", "smtp")
 SECURITY = ("starttls", "tls", "none")
+# A host name (RFC 1123 labels) or an address literal such as [192.0.2.1].
+HELO_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|\[[!-Z^-~]+\]"
+)
 DEFAULT_SUBJECT = "Day {{ day }} of {{ days }}: {{ lesson.title }}"
 # A schedule.yaml is a few dozen values; anchors and aliases that expand to more than this
 # are a "billion laughs" document, refused before anything walks (or echoes) the result.
@@ -86,6 +93,8 @@ class SmtpSettings:
     ca_file: Path | None
     max_send_errors: int
     pause_minutes: float
+    idle_seconds: float = 30.0
+    max_bounce_share: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -248,15 +257,16 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
         ),
     )
     course = _course(r, r.section(root, "course"))
+    sender = _sender(r, r.section(root, "sender"))
     settings = Settings(
         source=r.source,
         base_dir=r.base_dir,
         course=course,
-        sender=_sender(r, r.section(root, "sender")),
+        sender=sender,
         schedule=_schedule(r, r.section(root, "schedule")),
         subscribers=r.path(root, "subscribers", "examples/subscribers.csv"),
         ledger=r.string(root, "ledger", "sqlite:///state/course.db"),
-        delivery=_delivery(r, r.section(root, "delivery")),
+        delivery=_delivery(r, r.section(root, "delivery"), sender),
         unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
         preview=_preview(r, r.section(root, "preview")),
         warnings=tuple(r.warnings),
@@ -375,14 +385,14 @@ def _send_days(r: _Reader, node: Mapping[str, Any]) -> frozenset[int]:
     return frozenset(days)
 
 
-def _delivery(r: _Reader, node: Mapping[str, Any]) -> DeliverySettings:
+def _delivery(r: _Reader, node: Mapping[str, Any], sender: SenderSettings) -> DeliverySettings:
     r.known(node, "delivery", ("backend", "inbox", "file", "smtp", "retry"))
     backend = r.choice(node, "delivery.backend", BACKENDS, "inbox")
     return DeliverySettings(
         backend=cast(Literal["inbox", "file", "memory", "smtp"], backend),
         inbox=r.path(node, "delivery.inbox", "state/inbox"),
         outbox=r.path(node, "delivery.file", "state/outbox"),
-        smtp=_smtp(r, r.section(node, "smtp", "delivery.smtp")),
+        smtp=_smtp(r, r.section(node, "smtp", "delivery.smtp"), sender),
         retry=_retry(r, r.section(node, "retry", "delivery.retry")),
     )
 
@@ -397,7 +407,7 @@ def _retry(r: _Reader, node: Mapping[str, Any]) -> RetrySettings:
     return RetrySettings(timedelta(minutes=first), timedelta(hours=cap), timedelta(days=give_up))
 
 
-def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
+def _smtp(r: _Reader, node: Mapping[str, Any], sender: SenderSettings) -> SmtpSettings:
     r.known(
         node,
         "delivery.smtp",
@@ -414,6 +424,8 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
             "ca_file",
             "max_send_errors",
             "pause_minutes",
+            "idle_seconds",
+            "max_bounce_share",
         ),
     )
     port = r.integer(node, "delivery.smtp.port", 587)
@@ -423,8 +435,26 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
     connections = r.integer(node, "delivery.smtp.max_connections", 4)
     if not 1 <= connections <= 64:
         raise r.error("delivery.smtp.max_connections", "expected 1 to 64", connections)
+    host = r.header_text(node, "delivery.smtp.host", "127.0.0.1")
+    if security == "none" and not _is_this_host(host):
+        raise ConfigError(
+            f"{r.source}: delivery.smtp.security: 'none' sends the mail and the password "
+            "unencrypted, so it is only for a server on this host (127.0.0.0/8, ::1, "
+            f"localhost), not {host!r}; use starttls (port 587) or tls (port 465)"
+        )
+    helo = r.header_text(node, "delivery.smtp.helo", "") or _ascii_domain(sender.domain)
+    if not HELO_NAME.fullmatch(helo):
+        raise r.error(
+            "delivery.smtp.helo", "expected this host's name, such as mail.example.com", helo
+        )
+    idle = r.number(node, "delivery.smtp.idle_seconds", 30.0)
+    if idle <= 0:
+        raise r.error("delivery.smtp.idle_seconds", "expected a number of seconds > 0", idle)
+    share = r.number(node, "delivery.smtp.max_bounce_share", 0.2)
+    if not 0 < share <= 1:
+        raise r.error("delivery.smtp.max_bounce_share", "expected a share above 0, up to 1", share)
     return SmtpSettings(
-        host=r.header_text(node, "delivery.smtp.host", "127.0.0.1"),
+        host=host,
         port=port,
         security=cast(Literal["starttls", "tls", "none"], security),
         username=r.header_text(node, "delivery.smtp.username", ""),
@@ -432,11 +462,33 @@ def _smtp(r: _Reader, node: Mapping[str, Any]) -> SmtpSettings:
         max_connections=connections,
         rate_per_second=r.number(node, "delivery.smtp.rate_per_second", 0.0),
         timeout=r.number(node, "delivery.smtp.timeout", 30.0),
-        helo=r.header_text(node, "delivery.smtp.helo", ""),
+        helo=helo,
         ca_file=r.path(node, "delivery.smtp.ca_file", "") if node.get("ca_file") else None,
         max_send_errors=max(1, r.integer(node, "delivery.smtp.max_send_errors", 10)),
         pause_minutes=r.number(node, "delivery.smtp.pause_minutes", 15.0),
+        idle_seconds=idle,
+        max_bounce_share=share,
     )
+
+
+def _is_this_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a server no packet leaves this machine to reach."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _ascii_domain(domain: str) -> str:
+    """The From domain as the default HELO name: IDNA (xn--) when it is not ASCII."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain  # refused by the HELO check just after, naming the key
 
 
 def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:

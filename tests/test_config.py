@@ -175,3 +175,47 @@ def test_a_long_unknown_key_is_cut_in_the_message() -> None:
     with pytest.raises(ConfigError) as caught:
         parse("schedule:\n  " + "k" * 10_000 + ": 1\n")
     assert len(str(caught.value)) < 200
+
+
+def smtp(**keys: object) -> str:
+    lines = "".join(f"    {key}: {value}\n" for key, value in keys.items())
+    return "sender:\n  from: 'News <news@bücher.example>'\ndelivery:\n  smtp:\n" + lines
+
+
+@pytest.mark.parametrize("host", ["smtp.example.net", "192.0.2.10", "10.0.0.1", "::2"])
+def test_security_none_is_refused_for_any_other_host(host: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(smtp(host=f"'{host}'", security="none", username="course"))
+    assert str(caught.value) == (
+        "/srv/course/schedule.yaml: delivery.smtp.security: 'none' sends the mail and the "
+        "password unencrypted, so it is only for a server on this host (127.0.0.0/8, ::1, "
+        f"localhost), not {host!r}; use starttls (port 587) or tls (port 465)"
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"])
+def test_security_none_is_allowed_on_this_host(host: str) -> None:
+    settings = parse_settings(smtp(host=f"'{host}'", security="none"), source=SOURCE)
+    assert settings.delivery.smtp.security == "none"
+
+
+def test_helo_defaults_to_the_from_domain_never_an_address_literal() -> None:
+    settings = parse_settings(smtp(), source=SOURCE)
+    assert settings.delivery.smtp.helo == "xn--bcher-kva.example"
+    given = parse_settings(smtp(helo="mail.example.net"), source=SOURCE)
+    assert given.delivery.smtp.helo == "mail.example.net"
+    for bad in ("'mail example.net'", "'-bad.example'", "'mx.example.net>'"):
+        with pytest.raises(ConfigError, match=r"delivery\.smtp\.helo: expected this host's name"):
+            parse(smtp(helo=bad))
+
+
+def test_idle_seconds_and_bounce_share() -> None:
+    settings = parse_settings(smtp(), source=SOURCE)
+    assert (settings.delivery.smtp.idle_seconds, settings.delivery.smtp.max_bounce_share) == (
+        30.0,
+        0.2,
+    )
+    with pytest.raises(ConfigError, match=r"delivery\.smtp\.max_bounce_share: expected a share"):
+        parse(smtp(max_bounce_share=1.5))
+    with pytest.raises(ConfigError, match=r"delivery\.smtp\.idle_seconds: expected a number"):
+        parse(smtp(idle_seconds=0))
