@@ -25,7 +25,7 @@ import idna
 
 from course.errors import RenderError
 from course.render import RenderedLesson
-from course.slots import Slot, fill, has_tokens, split_on_tokens
+from course.slots import Slot, fill, has_tokens, split_on_tokens, without_marker
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -93,13 +93,14 @@ class PreparedLesson:
         self.sender = sender
         self.day = rendered.day
         self.slots = rendered.slots
-        self.boundary = f"=_dc_{sender.course_id}_{rendered.day:02d}_{_digest(rendered.html)}"
+        digest = _digest(without_marker(rendered.html))
+        self.boundary = f"=_dc_{sender.course_id}_{rendered.day:02d}_{digest}"
         self.subject_header = (
             None if has_tokens(rendered.subject) else encode_header(rendered.subject)
         )
         self.static_headers = _static_headers(sender, self.boundary)
-        self.text = _qp_segments(rendered.text)
-        self.html = _qp_segments(rendered.html)
+        self.text = _qp_segments(rendered.text, self.slots)
+        self.html = _qp_segments(rendered.html, self.slots)
         self.part_heads = _part_heads(self.boundary)
 
     def message_id(self, email: str) -> str:
@@ -173,10 +174,10 @@ def _qp(text: str) -> bytes:
     return b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
 
 
-def _qp_segments(text: str) -> Segments:
+def _qp_segments(text: str, slots: tuple[Slot, ...]) -> Segments:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     segments: list[bytes | int] = []
-    for piece in split_on_tokens(text):
+    for piece in split_on_tokens(text, slots):
         if isinstance(piece, int):
             segments.append(piece)
         elif piece:

@@ -1,17 +1,27 @@
 """Per-subscriber placeholders: templates render once per lesson, values are filled in later.
 
 A template sees `subscriber.first_name` or `unsubscribe_url`; what it renders is a token
-such as `__DC_SLOT_0__`. The compiled HTML and text keep the token, and the message
+such as `__DC_3f9c0a…_0__`. The compiled HTML and text keep the token, and the message
 builder swaps in each recipient's value, so MJML compiles once per lesson, not per person.
+
+The token carries a random marker drawn when the process starts, so no article, CSV value
+or link can contain one: text that merely looks like a token is left as it is. (A marker
+character that text cannot hold, such as a private-use code point, does not survive MRML:
+it rewrites non-ASCII inside attributes, and the unsubscribe link sits in an href.)
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Final
 
-TOKEN_PATTERN = re.compile(r"__DC_SLOT_(\d+)__")
+from course.errors import TemplateError
+
+MARKER: Final = secrets.token_hex(8)
+TOKEN_PATTERN: Final = re.compile(rf"__DC_{MARKER}_(\d+)__")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +43,7 @@ class SlotTable:
 
     def token(self, slot: Slot) -> str:
         index = self._slots.setdefault(slot, len(self._slots))
-        return f"__DC_SLOT_{index}__"
+        return f"__DC_{MARKER}_{index}__"
 
     def slots(self) -> tuple[Slot, ...]:
         return tuple(self._slots)
@@ -83,12 +93,12 @@ def fallback_filter(value: object, fallback: str) -> object:
     return value if value else fallback
 
 
-def split_on_tokens(text: str) -> Iterator[str | int]:
-    """Yield literal text and slot indexes in order."""
+def split_on_tokens(text: str, slots: tuple[Slot, ...]) -> Iterator[str | int]:
+    """Yield literal text and slot indexes in order; TemplateError for an unknown index."""
     position = 0
     for match in TOKEN_PATTERN.finditer(text):
         yield text[position : match.start()]
-        yield int(match[1])
+        yield _index(match, slots)
         position = match.end()
     yield text[position:]
 
@@ -99,4 +109,17 @@ def has_tokens(text: str) -> bool:
 
 def fill(text: str, slots: tuple[Slot, ...], values: Mapping[str, str]) -> str:
     """Replace every token with its value (unescaped: for headers and previews)."""
-    return TOKEN_PATTERN.sub(lambda m: slots[int(m[1])].value(values), text)
+    return TOKEN_PATTERN.sub(lambda m: slots[_index(m, slots)].value(values), text)
+
+
+def without_marker(text: str) -> str:
+    """`text` with this process's marker taken out, for digests that must not vary by run."""
+    return text.replace(MARKER, "")
+
+
+def _index(match: re.Match[str], slots: tuple[Slot, ...]) -> int:
+    index = int(match[1])
+    if index >= len(slots):
+        # Only our templates make tokens, and each from this table; reaching here is a bug.
+        raise TemplateError(f"placeholder {index} has no value: the lesson has {len(slots)}")
+    return index
