@@ -549,3 +549,22 @@ def test_course_preview_on_a_taken_port_fails_in_one_line(project: Path) -> None
     assert result.returncode == 1
     assert result.stderr.startswith(f"course: error: preview: cannot listen on 127.0.0.1:{port}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_absurd_numbers_in_paths_and_queries_are_a_400(shared: Preview) -> None:
+    digits = "9" * 5000
+    for path, params in [
+        (f"/lessons/{digits}", {}),
+        (f"/lessons/{digits}/message.eml", {}),
+        ("/lessons/two", {}),
+        ("/inbox", {"page": digits}),
+        ("/inbox", {"day": digits}),
+        ("/inbox", {"day": "abc"}),
+        ("/inbox", {"page": "0"}),
+        ("/inbox", {"page": "١"}),  # an Arabic-Indic digit: isdigit() says yes, we say no
+    ]:
+        response = shared.get(path, **params)
+        assert response.status_code == 400, (path, params)
+        assert "expected a whole number from 1 to 999,999,999" in response.text
+    assert shared.get("/inbox", page="2", day="3").status_code == 200
+    assert shared.get("/inbox", page="", day="").status_code == 200

@@ -7,6 +7,7 @@ one message and parses it back, so what the page shows is what would go on the w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,7 +34,15 @@ from course.web.preview_checks import lesson_checks, message_checks, worst
 from course.web.preview_guard import LOOPBACK_HOSTS, FormGuard, SecurityHeaders
 from course.web.preview_inbox import InboxFilter, find_message, inbox_page
 from course.web.preview_message import view_message
-from course.web.preview_pages import Notice, Pages, View, positive_int, url
+from course.web.preview_pages import (
+    MAX_NUMBER,
+    Notice,
+    Pages,
+    View,
+    positive_int,
+    url,
+    whole_number,
+)
 from course.web.preview_state import PreviewState, Snapshot
 from course.web.server import ServerError as PreviewError
 from course.web.server import WebServer as PreviewServer
@@ -93,9 +102,10 @@ class PreviewApp:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/", self.index),
-            Route("/lessons/{day:int}", self.lesson),
-            Route("/lessons/{day:int}/message.eml", self.lesson_eml),
-            Route("/lessons/{day:int}/send", self.send, methods=["POST"]),
+            # {day}, not {day:int}: Starlette's int() of a 5,000-digit path was a 500.
+            Route("/lessons/{day}", self.lesson),
+            Route("/lessons/{day}/message.eml", self.lesson_eml),
+            Route("/lessons/{day}/send", self.send, methods=["POST"]),
             Route("/inbox", self.inbox),
             Route("/inbox/{key}", self.inbox_message),
             Route("/inbox/{key}/message.eml", self.inbox_eml),
@@ -113,7 +123,7 @@ class PreviewApp:
     def lesson(self, request: Request) -> Response:
         query = request.query_params
         view = View.from_query(query)
-        return self._lesson_page(request.path_params["day"], view, sent=query.get("sent", ""))
+        return self._lesson_page(self._day(request), view, sent=query.get("sent", ""))
 
     def _lesson_page(
         self,
@@ -145,7 +155,7 @@ class PreviewApp:
         return self.pages.render("lesson.html", context, status)
 
     def lesson_eml(self, request: Request) -> Response:
-        day = request.path_params["day"]
+        day = self._day(request)
         lesson = self._personalised(day, request.query_params.get("as", ""))
         return eml_response(lesson.data, f"day-{day:02d}.eml")
 
@@ -176,7 +186,7 @@ class PreviewApp:
         refusal = self.guard.refusal(request, form.get("token", ""))
         if refusal:
             return self._problem("Not sent", refusal, 403)
-        day, view, to = request.path_params["day"], View.from_query(form), form.get("to", "")
+        day, view, to = self._day(request), View.from_query(form), form.get("to", "")
         try:
             await run_in_threadpool(self._send_test, day, to.strip(), view.as_email)
         except CourseError as exc:
@@ -196,8 +206,8 @@ class PreviewApp:
 
     def inbox(self, request: Request) -> Response:
         query = request.query_params
-        wanted = InboxFilter(query.get("recipient", "").strip(), positive_int(query.get("day")))
-        page = positive_int(query.get("page")) or 1
+        wanted = InboxFilter(query.get("recipient", "").strip(), self._number(query, "day"))
+        page = self._number(query, "page") or 1
         listing = inbox_page(self.state.settings.delivery.inbox, wanted, page)
         context = {**self._inbox_common(), "listing": listing, "wanted": wanted}
         return self.pages.render("inbox.html", context)
@@ -230,6 +240,27 @@ class PreviewApp:
             return path.read_bytes() if path else None
         except FileNotFoundError:  # moved or deleted since we looked
             return None
+
+    # Query and path numbers
+
+    def _day(self, request: Request) -> int:
+        """The day in the path; a day outside the course is a 404 later, junk a 400 here."""
+        try:
+            return whole_number(request.path_params["day"])
+        except ValueError:
+            raise PageProblem(self._bad_number("day")) from None
+
+    def _number(self, values: Mapping[str, str], name: str) -> int | None:
+        """A day or page number from the path or query; absent or empty is None; junk is 400."""
+        try:
+            return positive_int(values.get(name))
+        except ValueError:
+            raise PageProblem(self._bad_number(name)) from None
+
+    def _bad_number(self, name: str) -> Response:
+        return self._problem(
+            "Bad request", f"{name}: expected a whole number from 1 to {MAX_NUMBER:,}", 400
+        )
 
     # Live reload, errors, shared context
 

@@ -82,8 +82,27 @@ def url(path: str, params: Mapping[str, object] | None = None, **changes: object
     return f"{path}?{query}" if query else path
 
 
+MAX_NUMBER = 999_999_999
+
+
+def whole_number(text: str) -> int:
+    """Plain ASCII digits, 0 to MAX_NUMBER; ValueError for anything else.
+
+    The length is checked before int(): Python refuses to convert 4,300 digits or more.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_NUMBER))):
+        raise ValueError(f"not a whole number from 0 to {MAX_NUMBER}")
+    return int(text)
+
+
 def positive_int(text: str | None) -> int | None:
-    return int(text) if text and text.isascii() and text.isdigit() and int(text) > 0 else None
+    """None for an absent or empty value; ValueError unless a whole number from 1."""
+    if not text:
+        return None
+    number = whole_number(text)
+    if number < 1:
+        raise ValueError(f"not a whole number from 1 to {MAX_NUMBER}")
+    return number
 
 
 def kb(size: int) -> str:
