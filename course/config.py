@@ -12,6 +12,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
@@ -54,16 +55,28 @@ class CourseSettings:
 
 @dataclass(frozen=True)
 class SenderSettings:
-    """Who the mail is from, and the postal address the law wants in the footer."""
+    """Who the mail is from, and the postal address the law wants in the footer.
+
+    `return_path` is the envelope sender (MAIL FROM), where bounces go; "" means the From
+    address. With `verp`, each message's envelope sender is `local+<token>@domain`, the token
+    naming the subscriber and the day (see course.bounces.verp).
+    """
 
     from_name: str
     from_address: str
     postal_address: str
     reply_to: str
+    return_path: str = ""
+    verp: bool = False
 
     @property
     def domain(self) -> str:
         return self.from_address.rpartition("@")[2]
+
+    @property
+    def envelope_sender(self) -> str:
+        """The MAIL FROM address before any VERP token is added."""
+        return self.return_path or self.from_address
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,69 @@ class PreviewSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """An IMAP mailbox over TLS: `imaps://user@host[:port]/FOLDER`."""
+
+    host: str
+    port: int
+    username: str
+    folder: str
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Which provider webhooks `course serve` answers, and how each proves who it is.
+
+    A provider's endpoint exists only when its section is configured. Secrets stay in the
+    environment; only the names of the variables are here.
+    """
+
+    mailgun_signing_key_env: str = ""
+    sendgrid_public_key: str = ""  # base64 DER as SendGrid shows it, or PEM
+    sendgrid_public_key_file: Path | None = None
+    postmark_username: str = ""
+    postmark_password_env: str = ""
+    postmark_path_secret_env: str = ""
+    ses_certificate_file: Path | None = None
+    ses_topic_arn: str = ""
+
+    @property
+    def mailgun(self) -> bool:
+        return bool(self.mailgun_signing_key_env)
+
+    @property
+    def sendgrid(self) -> bool:
+        return bool(self.sendgrid_public_key or self.sendgrid_public_key_file)
+
+    @property
+    def postmark(self) -> bool:
+        return bool(self.postmark_password_env or self.postmark_path_secret_env)
+
+    @property
+    def ses(self) -> bool:
+        return self.ses_certificate_file is not None
+
+    @property
+    def any(self) -> bool:
+        return self.mailgun or self.sendgrid or self.postmark or self.ses
+
+
+@dataclass(frozen=True)
+class BouncesSettings:
+    """Where late bounces and complaints arrive, and how often `course run` reads them."""
+
+    mailbox: str  # as written, for messages
+    maildir: Path | None
+    imap: ImapSettings | None
+    password_env: str
+    ca_file: Path | None
+    processed_folder: str
+    every_minutes: float  # 0: `course run` does not read the mailbox
+    timeout: float
+    webhooks: WebhookSettings
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything `schedule.yaml` says, validated once at start-up."""
 
@@ -149,6 +225,7 @@ class Settings:
     delivery: DeliverySettings
     unsubscribe: UnsubscribeSettings
     preview: PreviewSettings
+    bounces: BouncesSettings
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -254,6 +331,7 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
             "delivery",
             "unsubscribe",
             "preview",
+            "bounces",
         ),
     )
     course = _course(r, r.section(root, "course"))
@@ -269,6 +347,7 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
         delivery=_delivery(r, r.section(root, "delivery"), sender),
         unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
         preview=_preview(r, r.section(root, "preview")),
+        bounces=_bounces(r, r.section(root, "bounces")),
         warnings=tuple(r.warnings),
     )
     _check_compliance(r, settings)
@@ -300,7 +379,7 @@ def _check_url(r: _Reader, key: str, url: object) -> None:
 
 
 def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
-    r.known(node, "sender", ("from", "postal_address", "reply_to"))
+    r.known(node, "sender", ("from", "postal_address", "reply_to", "return_path", "verp"))
     raw = r.string(node, "sender.from", "Dripcourse <course@example.com>")
     name, address = parseaddr(raw)
     if _CONTROL.search(raw) or "@" not in address:
@@ -317,6 +396,7 @@ def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
         from_address=address,
         postal_address=r.string(node, "sender.postal_address", ""),
         reply_to=reply_to,
+        **_return_path(r, node, address),
     )
 
 
@@ -329,6 +409,33 @@ def _is_addr_spec(value: str) -> bool:
     except (ValueError, IndexError):
         return False
     return True
+
+
+# RFC 5321 4.5.3.1.1: a local part is at most 64 octets; a VERP token takes 42 of them.
+VERP_TOKEN_CHARS = 42
+MAX_LOCAL_PART = 64
+
+
+def _return_path(r: _Reader, node: Mapping[str, Any], from_address: str) -> dict[str, Any]:
+    return_path = r.header_text(node, "sender.return_path", "")
+    if return_path and not _is_addr_spec(return_path):
+        raise r.error(
+            "sender.return_path", "expected a bare address such as bounces@example.com", return_path
+        )
+    verp = node.get("verp", False)
+    if not isinstance(verp, bool):
+        raise r.error("sender.verp", "expected true or false", verp)
+    if verp:
+        local = (return_path or from_address).rpartition("@")[0]
+        key = "sender.return_path" if return_path else "sender.from"
+        if "+" in local:
+            raise r.error(key, "with sender.verp the local part cannot contain '+'", local)
+        if len(local.encode()) + 1 + VERP_TOKEN_CHARS > MAX_LOCAL_PART:
+            room = MAX_LOCAL_PART - 1 - VERP_TOKEN_CHARS
+            raise r.error(
+                key, f"with sender.verp the local part can have at most {room} characters", local
+            )
+    return {"return_path": return_path, "verp": verp}
 
 
 def _schedule(r: _Reader, node: Mapping[str, Any]) -> ScheduleSettings:
@@ -529,6 +636,120 @@ def _preview(r: _Reader, node: Mapping[str, Any]) -> PreviewSettings:
     if not 1 <= port <= 65535:
         raise r.error("preview.port", "expected a port number 1-65535", port)
     return PreviewSettings(enabled=enabled, port=port)
+
+
+def _bounces(r: _Reader, node: Mapping[str, Any]) -> BouncesSettings:
+    r.known(
+        node,
+        "bounces",
+        (
+            "mailbox",
+            "password_env",
+            "ca_file",
+            "processed_folder",
+            "every_minutes",
+            "timeout",
+            "webhooks",
+        ),
+    )
+    mailbox = r.header_text(node, "bounces.mailbox", "maildir:state/bounces")
+    maildir, imap = _mailbox(r, mailbox)
+    timeout = r.number(node, "bounces.timeout", 30.0)
+    if timeout <= 0:
+        raise r.error("bounces.timeout", "expected seconds greater than 0", timeout)
+    return BouncesSettings(
+        mailbox=mailbox,
+        maildir=maildir,
+        imap=imap,
+        password_env=r.string(node, "bounces.password_env", "BOUNCES_PASSWORD"),
+        ca_file=r.path(node, "bounces.ca_file", "") if node.get("ca_file") else None,
+        processed_folder=r.header_text(node, "bounces.processed_folder", "Processed"),
+        every_minutes=r.number(node, "bounces.every_minutes", 0.0),
+        timeout=timeout,
+        webhooks=_webhooks(r, r.section(node, "webhooks", "bounces.webhooks")),
+    )
+
+
+def _mailbox(r: _Reader, mailbox: str) -> tuple[Path | None, ImapSettings | None]:
+    expected = "expected maildir:PATH or imaps://user@host[:port]/FOLDER"
+    if mailbox.startswith("maildir:"):
+        path = mailbox.removeprefix("maildir:")
+        if not path:
+            raise r.error("bounces.mailbox", expected, mailbox)
+        return r.base_dir / path, None
+    try:
+        url = urlsplit(mailbox)
+        port = url.port or 993
+    except ValueError:
+        raise r.error("bounces.mailbox", expected, mailbox) from None
+    if url.scheme != "imaps" or not url.hostname or not url.username or url.query:
+        raise r.error("bounces.mailbox", expected, mailbox)
+    if url.password is not None:
+        raise r.error(
+            "bounces.mailbox", "put the password in bounces.password_env, not the URL", "imaps://…"
+        )
+    folder = unquote(url.path.lstrip("/")) or "INBOX"
+    return None, ImapSettings(url.hostname, port, unquote(url.username), folder)
+
+
+def _webhooks(r: _Reader, node: Mapping[str, Any]) -> WebhookSettings:
+    r.known(node, "bounces.webhooks", ("mailgun", "sendgrid", "postmark", "ses"))
+    mailgun = r.section(node, "mailgun", "bounces.webhooks.mailgun")
+    r.known(mailgun, "bounces.webhooks.mailgun", ("signing_key_env",))
+    sendgrid = r.section(node, "sendgrid", "bounces.webhooks.sendgrid")
+    r.known(sendgrid, "bounces.webhooks.sendgrid", ("public_key", "public_key_file"))
+    postmark = r.section(node, "postmark", "bounces.webhooks.postmark")
+    r.known(postmark, "bounces.webhooks.postmark", ("username", "password_env", "path_secret_env"))
+    ses = r.section(node, "ses", "bounces.webhooks.ses")
+    r.known(ses, "bounces.webhooks.ses", ("certificate_file", "topic_arn"))
+    settings = WebhookSettings(
+        mailgun_signing_key_env=r.string(
+            mailgun,
+            "bounces.webhooks.mailgun.signing_key_env",
+            "MAILGUN_WEBHOOK_SIGNING_KEY" if "mailgun" in node else "",
+        ),
+        sendgrid_public_key=r.string(sendgrid, "bounces.webhooks.sendgrid.public_key", ""),
+        sendgrid_public_key_file=(
+            r.path(sendgrid, "bounces.webhooks.sendgrid.public_key_file", "")
+            if sendgrid.get("public_key_file")
+            else None
+        ),
+        postmark_username=r.string(postmark, "bounces.webhooks.postmark.username", ""),
+        postmark_password_env=r.string(postmark, "bounces.webhooks.postmark.password_env", ""),
+        postmark_path_secret_env=r.string(
+            postmark, "bounces.webhooks.postmark.path_secret_env", ""
+        ),
+        ses_certificate_file=(
+            r.path(ses, "bounces.webhooks.ses.certificate_file", "")
+            if ses.get("certificate_file")
+            else None
+        ),
+        ses_topic_arn=r.string(ses, "bounces.webhooks.ses.topic_arn", ""),
+    )
+    if "sendgrid" in node and not settings.sendgrid:
+        raise r.error(
+            "bounces.webhooks.sendgrid", "expected public_key or public_key_file", dict(sendgrid)
+        )
+    if "postmark" in node and not settings.postmark:
+        raise r.error(
+            "bounces.webhooks.postmark",
+            "expected username and password_env, or path_secret_env",
+            dict(postmark),
+        )
+    if bool(settings.postmark_username) != bool(settings.postmark_password_env):
+        raise r.error(
+            "bounces.webhooks.postmark",
+            "expected both username and password_env for basic auth",
+            dict(postmark),
+        )
+    if "ses" in node and not settings.ses:
+        raise r.error(
+            "bounces.webhooks.ses",
+            "expected certificate_file (the SNS signing "
+            "certificate, saved from its SigningCertURL)",
+            dict(ses),
+        )
+    return settings
 
 
 def _check_compliance(r: _Reader, settings: Settings) -> None:
