@@ -411,8 +411,8 @@ def _is_addr_spec(value: str) -> bool:
     return True
 
 
-# RFC 5321 4.5.3.1.1: a local part is at most 64 octets; a VERP token takes 42 of them.
-VERP_TOKEN_CHARS = 42
+# RFC 5321 4.5.3.1.1: a local part is at most 64 octets; a VERP token takes 48 of them.
+VERP_TOKEN_CHARS = 48
 MAX_LOCAL_PART = 64
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from course.backends.base import Backend, OutgoingMessage, SendResult
+from course.bounces.verp import ReturnPath
 from course.build import CourseBuild
 from course.config import RetrySettings
 from course.errors import DeliveryError
@@ -78,6 +79,7 @@ class Deliverer:
         links: Links,
         retry: RetrySettings,
         *,
+        return_path: ReturnPath | None = None,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         self.build = build
@@ -87,7 +89,9 @@ class Deliverer:
         self.links = links
         self.retry = retry
         self.batch_size = batch_size
-        self.envelope_from = build.sender.address
+        # Bounces go to the envelope sender: the return path (with VERP, one per subscriber
+        # and day), else the From address.
+        self.return_path = return_path
         self._due_after: dict[tuple[datetime, str], datetime] = {}
 
     def tick(
@@ -160,7 +164,12 @@ class Deliverer:
             unsubscribe_url=self.links.unsubscribe(lesson.email),
         )
         message_id, data = self.build.lesson(lesson.day).build(recipient, date=now)
-        return OutgoingMessage(self.envelope_from, lesson.email, message_id, data)
+        return OutgoingMessage(self.envelope_sender(lesson), lesson.email, message_id, data)
+
+    def envelope_sender(self, lesson: DueLesson) -> str:
+        if self.return_path is None:
+            return self.build.sender.address
+        return self.return_path.for_lesson(lesson.email, lesson.day)
 
     def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> Outcome:
         message_id, reply = result.message.message_id, result.reply

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from course.backends.base import Backend
 from course.backends.factory import make_backend
 from course.backends.smtp import SendingPaused
+from course.bounces.verp import ReturnPath
 from course.build import CourseBuild, build_course
 from course.config import Settings
 from course.delivery import Deliverer, Links, TickReport
@@ -46,6 +47,13 @@ def make_links(
     return Links(settings.unsubscribe.base_url, secret, build.sender.course_id)
 
 
+def make_return_path(
+    settings: Settings, build: CourseBuild, environ: Mapping[str, str] = os.environ
+) -> ReturnPath:
+    secret = load_secret(settings.unsubscribe.secret_env, settings.base_dir, environ)
+    return ReturnPath.from_settings(settings.sender, secret, build.sender.course_id)
+
+
 @dataclass
 class Runtime:
     """Everything one process needs to run ticks; close() when done."""
@@ -67,7 +75,13 @@ class Runtime:
         backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
         deliverer = Deliverer(
-            build, ledger, backend, timing, make_links(settings, build), settings.delivery.retry
+            build,
+            ledger,
+            backend,
+            timing,
+            make_links(settings, build),
+            settings.delivery.retry,
+            return_path=make_return_path(settings, build),
         )
         return cls(settings, build, ledger, backend, deliverer, timing)
 

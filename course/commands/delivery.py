@@ -116,6 +116,7 @@ def _dry_run(settings: Settings, now: datetime) -> int:
             runtime.timing,
             runtime.deliverer.links,
             settings.delivery.retry,
+            return_path=runtime.deliverer.return_path,
         )
         try:
             runtime.tick(now)
