@@ -20,8 +20,7 @@ from course.bounces.verp import ReturnPath
 from course.build import CourseBuild
 from course.config import RetrySettings
 from course.errors import DeliveryError
-from course.ledger import Ledger, Outcome
-from course.ledger import Recipient as DueLesson
+from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.message import Recipient
 from course.planner import Timing, next_due, retry_delay
 from course.unsubscribe import make_token, unsubscribe_url
@@ -171,20 +170,22 @@ class Deliverer:
             return self.build.sender.address
         return self.return_path.for_lesson(lesson.email, lesson.day)
 
-    def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> Outcome:
+    def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> DeliveryOutcome:
         message_id, reply = result.message.message_id, result.reply
         base = (lesson.subscriber_id, lesson.day)
         if result.outcome == "retry":
             wait = retry_delay(lesson.attempts + 1, self.retry)
             if wait is not None:
-                return Outcome(*base, "retrying", message_id, reply, next_attempt_at=now + wait)
+                return DeliveryOutcome(
+                    *base, DeliveryState.RETRYING, message_id, reply, next_attempt_at=now + wait
+                )
             reply = f"gave up after {lesson.attempts + 1} attempts; last: {reply}"
-            return Outcome(*base, "failed", message_id, reply, next_due_at=self._next(lesson, now))
-        if result.outcome == "bounced":
-            return Outcome(*base, "bounced", message_id, reply)
-        return Outcome(
-            *base, result.outcome, message_id, reply, next_due_at=self._next(lesson, now)
-        )
+            state = DeliveryState.FAILED
+        elif result.outcome == "bounced":
+            return DeliveryOutcome(*base, DeliveryState.BOUNCED, message_id, reply)
+        else:
+            state = DeliveryState(result.outcome)  # "sent" or "failed"
+        return DeliveryOutcome(*base, state, message_id, reply, next_due_at=self._next(lesson, now))
 
     def _next(self, lesson: DueLesson, now: datetime) -> datetime | None:
         """When the following lesson is due; None after the last one."""
@@ -212,7 +213,7 @@ class _Batch:
     lessons: dict[tuple[str, str], DueLesson]
 
 
-def _count(report: TickReport, outcome: Outcome) -> None:
+def _count(report: TickReport, outcome: DeliveryOutcome) -> None:
     setattr(report, outcome.state, getattr(report, outcome.state) + 1)
-    if outcome.state == "sent":
+    if outcome.state == DeliveryState.SENT:
         report.by_day[outcome.day] = report.by_day.get(outcome.day, 0) + 1

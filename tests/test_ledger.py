@@ -19,17 +19,20 @@ import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, Table
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-import course.ledger
+import course.ledger.schema
 from course.errors import LedgerError
 from course.ledger import (
+    DeliveryOutcome,
+    DeliveryState,
     DeliveryView,
+    DueLesson,
     Ledger,
-    Outcome,
-    Recipient,
     SubscriberRecord,
+    SubscriberStatus,
     SyncSummary,
-    UTCDateTime,
 )
+from course.ledger.database import BUSY_TIMEOUT_MS
+from course.ledger.schema import REPLY_RECOVERED, UTCDateTime
 
 URL = "sqlite:///state/course.db"
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
@@ -57,15 +60,15 @@ def person(
     )
 
 
-def lessons(recipients: list[Recipient]) -> list[tuple[str, int]]:
+def lessons(recipients: list[DueLesson]) -> list[tuple[str, int]]:
     return [(r.email, r.day) for r in recipients]
 
 
-def sent(recipient: Recipient, next_due_at: datetime | None) -> Outcome:
-    return Outcome(
+def sent(recipient: DueLesson, next_due_at: datetime | None) -> DeliveryOutcome:
+    return DeliveryOutcome(
         recipient.subscriber_id,
         recipient.day,
-        "sent",
+        DeliveryState.SENT,
         f"<{recipient.day}.{recipient.subscriber_id}@example.com>",
         "250 2.0.0 queued",
         next_due_at=next_due_at,
@@ -84,7 +87,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         yield opened
 
 
-def send_due(ledger: Ledger, now: datetime, next_due_at: datetime | None) -> list[Recipient]:
+def send_due(ledger: Ledger, now: datetime, next_due_at: datetime | None) -> list[DueLesson]:
     """Claim everything due at `now` and record it sent."""
     claimed = ledger.claim(ledger.due(now), now=now)
     ledger.record([sent(r, next_due_at) for r in claimed], now=now)
@@ -129,7 +132,9 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(
     def v3_add_notes(conn: Connection) -> None:
         Table("notes", MetaData(), Column("id", Integer, primary_key=True)).create(conn)
 
-    monkeypatch.setattr(course.ledger, "MIGRATIONS", (*course.ledger.MIGRATIONS, v3_add_notes))
+    monkeypatch.setattr(
+        course.ledger.schema, "MIGRATIONS", (*course.ledger.schema.MIGRATIONS, v3_add_notes)
+    )
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
 
@@ -142,7 +147,7 @@ def test_a_version_1_ledger_gains_the_outcome_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(course.ledger, "MIGRATIONS", course.ledger.MIGRATIONS[:1])
+        patch.setattr(course.ledger.schema, "MIGRATIONS", course.ledger.schema.MIGRATIONS[:1])
         with Ledger.open(URL, base_dir=tmp_path) as ledger:
             ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     db = sqlite3.connect(tmp_path / "state" / "course.db")
@@ -193,11 +198,11 @@ def test_sqlite_runs_in_wal_mode_with_the_connection_pragmas(
 ) -> None:
     db = sqlite3.connect(tmp_path / "state" / "course.db")
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    with ledger._engine.connect() as conn:
+    with ledger.database.engine.connect() as conn:
         pragma = conn.exec_driver_sql
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert pragma("PRAGMA busy_timeout").scalar() == course.ledger.BUSY_TIMEOUT_MS
+        assert pragma("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
 
 
 # --- time -------------------------------------------------------------------------------------
@@ -210,7 +215,7 @@ def test_naive_datetimes_are_rejected(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="naive"):
         ledger.sync([person("ann@example.com", subscribed_at=naive)], now=T0, first_due=first_due)
     with pytest.raises(ValueError, match="naive"):
-        ledger.record([Outcome(1, 1, "sent", next_due_at=naive)], now=T0)
+        ledger.record([DeliveryOutcome(1, 1, DeliveryState.SENT, next_due_at=naive)], now=T0)
     with pytest.raises(ValueError, match="naive"):
         UTCDateTime().process_bind_param(naive, sqlite_dialect.dialect())
     assert ledger.status_counts() == {}  # the failed sync left nothing behind
@@ -342,8 +347,13 @@ def test_a_removed_subscriber_who_reappears_rejoins_where_they_left_off(ledger: 
     assert lessons(ledger.due(back + 2 * HOUR)) == [("ann@example.com", 2)]
 
 
-@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "completed"])
-def test_sync_never_reactivates_a_stopped_subscriber(ledger: Ledger, status: str) -> None:
+@pytest.mark.parametrize(
+    "status",
+    [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLETED],
+)
+def test_sync_never_reactivates_a_stopped_subscriber(
+    ledger: Ledger, status: SubscriberStatus
+) -> None:
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     assert ledger.set_status("ann@example.com", status, reason="by hand", now=T0 + HOUR)
 
@@ -471,7 +481,9 @@ def test_two_processes_racing_for_the_same_claims_never_share_one(
 def test_a_claim_for_someone_who_unsubscribed_after_due_is_refused(ledger: Ledger) -> None:
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     due = ledger.due(T0 + DAY)
-    ledger.set_status("ann@example.com", "unsubscribed", reason="one-click unsubscribe", now=T0)
+    ledger.set_status(
+        "ann@example.com", SubscriberStatus.UNSUBSCRIBED, reason="one-click unsubscribe", now=T0
+    )
 
     assert ledger.claim(due, now=T0 + DAY) == []
     assert ledger.state_counts() == {}
@@ -483,7 +495,16 @@ def test_a_retry_comes_back_due_at_its_next_attempt(ledger: Ledger) -> None:
     [claimed] = ledger.claim(ledger.due(now), now=now)
     retry_at = now + 10 * MINUTE
     ledger.record(
-        [Outcome(claimed.subscriber_id, 1, "retrying", "<m1>", "451 4.7.1 try later", retry_at)],
+        [
+            DeliveryOutcome(
+                claimed.subscriber_id,
+                1,
+                DeliveryState.RETRYING,
+                "<m1>",
+                "451 4.7.1 try later",
+                retry_at,
+            )
+        ],
         now=now,
     )
 
@@ -508,10 +529,10 @@ def test_a_failed_lesson_is_given_up_and_the_course_moves_on(ledger: Ledger) -> 
     [claimed] = ledger.claim(ledger.due(now), now=now)
     ledger.record(
         [
-            Outcome(
+            DeliveryOutcome(
                 claimed.subscriber_id,
                 1,
-                "failed",
+                DeliveryState.FAILED,
                 reply="gave up after 5 attempts",
                 next_due_at=now + DAY,
             )
@@ -530,7 +551,9 @@ def test_a_bounce_stops_the_subscriber(ledger: Ledger) -> None:
     reply = "550 5.1.1 <ann@example.com>: user unknown"
     ledger.record(
         [
-            Outcome(claimed["ann@example.com"].subscriber_id, 1, "bounced", "<m>", reply),
+            DeliveryOutcome(
+                claimed["ann@example.com"].subscriber_id, 1, DeliveryState.BOUNCED, "<m>", reply
+            ),
             sent(claimed["bob@example.com"], now + DAY),
         ],
         now=now,
@@ -558,7 +581,14 @@ def test_reactivating_a_bounced_subscriber_resends_the_bounced_lesson(ledger: Le
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
     [claimed] = ledger.claim(ledger.due(now), now=now)
-    ledger.record([Outcome(claimed.subscriber_id, 1, "bounced", reply="550 mailbox full")], now=now)
+    ledger.record(
+        [
+            DeliveryOutcome(
+                claimed.subscriber_id, 1, DeliveryState.BOUNCED, reply="550 mailbox full"
+            )
+        ],
+        now=now,
+    )
 
     later = now + 3 * DAY
     assert ledger.reactivate("ann@example.com", now=later, first_due=first_due)
@@ -572,7 +602,9 @@ def test_reactivating_a_bounced_subscriber_resends_the_bounced_lesson(ledger: Le
 
 def test_reactivating_someone_who_completed_the_course_is_refused(ledger: Ledger) -> None:
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
-    ledger.set_status("ann@example.com", "completed", reason="course complete", now=T0)
+    ledger.set_status(
+        "ann@example.com", SubscriberStatus.COMPLETED, reason="course complete", now=T0
+    )
 
     with pytest.raises(LedgerError, match="completed the course"):
         ledger.reactivate("ann@example.com", now=T0, first_due=first_due)
@@ -582,7 +614,9 @@ def test_a_lesson_in_flight_when_they_unsubscribed_still_counts(ledger: Ledger) 
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
     [claimed] = ledger.claim(ledger.due(now), now=now)
-    ledger.set_status("ann@example.com", "unsubscribed", reason="one-click unsubscribe", now=now)
+    ledger.set_status(
+        "ann@example.com", SubscriberStatus.UNSUBSCRIBED, reason="one-click unsubscribe", now=now
+    )
     ledger.record([sent(claimed, now + DAY)], now=now)
 
     ann = ledger.subscriber("ann@example.com")
@@ -610,21 +644,27 @@ def test_recording_an_outcome_twice_changes_nothing(ledger: Ledger) -> None:
 
 def test_a_retrying_outcome_needs_its_next_attempt(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="next_attempt_at"):
-        ledger.record([Outcome(1, 1, "retrying", reply="451")], now=T0)
+        ledger.record([DeliveryOutcome(1, 1, DeliveryState.RETRYING, reply="451")], now=T0)
     with pytest.raises(ValueError, match="next_attempt_at"):
-        ledger.journal([Outcome(1, 1, "retrying", reply="451")], now=T0)
+        ledger.journal([DeliveryOutcome(1, 1, DeliveryState.RETRYING, reply="451")], now=T0)
 
 
-def every_outcome(ledger: Ledger, now: datetime) -> list[Outcome]:
+def every_outcome(ledger: Ledger, now: datetime) -> list[DeliveryOutcome]:
     """Four subscribers claimed at `now`, and one outcome of each kind for them."""
     emails = ["ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"]
     ledger.sync([person(e) for e in emails], now=T0, first_due=first_due)
     ann, bob, cy, di = ledger.claim(ledger.due(now), now=now)
     return [
         sent(ann, now + DAY),
-        Outcome(bob.subscriber_id, 1, "retrying", "<b@x>", "451 4.3.0", now + 5 * MINUTE),
-        Outcome(cy.subscriber_id, 1, "bounced", "<c@x>", "550 5.1.1 no such user"),
-        Outcome(di.subscriber_id, 1, "failed", "<d@x>", "554 5.7.1 policy", None, now + DAY),
+        DeliveryOutcome(
+            bob.subscriber_id, 1, DeliveryState.RETRYING, "<b@x>", "451 4.3.0", now + 5 * MINUTE
+        ),
+        DeliveryOutcome(
+            cy.subscriber_id, 1, DeliveryState.BOUNCED, "<c@x>", "550 5.1.1 no such user"
+        ),
+        DeliveryOutcome(
+            di.subscriber_id, 1, DeliveryState.FAILED, "<d@x>", "554 5.7.1 policy", None, now + DAY
+        ),
     ]
 
 
@@ -678,7 +718,10 @@ def test_of_two_journaled_outcomes_for_one_delivery_the_first_counts(
     now = T0 + 2 * HOUR
     [claimed] = ledger.claim(ledger.due(now), now=now)
     ledger.journal([sent(claimed, now + DAY)], now=now)
-    ledger.journal([Outcome(claimed.subscriber_id, 1, "bounced", reply="550 5.1.1")], now=now)
+    ledger.journal(
+        [DeliveryOutcome(claimed.subscriber_id, 1, DeliveryState.BOUNCED, reply="550 5.1.1")],
+        now=now,
+    )
 
     assert ledger.apply_journal() == 2
     ann = ledger.subscriber("ann@example.com")
@@ -689,9 +732,11 @@ def test_of_two_journaled_outcomes_for_one_delivery_the_first_counts(
 
 
 def test_set_status_reports_unknown_addresses_and_refuses_active(ledger: Ledger) -> None:
-    assert not ledger.set_status("nobody@example.com", "unsubscribed", reason="x", now=T0)
+    assert not ledger.set_status(
+        "nobody@example.com", SubscriberStatus.UNSUBSCRIBED, reason="x", now=T0
+    )
     with pytest.raises(ValueError, match="reactivate"):
-        ledger.set_status("nobody@example.com", "active", reason="x", now=T0)
+        ledger.set_status("nobody@example.com", SubscriberStatus.ACTIVE, reason="x", now=T0)
 
 
 # --- the crash rule and the runner lease ------------------------------------------------------
@@ -715,7 +760,7 @@ def test_claims_left_by_a_dead_runner_are_sent_again(tmp_path: Path, ledger: Led
     assert sorted(lessons(due)) == [("ann@example.com", 1), ("bob@example.com", 1)]
     [delivery] = ledger.history("ann@example.com")
     assert (delivery.attempts, delivery.next_attempt_at) == (1, later)
-    assert delivery.last_reply == course.ledger.REPLY_RECOVERED
+    assert delivery.last_reply == REPLY_RECOVERED
 
 
 def test_a_dead_runners_journal_is_applied_before_its_claims_are_recovered(
@@ -820,10 +865,10 @@ def test_counts_history_and_problems_report_the_ledger(ledger: Ledger) -> None:
     ledger.record(
         [
             sent(claimed["ann@example.com"], now + DAY),
-            Outcome(
+            DeliveryOutcome(
                 claimed["bob@example.com"].subscriber_id,
                 1,
-                "retrying",
+                DeliveryState.RETRYING,
                 reply="421",
                 next_attempt_at=now + HOUR,
             ),
@@ -836,7 +881,7 @@ def test_counts_history_and_problems_report_the_ledger(ledger: Ledger) -> None:
     assert ledger.problems() == [
         (
             "bob@example.com",
-            DeliveryView(1, "retrying", 1, now, None, "", "421", now + HOUR),
+            DeliveryView(1, DeliveryState.RETRYING, 1, now, None, "", "421", now + HOUR),
         )
     ]
     assert ledger.problems(limit=0) == []

@@ -23,7 +23,7 @@ from course.commands.optout import unsubscriber
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError, LedgerError
-from course.ledger import Ledger
+from course.ledger import DeliveryState, Ledger, SubscriberStatus
 from course.progress import Progress
 from course.runtime import Runtime, read_subscribers
 from course.scheduler import TickScheduler
@@ -35,8 +35,6 @@ from course.web.public import create_public_app
 from course.web.server import WebServer, serve_in_background
 
 LOG = logging.getLogger("course")
-STATES = ("claimed", "sent", "retrying", "failed", "bounced")
-STATUSES = ("active", "completed", "unsubscribed", "bounced", "removed")
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -318,14 +316,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def _overall_status(ledger: Ledger) -> None:
     statuses = ledger.status_counts()
     total = sum(statuses.values())
-    parts = ", ".join(f"{statuses.get(s, 0)} {s}" for s in STATUSES if statuses.get(s))
+    parts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
     print(f"subscribers: {total}" + (f" ({parts})" if parts else ""))
     counts = ledger.state_counts()
     days = sorted({day for day, _ in counts})
     if days:
         print()
-        rows = [(str(d), *(str(counts.get((d, s), 0)) for s in STATES)) for d in days]
-        print_table(("day", *STATES), rows)
+        rows = [(str(d), *(str(counts.get((d, s), 0)) for s in DeliveryState)) for d in days]
+        print_table(("day", *DeliveryState), rows)
     suppressed = ledger.suppressions()[-50:]
     if suppressed:
         print("\nunsubscribed and bounced (latest 50):")

@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from course.ledger.schema import DELIVERIES
+from course.ledger.schema import DELIVERIES, DeliveryState, SubscriberStatus
 
 # --- value objects ----------------------------------------------------------------------------
 
@@ -36,8 +36,11 @@ class SyncSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class Recipient:
-    """One due delivery, with what personalisation needs."""
+class DueLesson:
+    """One lesson due for one subscriber, with what personalisation needs.
+
+    `attempts` counts earlier tries: 0 for a fresh lesson, more for a retry.
+    """
 
     subscriber_id: int
     email: str
@@ -50,17 +53,17 @@ class Recipient:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one claimed delivery.
+class DeliveryOutcome:
+    """What happened to one claimed delivery: the state it is to take, and why.
 
-    For "sent" and "failed", `next_due_at` is when the subscriber's next day is due; None means
-    that was the last lesson (the subscriber becomes `completed`). For "retrying",
-    `next_attempt_at` is required.
+    For SENT and FAILED, `next_due_at` is when the subscriber's next day is due; None means
+    that was the last lesson (the subscriber becomes `completed`). For RETRYING,
+    `next_attempt_at` is required. CLAIMED is not an outcome.
     """
 
     subscriber_id: int
     day: int
-    state: Literal["sent", "retrying", "failed", "bounced"]
+    state: DeliveryState
     message_id: str = ""
     reply: str = ""
     next_attempt_at: datetime | None = None
@@ -75,7 +78,7 @@ class SubscriberView:
     name: str
     timezone: str
     fields: Mapping[str, str]
-    status: str
+    status: SubscriberStatus
     status_reason: str
     status_at: datetime
     joined_at: datetime
@@ -88,7 +91,7 @@ class DeliveryView:
     """One delivery row."""
 
     day: int
-    state: str
+    state: DeliveryState
     attempts: int
     claimed_at: datetime
     sent_at: datetime | None
@@ -115,8 +118,8 @@ def _fields(text: str) -> dict[str, str]:
 # --- rows -> values ---------------------------------------------------------------------------
 
 
-def recipient_of(row: Any) -> Recipient:
-    return Recipient(
+def due_lesson_of(row: Any) -> DueLesson:
+    return DueLesson(
         subscriber_id=row.subscriber_id,
         email=row.email,
         name=row.name,
@@ -143,7 +146,7 @@ DELIVERY_VIEW_COLUMNS: Final = (
 def delivery_view(row: Any) -> DeliveryView:
     return DeliveryView(
         day=row.day,
-        state=row.state,
+        state=DeliveryState(row.state),
         attempts=row.attempts,
         claimed_at=row.claimed_at,
         sent_at=row.sent_at,
@@ -159,7 +162,7 @@ def subscriber_view(row: Any) -> SubscriberView:
         name=row.name,
         timezone=row.timezone,
         fields=_fields(row.fields),
-        status=row.status,
+        status=SubscriberStatus(row.status),
         status_reason=row.status_reason,
         status_at=row.status_at,
         joined_at=row.joined_at,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Final
 
@@ -31,22 +32,34 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from course.errors import LedgerError
+from course.ledger.database import Database
 
-# Subscriber statuses. Only `active` subscribers are ever sent anything.
-ACTIVE: Final = "active"
-COMPLETED: Final = "completed"
-UNSUBSCRIBED: Final = "unsubscribed"
-BOUNCED: Final = "bounced"
-REMOVED: Final = "removed"
-STATUSES: Final = (ACTIVE, COMPLETED, UNSUBSCRIBED, BOUNCED, REMOVED)
 
-# Delivery states.
-CLAIMED: Final = "claimed"
-SENT: Final = "sent"
-RETRYING: Final = "retrying"
-FAILED: Final = "failed"
-DELIVERY_STATES: Final = (CLAIMED, SENT, RETRYING, FAILED, BOUNCED)
-PROBLEM_STATES: Final = (RETRYING, FAILED, BOUNCED)
+class SubscriberStatus(StrEnum):
+    """Where a subscriber stands. Only `active` subscribers are ever sent anything."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    REMOVED = "removed"
+
+
+class DeliveryState(StrEnum):
+    """What happened to one lesson for one subscriber (one delivery row)."""
+
+    CLAIMED = "claimed"
+    SENT = "sent"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+
+
+# The states an outcome can record; `claimed` is what a claim writes.
+OUTCOME_STATES: Final = frozenset(
+    state for state in DeliveryState if state != DeliveryState.CLAIMED
+)
+PROBLEM_STATES: Final = (DeliveryState.RETRYING, DeliveryState.FAILED, DeliveryState.BOUNCED)
 
 REASON_ADDED: Final = "added from CSV"
 REASON_REMOVED: Final = "removed from CSV"
@@ -115,6 +128,13 @@ def require_utc(value: datetime, what: str = "now") -> datetime:
 
 # --- schema -----------------------------------------------------------------------------------
 
+
+def one_of(column: str, values: type[StrEnum], *, name: str) -> CheckConstraint:
+    """CHECK (column IN (...every member of the enum...)), so the database refuses a typo."""
+    allowed = ", ".join(f"'{member.value}'" for member in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
 # SQLite only aliases the rowid for exactly INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -146,10 +166,7 @@ SUBSCRIBERS: Final = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("email_key", name="uq_subscribers_email_key"),
-    CheckConstraint(
-        "status IN ('active', 'completed', 'unsubscribed', 'bounced', 'removed')",
-        name="ck_subscribers_status",
-    ),
+    one_of("status", SubscriberStatus, name="ck_subscribers_status"),
     # "What is due" is a range scan: status = 'active' AND next_due_at <= now.
     Index("ix_subscribers_status_due", "status", "next_due_at"),
 )
@@ -175,10 +192,7 @@ DELIVERIES: Final = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The double-send guard: one delivery row per lesson per subscriber, ever.
     UniqueConstraint("subscriber_id", "day", name="uq_deliveries_subscriber_day"),
-    CheckConstraint(
-        "state IN ('claimed', 'sent', 'retrying', 'failed', 'bounced')",
-        name="ck_deliveries_state",
-    ),
+    one_of("state", DeliveryState, name="ck_deliveries_state"),
     Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
 )
 
@@ -242,6 +256,17 @@ def _v2_outcome_journal(conn: Connection) -> None:
 
 # Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal)
+
+
+def upgrade(db: Database) -> None:
+    """Create or migrate the schema up to the latest version; LedgerError if it is newer."""
+    # Look first without the write lock, so `course status` does not queue behind a sync.
+    with db.reading() as conn:
+        up_to_date = schema_version_of(conn) == len(MIGRATIONS)
+    if not up_to_date:
+        with db.writing() as conn:
+            # Looked up at call time: tests replace course.ledger.schema.MIGRATIONS.
+            migrate(conn, db.label, MIGRATIONS)  # looks again, now under the write lock
 
 
 def schema_version_of(conn: Connection) -> int:

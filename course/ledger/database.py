@@ -1,0 +1,255 @@
+"""The database under the ledger: its URL, the engine, transactions and dialect differences.
+
+Everything above this module speaks SQLAlchemy Core and asks a `Database` for a transaction;
+what differs between SQLite and PostgreSQL (pragmas, how a write transaction begins, upserts,
+errors the operator can act on) is decided here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import ClauseElement, Connection, Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+)
+from sqlalchemy.pool import PoolProxiedConnection
+
+from course.errors import LedgerError
+
+DEFAULT_URL: Final = "sqlite:///state/course.db"
+BUSY_TIMEOUT_MS: Final = 30_000
+# Execution option that makes the SQLite `begin` hook emit BEGIN IMMEDIATE (see _begin_sqlite).
+_WRITE_OPTION: Final = "ledger_write"
+_SQLITE_PRAGMAS: Final = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+)
+
+
+class Database:
+    """One ledger database: read and write transactions, and what differs between dialects.
+
+    Open it with `Database.open()`; `close()` when done. Writes of one process go one at a
+    time through a single kept connection; reads use the pool.
+    """
+
+    def __init__(self, engine: Engine, label: str) -> None:
+        self.engine = engine
+        self.label = label  # the database as the operator wrote it (password masked)
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._write_lock = threading.Lock()
+        self._write_conn: Connection | None = None
+        self._driver_conn: PoolProxiedConnection | None = None
+
+    @classmethod
+    def open(cls, url: str, *, base_dir: Path) -> Database:
+        """The database at `url`; a relative SQLite path is resolved against `base_dir`.
+
+        LedgerError names the URL when it is invalid or its driver is missing.
+        """
+        parsed = _parse_url(url)
+        label = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite":
+            parsed, label = _resolve_sqlite(parsed, base_dir)
+        return cls(_open_engine(parsed, label), label)
+
+    @property
+    def dialect(self) -> str:
+        """Which database this is: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
+            if self._driver_conn is not None:
+                self._driver_conn.close()
+                self._driver_conn = None
+        self.engine.dispose()
+
+    # --- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), one per process at a time.
+
+        Threads of one process queue on a lock rather than on SQLite's busy handler, which
+        sleeps for milliseconds at a time; other processes still wait on busy_timeout.
+        """
+        with self._write_lock:
+            # One connection kept for writing: checking one out of the pool for every
+            # transaction cost more than the transaction when recording message by message.
+            if self._write_conn is None or self._write_conn.invalidated:
+                self._write_conn = self._writer.connect()
+            with _unusable_as_ledger_error(self.label), self._write_conn.begin():
+                yield self._write_conn
+
+    @contextmanager
+    def writing_on_driver(self) -> Iterator[DBAPICursor]:
+        """A write transaction on a DB-API cursor, for statements from `driver_sql()`.
+
+        For the one measured hot path: the outcome journal commits once per round of a
+        message or two, and SQLAlchemy's statement and transaction bookkeeping cost more
+        than the insert and the commit themselves (bench/send.py). The connection is one
+        SQLAlchemy hands out raw (Engine.raw_connection) and never manages, kept for these
+        transactions only; they queue on the same lock as `writing()`.
+        """
+        with self._write_lock:
+            if self._driver_conn is None:
+                with _unusable_as_ledger_error(self.label):
+                    self._driver_conn = self.engine.raw_connection()
+            driver = self._driver_conn
+            try:
+                with _driver_errors_as_ledger_error(self.engine, self.label):
+                    cursor = driver.cursor()
+                    try:
+                        if self.dialect == "sqlite":  # autocommit mode: see _on_sqlite_connect
+                            cursor.execute("BEGIN IMMEDIATE")
+                        yield cursor
+                    except BaseException:
+                        driver.rollback()
+                        raise
+                    finally:
+                        cursor.close()
+                    driver.commit()
+            except LedgerError:
+                # The connection may be broken (server gone): the next transaction reconnects.
+                self._driver_conn = None
+                driver.invalidate()
+                raise
+
+    def driver_sql(self, statement: ClauseElement) -> str:
+        """`statement` as this driver's SQL, taking its parameters as a dict by name."""
+        if self.dialect == "sqlite":
+            # The sqlite3 module takes :name placeholders with a dict; psycopg's %(name)s
+            # (the PostgreSQL dialect's own paramstyle) does too.
+            return str(statement.compile(dialect=sqlite.dialect(paramstyle="named")))
+        return str(statement.compile(dialect=self.engine.dialect))
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction: one consistent snapshot; under WAL it never blocks writers."""
+        with _unusable_as_ledger_error(self.label), self.engine.begin() as conn:
+            yield conn
+
+    # --- dialect differences ---------------------------------------------------------------
+
+    def insert_or_skip(self, table: Table) -> Insert:
+        """INSERT ... ON CONFLICT DO NOTHING.
+
+        It reads the same on both databases, but SQLAlchemy builds it only from each
+        dialect's own insert().
+        """
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def upsert(self, table: Table, values: dict[str, Any], *, key: tuple[str, ...]) -> Insert:
+        """INSERT ... ON CONFLICT (key) DO UPDATE: one statement, so no read-then-write race."""
+        changed = {name: value for name, value in values.items() if name not in key}
+        if self.dialect == "postgresql":
+            pg = postgresql.insert(table).values(values)
+            return pg.on_conflict_do_update(index_elements=key, set_=changed)
+        lite = sqlite.insert(table).values(values)
+        return lite.on_conflict_do_update(index_elements=key, set_=changed)
+
+
+# --- opening ----------------------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise LedgerError(f"invalid ledger URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise LedgerError(
+            f"unsupported ledger URL {parsed.render_as_string()!r}: "
+            "use sqlite:///path/to/file.db or postgresql://..."
+        )
+    return parsed
+
+
+def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
+    """The URL with a relative path made absolute against base_dir, and the path as written."""
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return parsed, database or ":memory:"
+    path = Path(database).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"cannot create the directory for the ledger {database}: {exc}") from exc
+    return parsed.set(database=str(path)), database
+
+
+def _open_engine(parsed: URL, label: str) -> Engine:
+    try:
+        engine = create_engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise LedgerError(f"cannot open the ledger {label}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _begin_sqlite)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module (see _begin_sqlite).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    # The sqlite3 module would BEGIN only before the first INSERT/UPDATE, so a transaction's
+    # reads would not be one snapshot, and a read-then-write transaction could fail with
+    # SQLITE_BUSY when upgrading its lock. Writers take the write lock up front instead
+    # (waiting up to busy_timeout); readers get a plain BEGIN, which never blocks under WAL.
+    immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _driver_errors_as_ledger_error(engine: Engine, label: str) -> Iterator[None]:
+    """As _unusable_as_ledger_error, for errors straight from the DB-API driver."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        if not isinstance(exc, dbapi.OperationalError) and type(exc) is not dbapi.DatabaseError:
+            raise
+        raise LedgerError(f"the ledger {label} cannot be used: {exc}") from exc
+
+
+@contextmanager
+def _unusable_as_ledger_error(label: str) -> Iterator[None]:
+    """Locked, read-only, disk full, "file is not a database" become LedgerError: the
+    operator can act on these. Constraint and SQL errors are bugs and keep their traceback."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+            raise
+        raise LedgerError(f"the ledger {label} cannot be used: {exc.orig}") from exc

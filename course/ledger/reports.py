@@ -1,0 +1,82 @@
+"""Reports: read-only views of the ledger for `course status` and friends."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from course.ledger.database import Database
+from course.ledger.records import (
+    DELIVERY_VIEW_COLUMNS,
+    DeliveryView,
+    SubscriberView,
+    delivery_view,
+    subscriber_view,
+)
+from course.ledger.schema import (
+    DELIVERIES,
+    META,
+    PROBLEM_STATES,
+    SUBSCRIBERS,
+    DeliveryState,
+    SubscriberStatus,
+)
+
+
+class Reports:
+    """Counts, one subscriber's history, problems and stored facts; nothing here writes."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def meta(self, key: str) -> str | None:
+        """A stored fact about the ledger, or None."""
+        with self._db.reading() as conn:
+            value: str | None = conn.execute(
+                select(META.c.value).where(META.c.key == key)
+            ).scalar_one_or_none()
+        return value
+
+    def state_counts(self) -> dict[tuple[int, DeliveryState], int]:
+        """(day, delivery state) -> number of deliveries."""
+        d = DELIVERIES
+        query = select(d.c.day, d.c.state, func.count()).group_by(d.c.day, d.c.state)
+        with self._db.reading() as conn:
+            return {(day, DeliveryState(state)): count for day, state, count in conn.execute(query)}
+
+    def status_counts(self) -> dict[SubscriberStatus, int]:
+        """Subscriber status -> number of subscribers."""
+        s = SUBSCRIBERS
+        query = select(s.c.status, func.count()).group_by(s.c.status)
+        with self._db.reading() as conn:
+            return {SubscriberStatus(status): count for status, count in conn.execute(query)}
+
+    def subscriber(self, email: str) -> SubscriberView | None:
+        s = SUBSCRIBERS
+        with self._db.reading() as conn:
+            row = conn.execute(select(s).where(s.c.email_key == email.lower())).first()
+        return None if row is None else subscriber_view(row)
+
+    def history(self, email: str) -> list[DeliveryView]:
+        """Every delivery row of this subscriber, by day."""
+        s, d = SUBSCRIBERS, DELIVERIES
+        query = (
+            select(*DELIVERY_VIEW_COLUMNS)
+            .join_from(d, s, d.c.subscriber_id == s.c.id)
+            .where(s.c.email_key == email.lower())
+            .order_by(d.c.day)
+        )
+        with self._db.reading() as conn:
+            return [delivery_view(row) for row in conn.execute(query)]
+
+    def problems(self, *, limit: int | None = None) -> list[tuple[str, DeliveryView]]:
+        """(email, delivery) for every retrying, failed or bounced delivery, by email and day."""
+        s, d = SUBSCRIBERS, DELIVERIES
+        query = (
+            select(s.c.email, *DELIVERY_VIEW_COLUMNS)
+            .join_from(d, s, d.c.subscriber_id == s.c.id)
+            .where(d.c.state.in_(PROBLEM_STATES))
+            .order_by(s.c.email_key, d.c.day)
+            .limit(limit)
+        )
+        with self._db.reading() as conn:
+            return [(row.email, delivery_view(row)) for row in conn.execute(query)]
