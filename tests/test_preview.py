@@ -258,8 +258,8 @@ def test_a_call_to_action_without_a_link_is_a_warning(preview: Preview) -> None:
 def test_a_javascript_link_in_a_template_is_flagged(preview: Preview) -> None:
     preview.edit(
         "templates/layout.mjml",
-        "with one click.</mj-text>",
-        'with one click. <a href="javascript:alert(1)">Tap</a></mj-text>',
+        "takes you off the course.</mj-text>",
+        'takes you off the course. <a href="javascript:alert(1)">Tap</a></mj-text>',
     )
     page = preview.page("/lessons/4")
     assert check_level(page, "Links") == "error"
@@ -271,8 +271,8 @@ def test_a_javascript_link_in_a_template_is_flagged(preview: Preview) -> None:
 def test_an_image_without_alt_text_is_flagged(preview: Preview) -> None:
     preview.edit(
         "templates/layout.mjml",
-        "with one click.</mj-text>",
-        'with one click. <img src="https://example.com/logo.png" width="20"></mj-text>',
+        "takes you off the course.</mj-text>",
+        'takes you off the course. <img src="https://example.com/logo.png" width="20"></mj-text>',
     )
     page = preview.page("/lessons/6")
     assert check_level(page, "Image alt text") == "warning"
