@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import jinja2
 from course.article import load_article
 from course.config import Settings
 from course.content import Course
+from course.dkim import load_signers
 from course.message import PreparedLesson, Recipient, Sender
 from course.render import WARN_BYTES, RenderedLesson, Renderer, course_name
 from course.slots import fill
@@ -35,16 +37,21 @@ class CourseBuild:
         return self.lessons[day - 1]
 
 
-def build_course(settings: Settings) -> CourseBuild:
-    """Parse and render the whole course; fails fast on any template or size error."""
+def build_course(settings: Settings, environ: Mapping[str, str] = os.environ) -> CourseBuild:
+    """Parse and render the whole course; fails fast on any template, size or key error.
+
+    `environ` is where a DKIM key named by `key_env` is read from.
+    """
     course = load_article(settings.course.article)
-    sender = course_sender(settings, course)
+    sender = course_sender(settings, course, environ)
     rendered = Renderer(settings, course).render_all()
     prepared = tuple(PreparedLesson(r, sender) for r in rendered)
     return CourseBuild(course, sender, prepared, tuple(build_warnings(rendered)))
 
 
-def course_sender(settings: Settings, course: Course) -> Sender:
+def course_sender(
+    settings: Settings, course: Course, environ: Mapping[str, str] = os.environ
+) -> Sender:
     return Sender(
         name=settings.sender.from_name,
         address=settings.sender.from_address,
@@ -52,6 +59,8 @@ def course_sender(settings: Settings, course: Course) -> Sender:
         reply_to=settings.sender.reply_to,
         list_name=course_name(settings, course),
         unsubscribe_mailto=settings.unsubscribe.mailto,
+        feedback_id=settings.sender.feedback_id,
+        dkim=load_signers(settings.sender.dkim, environ),
     )
 
 

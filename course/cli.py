@@ -27,6 +27,8 @@ COMMAND_MODULES = {
         ("unsubscribe", "resubscribe", "suppressions", "serve"), "course.commands.optout"
     ),
     "preview": "course.commands.preview",
+    "dkim-keygen": "course.commands.dkim",
+    "check": "course.commands.check",
 }
 
 

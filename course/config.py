@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import unquote, urlsplit
@@ -37,6 +38,8 @@ ECHO_CHARS = 80
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none may reach a
 # header (where CR LF starts a new header, e.g. a Bcc) or an SMTP command.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+DOMAIN_PATTERN = re.compile(r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}")
+SELECTOR_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*")
 
 T = TypeVar("T")
 
@@ -51,6 +54,30 @@ class CourseSettings:
     name: str
     id: str
     templates: Path | None
+
+
+class DkimAlgorithm(StrEnum):
+    """The DKIM signing algorithms a key can be for (the a= tag)."""
+
+    RSA_SHA256 = "rsa-sha256"
+    ED25519_SHA256 = "ed25519-sha256"
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    """One DKIM signing key: d=, s=, a= and where the private key is kept."""
+
+    domain: str
+    selector: str
+    algorithm: DkimAlgorithm
+    key_file: Path | None
+    key_env: str
+    source: Path  # the file and key path that configured it, for error messages
+    key: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}: {self.key}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,8 @@ class SenderSettings:
     reply_to: str
     return_path: str = ""
     verp: bool = False
+    dkim: tuple[DkimSettings, ...] = ()
+    feedback_id: str = ""
 
     @property
     def domain(self) -> str:
@@ -379,7 +408,11 @@ def _check_url(r: _Reader, key: str, url: object) -> None:
 
 
 def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
-    r.known(node, "sender", ("from", "postal_address", "reply_to", "return_path", "verp"))
+    r.known(
+        node,
+        "sender",
+        ("from", "postal_address", "reply_to", "return_path", "verp", "dkim", "feedback_id"),
+    )
     raw = r.string(node, "sender.from", "Dripcourse <course@example.com>")
     name, address = parseaddr(raw)
     if _CONTROL.search(raw) or "@" not in address:
@@ -397,6 +430,82 @@ def _sender(r: _Reader, node: Mapping[str, Any]) -> SenderSettings:
         postal_address=r.string(node, "sender.postal_address", ""),
         reply_to=reply_to,
         **_return_path(r, node, address),
+        dkim=_dkim(r, node.get("dkim"), address.rpartition("@")[2]),
+        feedback_id=_feedback_id(r, node),
+    )
+
+
+def _feedback_id(r: _Reader, node: Mapping[str, Any]) -> str:
+    """Gmail's feedback loop id: up to four colon-separated fields, the last the sender's."""
+    value = r.string(node, "sender.feedback_id", "")
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+){0,3}", value):
+        raise r.error(
+            "sender.feedback_id",
+            "expected colon-separated ids such as 'lesson:course:dripcourse'",
+            value,
+        )
+    return value
+
+
+def _dkim(r: _Reader, raw: object, from_domain: str) -> tuple[DkimSettings, ...]:
+    """`sender.dkim`: one key, or a list of keys (rsa-sha256 and ed25519-sha256 together
+    sign every message twice)."""
+    if raw is None:
+        return ()
+    if isinstance(raw, list):
+        if not raw:
+            raise r.error("sender.dkim", "expected a key or a list of keys", raw)
+        keys = tuple(
+            _dkim_key(r, r.mapping(item, f"sender.dkim[{n}]"), f"sender.dkim[{n}]", from_domain)
+            for n, item in enumerate(raw)
+        )
+    else:
+        keys = (_dkim_key(r, r.mapping(raw, "sender.dkim"), "sender.dkim", from_domain),)
+    names = [(k.domain, k.selector) for k in keys]
+    if len(set(names)) != len(names):
+        raise r.error("sender.dkim", "expected a different selector for each key", raw)
+    return keys
+
+
+def a_label(domain: str) -> str:
+    """An internationalised domain as it appears in DNS and in d= (xn--...)."""
+    try:
+        return domain if domain.isascii() else idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain  # the check that follows names it
+
+
+def _dkim_key(r: _Reader, node: Mapping[str, Any], key: str, from_domain: str) -> DkimSettings:
+    r.known(node, key, ("domain", "selector", "algorithm", "key_file", "key_env"))
+    domain = a_label(r.string(node, f"{key}.domain", from_domain).lower().rstrip("."))
+    if not DOMAIN_PATTERN.fullmatch(domain):
+        raise r.error(f"{key}.domain", "expected a domain name such as example.com", domain)
+    sender_domain = a_label(from_domain.lower())
+    if sender_domain != domain and not sender_domain.endswith("." + domain):
+        # DMARC passes on DKIM only when d= is the From domain or a parent of it.
+        raise r.error(
+            f"{key}.domain",
+            f"expected the From domain {from_domain} or a parent of it (DMARC alignment)",
+            domain,
+        )
+    selector = r.string(node, f"{key}.selector", "")
+    if not SELECTOR_PATTERN.fullmatch(selector):
+        raise r.error(
+            f"{key}.selector", "expected a selector such as s2026 (letters, digits, -)", selector
+        )
+    algorithm = r.choice(node, f"{key}.algorithm", tuple(DkimAlgorithm), DkimAlgorithm.RSA_SHA256)
+    key_env = r.string(node, f"{key}.key_env", "")
+    if key_env and node.get("key_file"):
+        raise r.error(key, "expected key_file or key_env, not both", dict(node))
+    key_file = None if key_env else r.path(node, f"{key}.key_file", f"state/dkim-{selector}.key")
+    return DkimSettings(
+        domain=domain,
+        selector=selector,
+        algorithm=DkimAlgorithm(algorithm),
+        key_file=key_file,
+        key_env=key_env,
+        source=r.source,
+        key=key,
     )
 
 

@@ -62,7 +62,7 @@ def copy_project(target: Path) -> Path:
 
 
 def serve(project: Path) -> Iterator[Site]:
-    server = start_preview(load_settings(project / "schedule.yaml"), 0)
+    server = start_preview(load_settings(project / "schedule.yaml"), 0, spamassassin=False)
     try:
         yield Site(project, server.url)
     finally:

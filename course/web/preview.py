@@ -25,15 +25,16 @@ from starlette.staticfiles import StaticFiles
 
 from course.backends.file import Clock, utc_now
 from course.build import CourseBuild
+from course.checks import Check, Judges, lesson_checks, message_checks, view_message, worst
+from course.checks.spam import SpamAssassin
 from course.config import Settings
+from course.dkim import Keyring
 from course.errors import CourseError
 from course.message import Recipient
 from course.render import course_name
 from course.testsend import recipient_as, send_test
-from course.web.preview_checks import lesson_checks, message_checks, worst
 from course.web.preview_guard import LOOPBACK_HOSTS, FormGuard, SecurityHeaders
 from course.web.preview_inbox import InboxFilter, find_message, inbox_page
-from course.web.preview_message import view_message
 from course.web.preview_pages import (
     MAX_NUMBER,
     Notice,
@@ -43,6 +44,7 @@ from course.web.preview_pages import (
     url,
     whole_number,
 )
+from course.web.preview_spam import PENDING
 from course.web.preview_state import PreviewState, Snapshot
 from course.web.server import ServerError as PreviewError
 from course.web.server import WebServer as PreviewServer
@@ -54,9 +56,14 @@ STATIC = Path(__file__).parent / "static"
 FORM_LIMIT = 16_384  # bytes; the send-test form is three short fields
 
 
-def create_app(settings: Settings, *, clock: Clock = utc_now) -> Starlette:
-    """The preview as an ASGI app; it answers only to Host 127.0.0.1 or localhost."""
-    preview = PreviewApp(settings, clock)
+def create_app(
+    settings: Settings, *, clock: Clock = utc_now, spamassassin: bool = True
+) -> Starlette:
+    """The preview as an ASGI app; it answers only to Host 127.0.0.1 or localhost.
+
+    With `spamassassin`, the installed SpamAssassin (if any) scores every email shown.
+    """
+    preview = PreviewApp(settings, clock, SpamAssassin.find() if spamassassin else None)
     return Starlette(
         routes=preview.routes(),
         middleware=[
@@ -67,9 +74,10 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> Starlette:
     )
 
 
-def start_preview(settings: Settings, port: int) -> PreviewServer:
+def start_preview(settings: Settings, port: int, *, spamassassin: bool = True) -> PreviewServer:
     """Serve the preview on 127.0.0.1:port in a background thread; returns once it is up."""
-    return serve_in_background(create_app(settings), "127.0.0.1", port, what="preview")
+    app = create_app(settings, spamassassin=spamassassin)
+    return serve_in_background(app, "127.0.0.1", port, what="preview")
 
 
 class PageProblem(Exception):
@@ -93,8 +101,10 @@ class Personalised:
 class PreviewApp:
     """The endpoints; they share the course state, the clock and the form token."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
-        self.state = PreviewState(settings, clock)
+    def __init__(
+        self, settings: Settings, clock: Clock, spam_judge: SpamAssassin | None = None
+    ) -> None:
+        self.state = PreviewState(settings, clock, spam_judge)
         self.clock = clock
         self.guard = FormGuard()
         self.pages = Pages()
@@ -118,7 +128,9 @@ class PreviewApp:
     def index(self, request: Request) -> Response:
         snap = self.state.current()
         self._built(snap)
-        return self.pages.render("index.html", {**self._common(snap), "snap": snap})
+        checks = [c for lesson in snap.lessons for c in lesson.checks]
+        context = {**self._common(snap), **self._pending(checks), "snap": snap}
+        return self.pages.render("index.html", context)
 
     def lesson(self, request: Request) -> Response:
         query = request.query_params
@@ -136,9 +148,11 @@ class PreviewApp:
     ) -> Response:
         lesson = self._personalised(day, view.as_email)
         message = view_message(lesson.data)
-        checks = lesson_checks(lesson.build.lesson(day).rendered, message)
+        judges = lesson.snap.judges(day, self.state.spam)
+        checks = lesson_checks(lesson.build.lesson(day).rendered, message, judges)
         context = {
             **self._common(lesson.snap),
+            **self._pending(checks),
             "day": day,
             "days": len(lesson.build.lessons),
             "lesson": lesson.snap.lessons[day - 1],
@@ -217,9 +231,14 @@ class PreviewApp:
         if data is None:
             return self._problem("No such message", "It is not in the inbox (any more).", 404)
         message = view_message(data)
-        checks = message_checks(message)
+        key = request.path_params["key"]
+        build = self.state.current().build
+        keyring = Keyring.of(build.sender.dkim) if build else Keyring({})
+        self.state.spam.request({("inbox", key): data})
+        checks = message_checks(message, Judges(keyring, self.state.spam.verdict(("inbox", key))))
         context = {
             **self._inbox_common(),
+            **self._pending(checks),
             "key": request.path_params["key"],
             "message": message,
             "checks": checks,
@@ -267,7 +286,11 @@ class PreviewApp:
     def version(self, request: Request) -> Response:
         """What the open pages poll: a new value for what they watch means reload."""
         return JSONResponse(
-            {"course": self.state.course_version(), "inbox": self.state.inbox_version()}
+            {
+                "course": self.state.course_version(),
+                "inbox": self.state.inbox_version(),
+                "checks": self.state.checks_version(),
+            }
         )
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
@@ -287,6 +310,12 @@ class PreviewApp:
             "version": snap.version,
             "settings": snap.settings,
         }
+
+    def _pending(self, checks: list[Check]) -> dict[str, object]:
+        """A page with checks still running reloads when they finish."""
+        if any(c.detail == PENDING for c in checks):
+            return {"checks_version": self.state.checks_version()}
+        return {}
 
     def _inbox_common(self) -> dict[str, object]:
         snap = self.state.current()

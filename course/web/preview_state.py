@@ -11,18 +11,20 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from course.backends.file import Clock
 from course.build import CourseBuild, build_course, sample_recipient
+from course.checks import Check, Judges, Level, lesson_checks, spam_check, view_message, worst
+from course.checks.spam import SpamAssassin
 from course.config import Settings, load_settings
+from course.dkim import Keyring
 from course.errors import CourseError
-from course.message import PreparedLesson, Recipient
+from course.message import PreparedLesson
 from course.render import template_dir
 from course.runtime import read_subscribers
-from course.web.preview_checks import Check, Level, lesson_checks, worst
-from course.web.preview_message import view_message
+from course.web.preview_spam import Key, SpamScorer
 
 MAX_CHOICES = 1000  # subscribers offered in "render as"; a longer CSV is typed in instead
 
@@ -42,6 +44,11 @@ class LessonSummary:
     @property
     def level(self) -> Level:
         return worst(self.checks)
+
+    def with_spam(self, check: Check) -> LessonSummary:
+        """The same summary with the SpamAssassin finding brought up to date."""
+        checks = tuple(check if c.name == check.name else c for c in self.checks)
+        return replace(self, checks=checks)
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,23 @@ class Snapshot:
     error: str = ""
     lessons: tuple[LessonSummary, ...] = ()
     people: People = field(default_factory=People)
+    spam_generation: int = -1  # the scorer's generation the lessons' verdicts are from
+
+    def judges(self, day: int, spam: SpamScorer) -> Judges:
+        """What lesson `day` is checked against: the DKIM keys, its SpamAssassin verdict."""
+        keyring = Keyring.of(self.build.sender.dkim) if self.build else Keyring({})
+        return Judges(keyring, spam.verdict((self.version, day)))
 
 
 class PreviewState:
     """Hands every request the current snapshot; rebuilds at most once per change."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock, spam_judge: SpamAssassin | None = None
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        self.spam = SpamScorer(spam_judge)
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         # Settings given in code are kept until schedule.yaml itself changes on disk.
@@ -85,7 +101,21 @@ class PreviewState:
         with self._lock:
             if self._snapshot is None or self._snapshot.version != self.course_version():
                 self._snapshot = self._rebuild()
+            elif self._snapshot.spam_generation != self.spam.generation:
+                self._snapshot = self._with_spam(self._snapshot)
             return self._snapshot
+
+    def checks_version(self) -> str:
+        """Changes when background checks (SpamAssassin) finish."""
+        return str(self.spam.generation)
+
+    def _with_spam(self, snap: Snapshot) -> Snapshot:
+        generation = self.spam.generation
+        lessons = tuple(
+            lesson.with_spam(spam_check(self.spam.verdict((snap.version, lesson.day))))
+            for lesson in snap.lessons
+        )
+        return replace(snap, lessons=lessons, spam_generation=generation)
 
     def course_version(self) -> str:
         """Changes whenever the article, a template, schedule.yaml or the CSV changes."""
@@ -108,10 +138,21 @@ class PreviewState:
         version = self.course_version()
         try:
             build = build_course(self._settings)
-            lessons = summarise(build, sample_recipient(self._settings), self._clock)
+            sample = sample_recipient(self._settings)
+            messages: dict[Key, bytes] = {
+                (version, lesson.day): lesson.build(sample, date=self._clock())[1]
+                for lesson in build.lessons
+            }
         except CourseError as exc:
             return Snapshot(version, self._settings, error=str(exc))
-        return Snapshot(version, self._settings, build, "", lessons, self._subscribers())
+        self.spam.request(messages)
+        generation = self.spam.generation
+        snap = Snapshot(version, self._settings, build, "", (), self._subscribers(), generation)
+        lessons = tuple(
+            summary(lesson, messages[version, lesson.day], snap.judges(lesson.day, self.spam))
+            for lesson in build.lessons
+        )
+        return replace(snap, lessons=lessons)
 
     def _reload_settings(self) -> None:
         content = _content(self._settings.source)
@@ -133,13 +174,9 @@ def course_files(settings: Settings) -> list[Path]:
     return [settings.source, settings.course.article, *templates]
 
 
-def summarise(build: CourseBuild, sample: Recipient, clock: Clock) -> tuple[LessonSummary, ...]:
-    return tuple(summary(lesson, sample, clock) for lesson in build.lessons)
-
-
-def summary(lesson: PreparedLesson, sample: Recipient, clock: Clock) -> LessonSummary:
-    """Build the sample's message and check it, exactly as the lesson page does."""
-    view = view_message(lesson.build(sample, date=clock())[1])
+def summary(lesson: PreparedLesson, data: bytes, judges: Judges) -> LessonSummary:
+    """Check the sample's message exactly as the lesson page does."""
+    view = view_message(data)
     rendered = lesson.rendered
     return LessonSummary(
         day=lesson.day,
@@ -148,7 +185,7 @@ def summary(lesson: PreparedLesson, sample: Recipient, clock: Clock) -> LessonSu
         subject=view.header("Subject"),
         preheader=rendered.preheader,
         html_bytes=len((view.html or "").encode("utf-8")),
-        checks=tuple(lesson_checks(rendered, view)),
+        checks=tuple(lesson_checks(rendered, view, judges)),
     )
 
 

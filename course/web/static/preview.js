@@ -62,6 +62,7 @@
 
   var watch = document.body.dataset.watch;
   var version = document.body.dataset.version;
+  var checks = document.body.dataset.checks; // set while a check is still running
   if (!watch || !version) return;
   window.setInterval(function () {
     var active = document.activeElement;
@@ -70,6 +71,7 @@
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (now) {
         if (now && now[watch] && now[watch] !== version) window.location.reload();
+        else if (now && checks && now.checks !== checks) window.location.reload();
       })
       .catch(function () { /* the preview is restarting; ask again next time */ });
   }, 1000);

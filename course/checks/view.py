@@ -1,4 +1,4 @@
-"""One email as the preview shows it: headers, HTML and text parts, and the raw source."""
+"""One email as a mail client would read it: headers, HTML and text parts, the raw source."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ class MessageView:
     text: str | None
     raw: str
     size: int
+    data: bytes
 
     def header(self, name: str) -> str:
         """The first header called `name` (any case), or ''."""
@@ -37,6 +38,7 @@ def view_message(data: bytes) -> MessageView:
         text=_body(message, "plain"),
         raw=data.decode("utf-8", errors="replace"),
         size=len(data),
+        data=data,
     )
 
 
