@@ -20,6 +20,9 @@ import idna
 import yaml
 
 from course.errors import ConfigError
+from course.subscribers.dates import DateOrder
+from course.subscribers.fields import Field, parse_field
+from course.subscribers.options import ImportOptions, StatusColumn, Unconfirmed
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BACKENDS = ("inbox", "file", "memory", "smtp")
@@ -40,6 +43,7 @@ ECHO_CHARS = 80
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 DOMAIN_PATTERN = re.compile(r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}")
 SELECTOR_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*")
+DEFAULT_SUBSCRIBERS = "examples/subscribers.csv"
 
 T = TypeVar("T")
 
@@ -256,6 +260,9 @@ class Settings:
     preview: PreviewSettings
     bounces: BouncesSettings
     warnings: tuple[str, ...] = field(default=())
+    # How to read the list (`subscribers:` in its mapping form); the defaults read every
+    # shape the tables know.
+    list_import: ImportOptions = field(default_factory=ImportOptions)
 
 
 def load_settings(path: Path) -> Settings:
@@ -365,19 +372,22 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
     )
     course = _course(r, r.section(root, "course"))
     sender = _sender(r, r.section(root, "sender"))
+    schedule = _schedule(r, r.section(root, "schedule"))
+    subscribers, list_import = _subscribers(r, root.get("subscribers"), schedule.timezone)
     settings = Settings(
         source=r.source,
         base_dir=r.base_dir,
         course=course,
         sender=sender,
-        schedule=_schedule(r, r.section(root, "schedule")),
-        subscribers=r.path(root, "subscribers", "examples/subscribers.csv"),
+        schedule=schedule,
+        subscribers=subscribers,
         ledger=r.string(root, "ledger", "sqlite:///state/course.db"),
         delivery=_delivery(r, r.section(root, "delivery"), sender),
         unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
         preview=_preview(r, r.section(root, "preview")),
         bounces=_bounces(r, r.section(root, "bounces")),
         warnings=tuple(r.warnings),
+        list_import=list_import,
     )
     _check_compliance(r, settings)
     return settings
@@ -400,6 +410,66 @@ def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:
         id=course_id,
         templates=r.path(node, "course.templates", "") if node.get("templates") else None,
     )
+
+
+def _subscribers(r: _Reader, node: object, timezone: str) -> tuple[Path, ImportOptions]:
+    """`subscribers: list.csv`, or a mapping with the file and how to read it."""
+    if node is None or isinstance(node, str):
+        path = r.path({"subscribers": node} if node else {}, "subscribers", DEFAULT_SUBSCRIBERS)
+        return path, ImportOptions(default_timezone=timezone, config_source=str(r.source))
+    section = r.mapping(node, "subscribers")
+    r.known(section, "subscribers", ("file", "columns", "status", "date_order", "unconfirmed"))
+    path = r.path(section, "subscribers.file", DEFAULT_SUBSCRIBERS)
+    date_order = r.choice(
+        section, "subscribers.date_order", tuple(DateOrder), DateOrder.MONTH_FIRST
+    )
+    unconfirmed = r.choice(section, "subscribers.unconfirmed", tuple(Unconfirmed), "skip")
+    return path, ImportOptions(
+        default_timezone=timezone,
+        columns=_columns(r, section.get("columns")),
+        status=_status_column(r, section.get("status")),
+        date_order=DateOrder(date_order),
+        unconfirmed=Unconfirmed(unconfirmed),
+        config_source=str(r.source),
+    )
+
+
+def _columns(r: _Reader, node: object) -> dict[str, Field]:
+    """`subscribers.columns`: header -> field; an unknown field names both."""
+    columns: dict[str, Field] = {}
+    for header, name in r.mapping(node or {}, "subscribers.columns").items():
+        wanted = parse_field(str(name)) if isinstance(name, str) else None
+        if wanted is None:
+            raise r.error(
+                f"subscribers.columns.{header}",
+                f"unknown field for header '{header}'; expected one of " + ", ".join(Field),
+                name,
+            )
+        columns[str(header)] = wanted
+    return columns
+
+
+def _status_column(r: _Reader, node: object) -> StatusColumn | None:
+    """`subscribers.status: {column: ..., active: [...]}`."""
+    if node is None:
+        return None
+    section = r.mapping(node, "subscribers.status")
+    r.known(section, "subscribers.status", ("column", "active"))
+    column = r.string(section, "subscribers.status.column", "")
+    active = section.get("active")
+    if isinstance(active, str):
+        active = [active]
+    if not column:
+        raise r.error(
+            "subscribers.status.column", "expected the header of the status column", column
+        )
+    if not isinstance(active, list) or not active or not all(isinstance(v, str) for v in active):
+        raise r.error(
+            "subscribers.status.active",
+            "expected the list of values that mean subscribed, such as [active]",
+            active,
+        )
+    return StatusColumn(column, tuple(active))
 
 
 def _check_url(r: _Reader, key: str, url: object) -> None:

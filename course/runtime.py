@@ -30,12 +30,12 @@ CSV_FINGERPRINT = "subscribers_csv_fingerprint"
 
 
 def read_subscribers(settings: Settings) -> SubscriberList:
-    return load_subscribers(settings.subscribers, default_timezone=settings.schedule.timezone)
+    return load_subscribers(settings.subscribers, settings.list_import)
 
 
 def as_records(subscribers: SubscriberList) -> list[SubscriberRecord]:
     return [
-        SubscriberRecord(s.email, s.name, s.timezone, s.fields, s.subscribed_at)
+        SubscriberRecord(s.email, s.first_name, s.timezone, s.fields, s.subscribed_at)
         for s in subscribers.subscribers
     ]
 

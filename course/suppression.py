@@ -7,15 +7,9 @@ import io
 from collections.abc import Iterable
 
 from course.ledger import SubscriberView
+from course.spreadsheet import neutralise
 
-# OWASP "CSV injection": a cell starting with one of these is run as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 HEADER = ("email", "status", "since_utc", "reason")
-
-
-def neutralise(value: str) -> str:
-    """Make a cell read as text: a leading apostrophe hides the formula character."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def suppression_csv(rows: Iterable[SubscriberView]) -> str:

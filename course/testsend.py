@@ -28,7 +28,9 @@ def recipient_as(
     for subscriber in read_subscribers(settings).subscribers:
         if subscriber.email.casefold() == wanted:
             unsubscribe = make_links(settings, build, environ).unsubscribe(subscriber.email)
-            return Recipient(subscriber.email, subscriber.name, unsubscribe, subscriber.fields)
+            return Recipient(
+                subscriber.email, subscriber.first_name, unsubscribe, subscriber.fields
+            )
     raise CourseError(f"--as: {email!r} is not a subscriber in {settings.subscribers}")
 
 

@@ -25,8 +25,10 @@ from course.delivery import Deliverer, TickReport
 from course.errors import CourseError, LedgerError
 from course.ledger import DeliveryState, Ledger, SubscriberStatus
 from course.progress import Progress
-from course.runtime import Runtime, read_subscribers
+from course.runtime import Runtime
 from course.scheduler import TickScheduler
+from course.subscribers import open_list
+from course.subscribers.report import print_report
 from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
@@ -38,7 +40,12 @@ LOG = logging.getLogger("course")
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub = commands.add_parser("subscribers", help="validate the CSV and report every bad row")
+    sub = commands.add_parser(
+        "subscribers", help="read the list: the tool, the mapping, and every row not mailed"
+    )
+    sub.add_argument(
+        "--report", metavar="FILE", type=Path, help="also write every row note to FILE as CSV"
+    )
     sub.set_defaults(handler=cmd_subscribers)
     send = commands.add_parser("send", help="run one delivery tick now (or at --now)")
     send.add_argument("--now", help="ISO 8601 time to tick at (default: the real clock)")
@@ -78,8 +85,10 @@ def log_to_stderr() -> None:
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
-    for line in read_subscribers(settings).report_lines():
-        print(line)
+    list_import = open_list(settings.subscribers, settings.list_import)
+    print_report(list_import, print, csv_path=args.report)
+    if args.report is not None:
+        print(f"report: {args.report}")
     return 0
 
 

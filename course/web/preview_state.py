@@ -195,7 +195,7 @@ def people(settings: Settings) -> People:
         listed = read_subscribers(settings).subscribers
     except CourseError as exc:
         return People(problem=str(exc))
-    choices = tuple((s.email, s.name) for s in listed[:MAX_CHOICES])
+    choices = tuple((s.email, s.first_name) for s in listed[:MAX_CHOICES])
     return People(choices, len(listed))
 
 
