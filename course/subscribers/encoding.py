@@ -20,8 +20,10 @@ _CHUNK: Final = 1 << 20
 _SAMPLE_MAX: Final = 256 * 1024
 # At most this share of "chaos" (charset-normalizer's measure of unlikely text) is confident.
 _CONFIDENT_CHAOS: Final = 0.1
-# Excel on a Western-language Windows writes cp1252; when several code pages decode the
-# non-ASCII lines alike, it is the likeliest.
+# Excel on a Western-language Windows writes cp1252, by far the most common encoding of an
+# export that is not UTF-8. The few non-ASCII names of a list are too little text for
+# charset-normalizer to tell Western code pages apart (it rates cp775 over cp1252 for
+# "René Côté"), so a preferred code page that decodes the sample with confidence wins.
 _PREFERRED: Final = ("cp1252", "iso8859_15", "latin_1")
 
 
@@ -107,10 +109,8 @@ def _guess(sample: bytes) -> str | None:
     best = matches.best()
     if best is None or best.chaos > _CONFIDENT_CHAOS or best.encoding in ("utf_8", "ascii"):
         return None
-    for match in matches:
-        if match.chaos > best.chaos:
-            continue
-        for preferred in _PREFERRED:
-            if preferred in match.could_be_from_charset:
+    for preferred in _PREFERRED:
+        for match in matches:
+            if preferred in match.could_be_from_charset and match.chaos <= _CONFIDENT_CHAOS:
                 return preferred
     return str(best.encoding)

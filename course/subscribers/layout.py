@@ -87,7 +87,7 @@ def build_layout(
     extra_names = tuple(template_name(headers[i]) for i in extras)
     named = bool(sources[Field.FULL_NAME] or sources[Field.LAST_NAME])
     field_names = extra_names + (("full_name", "last_name") if named else ())
-    how = _describe(email, sources, statuses, attributes, extras, extra_names)
+    how = _describe(headers, email, sources, statuses, attributes, extras, extra_names)
     return Layout(
         headers=headers,
         delimiter=delimiter,
@@ -223,6 +223,7 @@ def _statuses(
 
 
 def _describe(
+    headers: tuple[str, ...],
     email: int,
     sources: dict[Field, tuple[int, ...]],
     statuses: tuple[tuple[int, StatusRule], ...],

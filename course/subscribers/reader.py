@@ -163,7 +163,7 @@ class ListImport:
         tool = self.layout.tool
         if tool is not None:
             evidence = ", ".join(tool.evidence_in(self._keys()))
-            shape = f"{self.source.name}: {tool.name} export (recognised by {evidence})"
+            shape = f"{self.source.name}: {tool.name} (recognised by {evidence})"
         else:
             shape = f"{self.source.name}: a CSV of {count(len(self._named()), 'column')}"
         lines = [shape, "columns (header -> field):", *self.layout.mapping_lines()]
@@ -480,8 +480,11 @@ class _RowBuilder:
         """(first name for the greeting, full name, last name)."""
         first = _first_filled(values, self._first_names) or _attribute(attributes, Field.FIRST_NAME)
         last = _first_filled(values, self._last_names)
-        full = _first_filled(values, self._full_names) or full_name_of(first, last)
-        return first or first_name_of(full), full, last
+        full = _first_filled(values, self._full_names)
+        if not first:
+            # Only a whole name has a first name in it; a lone last name is no greeting.
+            first = first_name_of(full)
+        return first, full or full_name_of(first, last), last
 
     def _fields(
         self,

@@ -37,6 +37,16 @@ ACTIVE_VALUES: Final = frozenset(
         "free",
         "paid",
         "premium",
+        # German, French and Spanish spreadsheets
+        "aktiv",
+        "angemeldet",
+        "bestätigt",
+        "abonniert",
+        "actif",
+        "abonné",
+        "inscrit",
+        "activo",
+        "suscrito",
     }
 )
 UNCONFIRMED_VALUES: Final = frozenset(
@@ -48,6 +58,11 @@ UNCONFIRMED_VALUES: Final = frozenset(
         "needsconfirmation",
         "doubleoptinpending",
         "validating",
+        "unbestätigt",
+        "ausstehend",
+        "nonconfirmé",
+        "enattente",
+        "pendiente",
     }
 )
 INACTIVE_VALUES: Final = frozenset(
@@ -81,6 +96,16 @@ INACTIVE_VALUES: Final = frozenset(
         "transactional",
         "expired",
         "left",
+        "inaktiv",
+        "abgemeldet",
+        "gelöscht",
+        "désabonné",
+        "desabonne",
+        "désinscrit",
+        "inactif",
+        "inactivo",
+        "baja",
+        "dadodebaja",
     }
 )
 TRUE_VALUES: Final = frozenset({"true", "yes", "y", "1", "t", "x", "wahr", "ja", "vrai", "oui"})

@@ -49,7 +49,7 @@ def _mailchimp(keys: Keys) -> bool:
 
 def _mailchimp_left(marker: str, what: str) -> Tool:
     return Tool(
-        f"Mailchimp ({what} members export)",
+        f"Mailchimp's {what}-members export",
         lambda keys: _mailchimp(keys) and marker in keys,
         everyone_left=f"in Mailchimp's {what} export",
         evidence=("emailaddress", "memberrating", "leid", marker),
@@ -93,38 +93,38 @@ TOOLS: Final = (
     _mailchimp_left("unsubtime", "unsubscribed"),
     _mailchimp_left("cleantime", "cleaned"),
     Tool(
-        "Mailchimp (subscribed members export)",
+        "Mailchimp's subscribed-members export",
         _mailchimp,
         evidence=("emailaddress", "memberrating", "optintime", "confirmtime", "leid"),
     ),
     Tool(
-        "listmonk",
+        "listmonk's subscribers export",
         _all("uuid", "email", "name", "attributes", "status"),
         columns={"name": Field.FULL_NAME, "attributes": Field.ATTRIBUTES},
         statuses={"status": _KNOWN, "subscriptionstatus": _KNOWN},
         evidence=("uuid", "attributes", "status"),
     ),
     Tool(
-        "Substack",
+        "Substack's email list export",
         lambda keys: "email" in keys and "emaildisabled" in keys,
         statuses={"emaildisabled": StatusRule(RuleKind.DISABLED_FLAG)},
         columns={"activesubscription": Field.EXTRA, "plan": Field.EXTRA},
         evidence=("emaildisabled", "activesubscription", "plan"),
     ),
     Tool(
-        "Kit (ConvertKit)",
+        "Kit's (ConvertKit's) subscribers export",
         _all("emailaddress", "state"),
         statuses={"state": _KNOWN},
         evidence=("emailaddress", "state"),
     ),
     Tool(
-        "beehiiv",
+        "beehiiv's subscribers export",
         lambda keys: "email" in keys and "status" in keys and _BEEHIIV_MARKERS(keys),
         statuses={"status": _KNOWN},
         evidence=("status", "subscriptiontier", "utmsource", "utmchannel", "referralcode"),
     ),
     Tool(
-        "MailerLite",
+        "MailerLite's subscribers export",
         lambda keys: (
             _any("email", "subscriber")(keys)
             and _any("status", "type")(keys)
@@ -135,7 +135,7 @@ TOOLS: Final = (
         evidence=("subscriber", "type", "status", "signupip", "optinip", "confirmationip"),
     ),
     Tool(
-        "Google Forms",
+        "a Google Forms response sheet",
         # The form's own column comes first; a hand-made sheet with a timestamp is not a form.
         lambda keys: bool(keys) and keys[0] in _FORM_TIMESTAMPS,
         evidence=_FORM_TIMESTAMPS,
