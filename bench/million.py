@@ -5,7 +5,9 @@ the same run on the same file and machine:
   (a) first import  vs  reading the CSV with the bare csv module (the floor for any import)
   (b) idle tick     vs  hashing the CSV (the floor for "has the CSV changed?")
   (c) busy tick     vs  building the same messages with email.message.EmailMessage
-Targets: (a) < 60 s and < 1 GB, (b) < 1 s, (c) >= 5,000 complete messages/s.
+Targets: (a) <= 15 s and <= 256 MB, (b) < 1 s, (c) >= 5,000 complete messages/s.
+Phase (c) sends to a backend that checks each message like the memory backend, then counts
+and drops it, so its peak is the pipeline's own, not a list of finished messages.
 
     .venv/bin/python bench/million.py [--subscribers N]
 """
@@ -23,11 +25,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
+from course.backends.base import OutgoingMessage, ResultHook, SendResult
+from course.backends.base import report as report_results
+from course.backends.memory import MemoryBackend
+from course.backends.wire import check_batch
 from course.build import build_course
 from course.config import Settings, load_settings
 from course.runtime import Runtime
@@ -62,6 +69,23 @@ ledger: sqlite:///course.db
 delivery:
   backend: memory
 """
+
+
+class CountingBackend(MemoryBackend):
+    """The memory backend's checks, then count and discard: nothing piles up."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: ResultHook | None = None
+    ) -> list[SendResult]:
+        check_batch(messages)
+        self.count += len(messages)
+        return report_results([SendResult(message, "sent") for message in messages], on_result)
 
 
 def generate(path: Path, count: int) -> None:
@@ -116,6 +140,7 @@ def run_phase(name: str) -> dict[str, float]:
         report = runtime.tick(now)
         return {"seconds": time.perf_counter() - start, "sent": report.sent, "peak_mb": peak_mb()}
     runtime.refresh_subscribers(now)
+    runtime.backend = runtime.deliverer.backend = CountingBackend()
     now = _make_one_in_fifteen_due(runtime)
     start = time.perf_counter()
     report = runtime.tick(now)
@@ -145,11 +170,11 @@ def _make_one_in_fifteen_due(runtime: Runtime) -> datetime:
 
 
 def _csv_floor() -> dict[str, float]:
-
+    """Reading every row with the bare csv module, streaming: the floor for any import."""
     start = time.perf_counter()
     with open("subscribers.csv", encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle))
-    return {"seconds": time.perf_counter() - start, "rows": len(rows), "peak_mb": peak_mb()}
+        rows = sum(1 for _ in csv.reader(handle))
+    return {"seconds": time.perf_counter() - start, "rows": rows, "peak_mb": peak_mb()}
 
 
 def _hash_floor() -> dict[str, float]:
@@ -199,10 +224,11 @@ def report(count: int) -> None:
     imported = phase("import")
     print(
         f"(a) first import of {count:,}: {imported['seconds']:.1f} s, peak "
-        f"{imported['peak_mb']:.0f} MB  (target < 60 s, < 1 GB)"
+        f"{imported['peak_mb']:.0f} MB  (target <= 15 s, <= 256 MB)"
     )
     print(
-        f"    baseline csv.reader alone: {floor['seconds']:.1f} s, peak {floor['peak_mb']:.0f} MB;"
+        f"    baseline csv.reader alone (streaming): {floor['seconds']:.1f} s, peak "
+        f"{floor['peak_mb']:.0f} MB;"
         f" ratio {imported['seconds'] / floor['seconds']:.1f}x"
     )
     hashed, idle = phase("hash-floor"), phase("idle")

@@ -22,22 +22,17 @@ from course.config import Settings
 from course.delivery import Deliverer, Links, TickReport
 from course.ledger import Ledger, SubscriberRecord, SyncSummary
 from course.planner import Timing, first_due
-from course.subscribers import SubscriberList, fingerprint, load_subscribers
+from course.subscribers import Subscriber, SubscriberList, fingerprint, load_subscribers, open_list
 from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course")
 CSV_FINGERPRINT = "subscribers_csv_fingerprint"
+# Row notes logged per import; a million-row export of people who left would flood the log.
+REPORT_LOG_ROWS = 200
 
 
 def read_subscribers(settings: Settings) -> SubscriberList:
     return load_subscribers(settings.subscribers, settings.list_import)
-
-
-def as_records(subscribers: SubscriberList) -> list[SubscriberRecord]:
-    return [
-        SubscriberRecord(s.email, s.first_name, s.timezone, s.fields, s.subscribed_at)
-        for s in subscribers.subscribers
-    ]
 
 
 def make_links(
@@ -105,10 +100,7 @@ class Runtime:
         if current == self.ledger.meta(CSV_FINGERPRINT):
             self._seen_csv = current
             return None
-        subscribers = read_subscribers(self.settings)
-        for line in subscribers.report_lines():
-            LOG.info("%s", line)
-        summary = self.ledger.sync(as_records(subscribers), now=now, first_due=self._first_due)
+        summary = self.ledger.sync(self._read_records(), now=now, first_due=self._first_due)
         self.ledger.set_meta(CSV_FINGERPRINT, current)
         self._seen_csv = current
         LOG.info(
@@ -119,6 +111,29 @@ class Runtime:
             summary.rejoined,
         )
         return summary
+
+    def _read_records(self) -> list[SubscriberRecord]:
+        """Stream the list into what the ledger needs, logging the report as it goes."""
+        list_import = open_list(self.settings.subscribers, self.settings.list_import)
+        for line in list_import.header_lines():
+            LOG.info("%s", line)
+        wanted: list[SubscriberRecord] = []
+        logged = 0
+        for item in list_import.rows():
+            if isinstance(item, Subscriber):
+                wanted.append(
+                    SubscriberRecord(
+                        item.email, item.first_name, item.timezone, item.fields, item.subscribed_at
+                    )
+                )
+            elif logged < REPORT_LOG_ROWS:
+                LOG.info("%s", item.line())
+                logged += 1
+        if logged < list_import.counts.rejected + list_import.counts.skipped:
+            LOG.info("... more rows not shown; `course subscribers --report FILE` lists them all")
+        for line in list_import.closing_lines():
+            LOG.info("%s", line)
+        return wanted
 
     def _first_due(self, timezone: str, joined: datetime) -> datetime:
         return first_due(joined, timezone, self.timing)

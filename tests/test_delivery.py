@@ -254,16 +254,17 @@ HOSTILE = (
 def test_hostile_csv_never_reaches_a_header(project: Path) -> None:
     configure(project, HOSTILE)
     report = course(project, "subscribers").stdout.splitlines()
-    assert report == [
-        "examples/subscribers.csv: 3 subscribers accepted, 4 rows rejected, 1 adjusted",
-        "row 2: rejected: Eve\\r\\nBcc: all@example.org: control character in 'email' "
-        "(the record spans lines 2-3)",
-        "row 3: rejected: mallory@example.com: control character in 'first_name' "
-        "(the record spans lines 4-5)",
-        "row 6: rejected: not-an-address: invalid email address: An email address must have "
-        "an @-sign.",
-        "row 7: rejected: XSS@example.com: duplicate of row 4",
-        "row 8: adjusted: tz@example.com: unknown time zone 'Mars/Olympus', using UTC",
+    assert report[-6:] == [
+        "row 2: rejected: control character in 'email' (the record spans lines 2-3) "
+        "(Eve\\r\\nBcc: all@example.org)",
+        "row 3: rejected: control character in 'first_name' (the record spans lines 4-5) "
+        "(mallory@example.com)",
+        "row 6: rejected: invalid email address: An email address must have an @-sign. "
+        "(not-an-address)",
+        "row 7: rejected: duplicate of row 4 (XSS@example.com)",
+        "row 8: adjusted: unknown time zone 'Mars/Olympus', using UTC (tz@example.com)",
+        "examples/subscribers.csv: 3 subscribers accepted, 0 rows skipped (not subscribed), "
+        "4 rejected, 1 adjusted",
     ]
     course(project, "send", "--now", "2026-03-02T12:00:00+00:00")
     received = inbox(project)
