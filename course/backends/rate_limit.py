@@ -52,3 +52,38 @@ class RateLimiter:
         """Drop the sends that have left the window."""
         while self._sent and now - self._sent[0] >= self.period:
             self._sent.popleft()
+
+
+class Backoff:
+    """Paces the pool after a server asks to slow down (421, 4.7.x, "too much mail").
+
+    Nothing new starts for `delay` seconds; then one message at a time goes as a probe
+    until the server accepts one, and full speed resumes. Each refusal in a row doubles
+    the delay, up to `cap`.
+    """
+
+    def __init__(self, first: float = 1.0, cap: float = 30.0) -> None:
+        self.first, self.cap = first, cap
+        self.delay = 0.0
+        self.until = 0.0
+
+    @property
+    def probing(self) -> bool:
+        return self.delay > 0
+
+    def throttled(self, now: float) -> float:
+        """Back off; returns how long."""
+        self.delay = min(self.cap, self.delay * 2) if self.delay else self.first
+        self.until = now + self.delay
+        return self.delay
+
+    def passed(self) -> None:
+        """The server accepted a message: back to full speed."""
+        self.delay = self.until = 0.0
+
+    def remaining(self, now: float) -> float:
+        return max(0.0, self.until - now)
+
+    def may_start(self, in_flight: int, now: float) -> bool:
+        """Whether a new message may start, with `in_flight` messages under way."""
+        return now >= self.until and (not self.probing or in_flight == 0)

@@ -8,6 +8,7 @@ bottleneck of the whole pipeline.
 
 from __future__ import annotations
 
+import math
 import re
 import select
 import smtplib
@@ -21,9 +22,26 @@ from course.errors import DeliveryError, RenderError
 from course.message import ascii_domain
 
 RECEIVE_SIZE = 65536
+# How long a server may keep quiet after we connect before we ask whether it is waiting
+# for a TLS handshake instead (an implicit-TLS port, with security: starttls or none).
+GREETING_WAIT = 3.0
+# OpenSSL's reasons for a handshake that got something other than TLS back (a "220").
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+)
 # A regex substitution, because bytes.replace() took three times as long on an 18 KB
 # message with one line to stuff (an Outlook conditional's CSS, in every lesson).
 _LINE_STARTING_WITH_DOT = re.compile(rb"\r\n\.")
+
+
+class ServerRefused(DeliveryError):
+    """The server would not take a (further) connection: a 421 or 5xx greeting, a refusal
+    to connect, or a hang-up before it said hello. `reply` holds its words when it gave any.
+    """
+
+    def __init__(self, message: str, reply: str = "") -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class ConnectionLost(Exception):
@@ -64,6 +82,7 @@ class SmtpConnection:
         self._parser = ReplyParser()
         self.pipelining = False
         self.smtputf8 = False
+        self.eightbit = False
 
     @property
     def server(self) -> str:
@@ -77,24 +96,72 @@ class SmtpConnection:
         except DeliveryError:
             self.abort()
             raise
+        except smtplib.SMTPConnectError as exc:  # a greeting other than 220
+            self.abort()
+            reply = describe(exc)
+            message = f"SMTP server {self.server} refused the connection: {reply}"
+            raise ServerRefused(message, reply) from None
+        except (ConnectionRefusedError, smtplib.SMTPServerDisconnected) as exc:
+            self.abort()
+            raise ServerRefused(f"SMTP server {self.server}: {describe(exc)}") from None
         except (OSError, smtplib.SMTPException) as exc:
             self.abort()
             raise DeliveryError(f"SMTP server {self.server}: {describe(exc)}") from None
         self._parser = ReplyParser()
         self.pipelining = self._smtp.has_extn("pipelining")
         self.smtputf8 = self._smtp.has_extn("smtputf8")
+        self.eightbit = self._smtp.has_extn("8bitmime")
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        helo = s.helo or None
+        helo = s.helo or local_name()
         if s.security == "tls":
-            return smtplib.SMTP_SSL(
-                s.host, s.port, local_hostname=helo, timeout=s.timeout, context=self._context
+            try:
+                secure = smtplib.SMTP_SSL(
+                    s.host, s.port, local_hostname=helo, timeout=s.timeout, context=self._context
+                )
+            except ssl.SSLError as exc:
+                if exc.reason not in _NOT_TLS:
+                    raise
+                raise DeliveryError(
+                    f"SMTP server {self.server} answered in plain text, not TLS; if it offers "
+                    "STARTTLS (usually port 587), set delivery.smtp.security: starttls"
+                ) from None
+            _no_delay(secure)
+            return secure
+        smtp = self._dial(helo, min(GREETING_WAIT, s.timeout))
+        if smtp is None:
+            if speaks_tls(s.host, s.port, min(GREETING_WAIT, s.timeout)):
+                raise DeliveryError(
+                    f"SMTP server {self.server} expects TLS from the first byte (implicit TLS, "
+                    f"usually port 465) and security is {s.security!r}; set "
+                    "delivery.smtp.security: tls"
+                )
+            # A slow greeting, not a TLS port: wait the full time.
+            smtp = self._dial(helo, s.timeout) if s.timeout > GREETING_WAIT else None
+            if smtp is None:
+                waited = f"no greeting within {s.timeout:g} s"
+                raise DeliveryError(f"SMTP server {self.server}: {waited}")
+        smtp.timeout = s.timeout
+        if smtp.sock is not None:
+            smtp.sock.settimeout(s.timeout)
+        _no_delay(smtp)
+        return smtp
+
+    def _dial(self, helo: str, timeout: float) -> smtplib.SMTP | None:
+        """Connect and read the greeting; None if none came within `timeout`."""
+        try:
+            return smtplib.SMTP(
+                self.settings.host, self.settings.port, local_hostname=helo, timeout=timeout
             )
-        return smtplib.SMTP(s.host, s.port, local_hostname=helo, timeout=s.timeout)
+        except smtplib.SMTPServerDisconnected as exc:
+            # smtplib reports a timeout while waiting for the greeting as a disconnection.
+            if isinstance(exc.__context__, TimeoutError):
+                return None
+            raise
 
     def _secure_and_login(self, smtp: smtplib.SMTP) -> None:
-        smtp.ehlo()
+        self._greet(smtp)
         if self.settings.security == "starttls":
             if not smtp.has_extn("starttls"):
                 raise DeliveryError(
@@ -102,9 +169,24 @@ class SmtpConnection:
                     "plain text. Fix the server, or use security: tls for port 465"
                 )
             smtp.starttls(context=self._context)
-            smtp.ehlo()
+            self._greet(smtp)
         if self.settings.username:
             self._login(smtp)
+
+    def _greet(self, smtp: smtplib.SMTP) -> None:
+        """EHLO (HELO for a server that does not know it); a refusal names our HELO name."""
+        code, text = smtp.ehlo()
+        if code in (500, 502):
+            code, text = smtp.helo()
+        if code == 250:
+            return
+        reply = f"{code} {_text(text)}"
+        if code == 421:
+            raise ServerRefused(f"SMTP server {self.server} refused the connection: {reply}", reply)
+        raise DeliveryError(
+            f"SMTP server {self.server} refused our HELO name {smtp.local_hostname!r}: {reply}. "
+            "Set delivery.smtp.helo to this host's fully-qualified name"
+        )
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         try:
@@ -146,9 +228,18 @@ class SmtpConnection:
 
     def said_something(self) -> bool:
         """Whether an idle connection has something to read: a 421 or a hang-up."""
-        poller = select.poll()
-        poller.register(self._socket(), select.POLLIN)
-        return bool(poller.poll(0))
+        return self.wait_readable(0)
+
+    def wait_readable(self, seconds: float) -> bool:
+        """Whether there is something to read within `seconds` (False when not connected)."""
+        try:
+            if self.has_buffered_replies():
+                return True
+            poller = select.poll()
+            poller.register(self._socket(), select.POLLIN)
+        except ConnectionLost:
+            return False
+        return bool(poller.poll(max(0, math.ceil(seconds * 1000))))
 
     def envelope(self, message: OutgoingMessage) -> tuple[bytes, bytes, bytes] | str:
         """MAIL, RCPT and DATA for `message`, or why they cannot be sent."""
@@ -162,7 +253,12 @@ class SmtpConnection:
                 f"SMTP server {self.server} does not support "
                 f"SMTPUTF8, needed for {message.recipient}"
             )
-        mail = f"MAIL FROM:<{sender}>{' SMTPUTF8' if needs_utf8 else ''}\r\n"
+        options = " SMTPUTF8" if needs_utf8 else ""
+        # RFC 6152: 8-bit content is announced (our lessons are quoted-printable, so this
+        # is only a UTF-8 header of RFC 6532 or a message built elsewhere).
+        if self.eightbit and not message.data.isascii():
+            options += " BODY=8BITMIME"
+        mail = f"MAIL FROM:<{sender}>{options}\r\n"
         return mail.encode(), f"RCPT TO:<{recipient}>\r\n".encode(), b"DATA\r\n"
 
     def write(self, data: bytes) -> None:
@@ -201,8 +297,44 @@ def _text(raw: bytes | str) -> str:
     return " ".join(text.split())
 
 
+def _no_delay(smtp: smtplib.SMTP) -> None:
+    # Without it the last TLS record of a message waits for the server's delayed ACK
+    # (Nagle), about 40 ms per message; every write here is a whole batch of commands.
+    if smtp.sock is not None:
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def speaks_tls(host: str, port: int, timeout: float = GREETING_WAIT) -> bool:
+    """Whether the server at host:port answers a TLS handshake (an implicit-TLS port).
+
+    Only a question, on its own connection, that is closed at once: nothing is sent over
+    it, so the certificate is not what is being checked here.
+    """
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            probe.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        return exc.reason not in _NOT_TLS  # TLS, even if the two sides did not agree
+    except OSError:
+        return False
+
+
+def local_name() -> str:
+    """This host's fully-qualified name for EHLO; never an address literal."""
+    name = socket.getfqdn()
+    return name if "." in name and not name.replace(".", "").isdigit() else "localhost.localdomain"
+
+
 def describe(exc: BaseException) -> str:
-    """A short, secret-free account of a connection failure."""
+    """A short, secret-free account of a connection failure, the server's words as text."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted: {exc.verify_message}"
     if isinstance(exc, ConnectionRefusedError):

@@ -159,7 +159,8 @@ RULES: tuple[Rule, ...] = (
             r"recipient address rejected",  # Postfix smtpd_recipient_restrictions
             r"user unknown|unknown user|no such (?:user|mailbox|recipient|address)",
             r"does not exist|recipient ?not ?found|unrouteable address",
-            r"mailbox (?:unavailable|not found|disabled|is full|full)|over quota|out of storage",
+            r"mailbox (?:unavailable|not found|disabled|busy|is full|full)|over quota",
+            r"out of storage",
             r"greylist",
             r"the user you are trying to contact|receiving mail (?:too quickly|at a rate)",
         ),

@@ -6,6 +6,11 @@ final "." (as in the RFC's own example, where QUIT follows the "."). So a connec
 carries at most two messages: one whose content is out and whose answer is awaited, and
 the next, whose envelope is. The next one's content waits until the first one's answer
 has been recorded: the crash rule allows one message per connection in doubt, never two.
+
+After a refused MAIL or RCPT the connection turns cautious: each command waits for the
+answer to the one before, so a refusal is not followed by RCPT and DATA that can only
+draw more errors (Postfix slows down after ten and hangs up after twenty). The first
+message the server accepts makes it pipeline again.
 """
 
 from __future__ import annotations
@@ -38,16 +43,29 @@ class Flight:
     message: OutgoingMessage
     commands: tuple[bytes, bytes, bytes]  # MAIL, RCPT, DATA
     behind: bool = False  # its envelope followed another message's content
+    pipelined: bool = False  # MAIL, RCPT and DATA went out in one write
     replies: list[Reply] = field(default_factory=list)
     accepted: bool = False  # MAIL, RCPT and DATA accepted: the content may go
     content_sent: bool = False  # all of it, with the final ".", is in the socket
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How one message's transaction ended on one connection."""
+
+    index: int  # in the batch being sent
+    attempt: int
+    result: SendResult
+    session: Session
+    stage: Stage | None = None  # where the server said no (None: it said yes, or went away)
+    reply: Reply | None = None  # what it said then
 
 
 @dataclass
 class Finished:
     """What the sessions finished since the driver last looked."""
 
-    results: list[tuple[int, SendResult]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
     resend: list[tuple[int, int]] = field(default_factory=list)  # (index, attempt)
 
 
@@ -62,6 +80,8 @@ class Session:
         self._expected: deque[tuple[Flight, Step]] = deque()
         self._clock = clock
         self.deadline = math.inf
+        self.cautious = False  # since a refused MAIL or RCPT: one command at a time
+        self.last_active = clock()
 
     @property
     def waiting(self) -> bool:
@@ -71,7 +91,19 @@ class Session:
     @property
     def idle(self) -> bool:
         """Free to start a message (behind a pending RSET, if the server pipelines)."""
-        return not self.flights and (self.connection.pipelining or not self._expected)
+        return not self.flights and (self.pipelines or not self._expected)
+
+    @property
+    def pipelines(self) -> bool:
+        """Whether the next envelope goes out in one write (the server offers PIPELINING
+        and has not refused a MAIL or RCPT since it last accepted a message)."""
+        return self.connection.pipelining and not self.cautious
+
+    def idle_for(self, now: float) -> float:
+        """How long an open connection has carried nothing; 0 while it carries something."""
+        if self.flights or self._expected or not self.connection.is_open:
+            return 0.0
+        return now - self.last_active
 
     @property
     def ready(self) -> Flight | None:
@@ -87,7 +119,8 @@ class Session:
     def start(self, flight: Flight, done: Finished) -> None:
         """Send a message's envelope on a connection that carries nothing."""
         self.flights.append(flight)
-        if self.connection.pipelining:
+        flight.pipelined = self.pipelines
+        if flight.pipelined:
             self._write(b"".join(flight.commands), done, [(flight, s) for s in ENVELOPE])
         else:
             self._write(flight.commands[0], done, [(flight, "mail")])
@@ -100,7 +133,7 @@ class Session:
         expected: list[tuple[Flight, Step]] = [(flight, "message")]
         data = content
         if following is not None:
-            following.behind = True
+            following.behind = following.pipelined = True
             self.flights.append(following)
             data += b"".join(following.commands)
             expected += [(following, s) for s in ENVELOPE]
@@ -113,7 +146,8 @@ class Session:
         except ConnectionLost as lost:
             self._die(str(lost), done)
             return
-        self.deadline = self._clock() + self.connection.settings.timeout
+        self.last_active = self._clock()
+        self.deadline = self.last_active + self.connection.settings.timeout
         for reply in replies:
             if not self._expected:
                 self._die(f"the server said {str(reply)!r} unasked", done)
@@ -133,16 +167,32 @@ class Session:
         self._hang_up()
 
     def close(self) -> None:
-        """Say goodbye between transactions; just hang up in the middle of one."""
-        if self.flights or self._expected:
+        """Say QUIT between transactions (after any RSET still being answered); in the
+        middle of one, hang up: after a 354 even QUIT would be taken as message content."""
+        if self.flights:
             self._hang_up()
-        else:
-            self.connection.close()
+            return
+        deadline = self._clock() + self.connection.settings.timeout
+        try:
+            while self._expected:
+                if not self.connection.wait_readable(deadline - self._clock()):
+                    raise ConnectionLost("no reply to RSET")
+                for _ in self.connection.receive():
+                    if self._expected:
+                        self._expected.popleft()
+        except ConnectionLost:
+            self._hang_up()
+            return
+        self.connection.close()
+        self.deadline = math.inf
 
     def _answer(self, reply: Reply, done: Finished) -> None:
         flight, step = self._expected.popleft()
         if step == "message":
-            self._finish(flight, _result(flight.message, "message", reply), done)
+            accepted = 200 <= reply.code < 300
+            if accepted:
+                self.cautious = False
+            self._finish(flight, done, "message", reply, refused=not accepted)
         elif step != "reset":
             self._envelope_reply(flight, step, reply, done)
         if reply.code == 421 and self.connection.is_open:
@@ -152,7 +202,7 @@ class Session:
 
     def _envelope_reply(self, flight: Flight, stage: Stage, reply: Reply, done: Finished) -> None:
         flight.replies.append(reply)
-        if self.connection.pipelining:
+        if flight.pipelined:
             if len(flight.replies) < len(ENVELOPE) and reply.code != 421:
                 return
         elif _positive(stage, reply) and stage != "data":
@@ -164,7 +214,10 @@ class Session:
         if refusal is None:
             flight.accepted = True
             return
-        self._finish(flight, _result(flight.message, *refusal), done)
+        refused_at, refused = refusal
+        if refused_at in ("mail", "rcpt"):
+            self.cautious = True
+        self._finish(flight, done, refused_at, refused, refused=True)
         if reply.code != 421:  # after a 421 there is no session left to reset
             self._reset(flight, done)
 
@@ -177,9 +230,13 @@ class Session:
         else:
             self._write(b"RSET\r\n", done, [(flight, "reset")])
 
-    def _finish(self, flight: Flight, result: SendResult, done: Finished) -> None:
+    def _finish(
+        self, flight: Flight, done: Finished, stage: Stage, reply: Reply, *, refused: bool
+    ) -> None:
         self.flights.remove(flight)
-        done.results.append((flight.index, result))
+        result = SendResult(flight.message, outcome_of(stage, reply), str(reply))
+        where = (stage, reply) if refused else (None, None)
+        done.answers.append(Answer(flight.index, flight.attempt, result, self, *where))
 
     def _write(
         self,
@@ -200,12 +257,13 @@ class Session:
         if content_of is not None:
             content_of.content_sent = True
         self._expected.extend(expected)
-        self.deadline = self._clock() + self.connection.settings.timeout
+        self.last_active = self._clock()
+        self.deadline = self.last_active + self.connection.settings.timeout
 
     def _die(self, detail: str, done: Finished) -> None:
         """The connection is gone: settle every message it carried."""
         for flight in self.flights:
-            _settle_lost(flight, detail, done)
+            self._settle_lost(flight, detail, done)
         self._hang_up()
 
     def _hang_up(self) -> None:
@@ -214,24 +272,24 @@ class Session:
         self.flights.clear()
         self._expected.clear()
         self.deadline = math.inf
+        self.cautious = False
 
-
-def _settle_lost(flight: Flight, detail: str, done: Finished) -> None:
-    """In doubt if its content went; otherwise sent again, at most twice by its own fault."""
-    if flight.content_sent:
-        done.results.append(
-            (flight.index, SendResult(flight.message, "retry", f"{IN_DOUBT} ({detail})"))
-        )
-    elif flight.behind and not flight.replies:
-        # Lost with the message ahead of it, before the server said a word about this one.
-        done.resend.append((flight.index, flight.attempt))
-    elif flight.attempt == 1:
-        # Nothing was sent: the server may have closed an idle connection. Once more, on
-        # a fresh one.
-        done.resend.append((flight.index, 2))
-    else:
-        reply = f"connection lost before the message was sent ({detail}); will retry"
-        done.results.append((flight.index, SendResult(flight.message, "retry", reply)))
+    def _settle_lost(self, flight: Flight, detail: str, done: Finished) -> None:
+        """In doubt if its content went; otherwise sent again, at most twice by its fault."""
+        if flight.content_sent:
+            result = SendResult(flight.message, "retry", f"{IN_DOUBT} ({detail})")
+            done.answers.append(Answer(flight.index, flight.attempt, result, self))
+        elif flight.behind and not flight.replies:
+            # Lost with the message ahead of it, before the server said a word about it.
+            done.resend.append((flight.index, flight.attempt))
+        elif flight.attempt == 1:
+            # Nothing was sent: the server may have closed an idle connection. Once more,
+            # on a fresh one.
+            done.resend.append((flight.index, 2))
+        else:
+            reply = f"connection lost before the message was sent ({detail}); will retry"
+            result = SendResult(flight.message, "retry", reply)
+            done.answers.append(Answer(flight.index, flight.attempt, result, self))
 
 
 def _refusal(replies: list[Reply]) -> tuple[Stage, Reply] | None:
@@ -245,7 +303,3 @@ def _refusal(replies: list[Reply]) -> tuple[Stage, Reply] | None:
 def _positive(stage: Stage, reply: Reply) -> bool:
     """The answer that lets the transaction go on (251: will forward, RFC 5321 3.4)."""
     return reply.code == 354 if stage == "data" else reply.code in (250, 251)
-
-
-def _result(message: OutgoingMessage, stage: Stage, reply: Reply) -> SendResult:
-    return SendResult(message, outcome_of(stage, reply), str(reply))
