@@ -102,18 +102,23 @@ class Deliverer:
     ) -> TickReport:
         """Deliver everything due at `now`, a batch at a time, until done or told to stop."""
         report = TickReport()
-        while not should_stop():
-            claimed = self.ledger.claim(self.ledger.due(now, limit=self.batch_size), now=now)
-            if not claimed:
-                break
-            try:
-                self._deliver(self._build(claimed, now), now, report)
-            except DeliveryError as exc:
-                # What finished is recorded and the rest released; the caller decides
-                # whether this pauses the run or stops it.
-                report.stopped_by = exc
-                break
-            progress(report.handled)
+        try:
+            while not should_stop():
+                claimed = self.ledger.claim(self.ledger.due(now, limit=self.batch_size), now=now)
+                if not claimed:
+                    break
+                try:
+                    self._deliver(self._build(claimed, now), now, report)
+                except DeliveryError as exc:
+                    # What finished is recorded and the rest released; the caller decides
+                    # whether this pauses the run or stops it.
+                    report.stopped_by = exc
+                    break
+                progress(report.handled)
+        finally:
+            # Connections are not held open between ticks (SMTP says QUIT); the next
+            # tick opens what it needs.
+            self.backend.close()
         return report
 
     def _build(self, claimed: Sequence[DueLesson], now: datetime) -> _Batch:

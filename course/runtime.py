@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from course.backends.base import Backend
 from course.backends.factory import make_backend
-from course.backends.smtp import SendingPaused
+from course.backends.smtp import EnvelopeRefused, SendingPaused
 from course.bounces.verp import ReturnPath
 from course.build import CourseBuild, build_course
 from course.config import Settings
@@ -165,5 +165,9 @@ class Runtime:
                 self.paused_until.isoformat(timespec="minutes"),
             )
         elif report.stopped_by is not None:
+            if isinstance(report.stopped_by, EnvelopeRefused):
+                # Like a refused login, but the operator must hear it even under `course run`,
+                # whose failed ticks are otherwise only logged as errors.
+                LOG.error("ALERT: %s", report.stopped_by)
             raise report.stopped_by
         return report
