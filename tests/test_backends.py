@@ -1,4 +1,5 @@
-"""The backend contract, run against every local backend, plus each backend's own promises."""
+"""The backend contract, run against every backend (SMTP on a real aiosmtpd server), plus
+each backend's own promises."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import dataclasses
 import email
 import mailbox
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
@@ -17,12 +18,16 @@ from typing import cast
 from unittest import mock
 
 import pytest
+import yaml
+from smtp_servers import ServerInfo, smtp_server
 
 from course.backends.base import Backend, OutgoingMessage
 from course.backends.file import FileBackend
 from course.backends.inbox import InboxBackend, read_inbox
 from course.backends.memory import MemoryBackend
+from course.backends.smtp import SmtpBackend
 from course.backends.wire import check_wire_format
+from course.config import parse_settings
 from course.errors import DeliveryError
 
 START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
@@ -98,13 +103,36 @@ def inbox_harness(tmp_path: Path) -> Harness:
     return Harness(backend, lambda: [path.read_bytes() for path in files_under(folder)])
 
 
+def smtp_harness(server: ServerInfo) -> Harness:
+    """SmtpBackend against a real aiosmtpd server: what it stored is what crossed the wire."""
+    # One connection: over several, messages arrive in whatever order the server answers.
+    node = {"host": server.host, "port": server.port, "security": "none", "max_connections": 1}
+    text = yaml.safe_dump({"delivery": {"smtp": node}})
+    settings = parse_settings(text, source=Path("/nonexistent/schedule.yaml")).delivery.smtp
+    already = len(server.handler.received)  # the server is shared by the module's tests
+    return Harness(
+        SmtpBackend(settings, ""),
+        lambda: [message.content for message in server.handler.received[already:]],
+    )
+
+
 HARNESSES = {"memory": memory_harness, "file": file_harness, "inbox": inbox_harness}
 
 
-@pytest.fixture(params=sorted(HARNESSES))
+@pytest.fixture(scope="module")
+def contract_server() -> Iterator[ServerInfo]:
+    """One aiosmtpd server for every SMTP run of the contract."""
+    with smtp_server() as info:
+        yield info
+
+
+@pytest.fixture(params=sorted([*HARNESSES, "smtp"]))
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    """Each local backend in turn."""
-    return HARNESSES[cast(str, request.param)](tmp_path)
+    """Each backend in turn; SMTP through a real server on 127.0.0.1."""
+    name = cast(str, request.param)
+    if name == "smtp":
+        return smtp_harness(request.getfixturevalue("contract_server"))
+    return HARNESSES[name](tmp_path)
 
 
 def bare_lf(m: OutgoingMessage) -> OutgoingMessage:
