@@ -17,7 +17,6 @@ import base64
 import hashlib
 import html
 import re
-import unicodedata
 from binascii import b2a_qp
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from email.utils import format_datetime, formataddr, quote
 
 import idna
 
+from course.displaynames import shorten_name
 from course.dkim import DkimSigner, relaxed_body, relaxed_body_end, sign_message
 from course.errors import RenderError
 from course.render import RenderedLesson
@@ -38,9 +38,6 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 # RFC 5322 2.1.1: a header line SHOULD fit in 78 octets; folding makes it so wherever
 # there is whitespace to fold at, and RFC 2047 encoded words make room for it.
 MAX_HEADER_LINE = 78
-# A display name longer than this is cut (with "…"): past it a name is no longer a name,
-# and the subscribers report says so (`shorten_name`).
-MAX_NAME_LENGTH = 100
 # RFC 5322 atext runs separated by single spaces: a phrase that needs no quoting.
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 # UTF-8 octets per RFC 2047 "B" encoded word: 45 octets are 60 base64 characters, so a
@@ -295,17 +292,6 @@ def format_address(name: str, address: str, *, field: str = "To") -> str:
     if not name:
         return addr_spec
     return _fold(len(field) + 2, [*_phrase_words(name), f"<{addr_spec}>"])
-
-
-def shorten_name(name: str, limit: int = MAX_NAME_LENGTH) -> str:
-    """`name`, or its first `limit` characters ending in "…" when it is longer."""
-    if len(name) <= limit:
-        return name
-    cut = name[: limit - 1]
-    # Never leave an accent without its letter, nor a space before the ellipsis.
-    while cut and (unicodedata.combining(cut[-1]) or cut[-1].isspace()):
-        cut = cut[:-1]
-    return cut + "…"
 
 
 def _phrase_words(name: str) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from support import run_course
 
 from course.config import parse_settings
+from course.displaynames import MAX_NAME_LENGTH, shorten_name
 from course.errors import ConfigError
 from course.subscribers import (
     DateOrder,
@@ -154,6 +155,25 @@ def test_an_address_marked_gone_in_any_row_is_never_mailed() -> None:
         (4, "skipped", "state 'cancelled'"),
     ]
     assert [n.address for n in result.notes] == ["ann@example.com", "ANN@example.com"]
+
+
+def test_a_first_name_too_long_to_be_a_name_is_cut_with_a_note() -> None:
+    long_name = "Ann" + "é" * 997
+    result = parse(f"email,first_name\nann@example.com,{long_name}\nben@example.com,Ben\n")
+    ann, ben = result.subscribers
+    assert ann.first_name == shorten_name(long_name)
+    assert len(ann.first_name) == MAX_NAME_LENGTH
+    assert ann.first_name.endswith("é…")
+    assert ben.first_name == "Ben"
+    assert reasons(result) == [
+        (
+            2,
+            "adjusted",
+            "first name too long (1,000 characters): cut to its first 99 and '…' for the "
+            "greeting and the To: line",
+        )
+    ]
+    assert result.counts.adjusted == 1
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ import pytest
 
 from course.build import CourseBuild, build_course
 from course.config import load_settings
+from course.displaynames import MAX_NAME_LENGTH, shorten_name
 from course.errors import RenderError
-from course.message import MAX_NAME_LENGTH, Recipient, format_address, shorten_name
+from course.message import Recipient, format_address
 from course.slots import fill
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from course.displaynames import MAX_NAME_LENGTH, shorten_name
 from course.errors import SubscribersError
 from course.subscribers.dates import DateOrder, SlashEvidence, parse_joined
 from course.subscribers.emails import EmailNormalizer, InvalidAddress, duplicate_key
@@ -354,6 +355,15 @@ class _RowBuilder:
         zone = self._zone(values, attributes, notes)
         joined = self._joined_at(values, zone, notes)
         first_name, full_name, last_name = self._names(values, attributes)
+        if len(first_name) > MAX_NAME_LENGTH:
+            notes.append(
+                (
+                    RowOutcome.ADJUSTED,
+                    f"first name too long ({len(first_name):,} characters): cut to its first "
+                    f"{MAX_NAME_LENGTH - 1} and '…' for the greeting and the To: line",
+                )
+            )
+            first_name = shorten_name(first_name)
         if not email.partition("@")[0].isascii():
             notes.append(
                 (
