@@ -149,8 +149,8 @@ def _unreadable_failure(subject: str, text: str) -> Failure:
     if is_warning(subject) or WARNING_WORDS.search(text[:2000]):
         kind = FailureKind.TEMPORARY
     else:
-        kind = failed_kind(_enhanced(status), status)
-    return Failure(kind, (), _enhanced(status), diagnostic or "the bounce could not be read")
+        kind = failed_kind(enhanced_code(status), status)
+    return Failure(kind, (), enhanced_code(status), diagnostic or "the bounce could not be read")
 
 
 def is_warning(subject: str) -> bool:
@@ -329,7 +329,7 @@ def _delivery_status(own: list[Message]) -> tuple[tuple[Failure, ...], int] | No
 def _recipient_failure(block: Message, action: str) -> Failure | None:
     diagnostic = _one_line(header_text(block, "diagnostic-code"))
     diagnostic = re.sub(r"^[\w.-]+\s*;\s*", "", diagnostic)  # "smtp; 550 ..." -> "550 ..."
-    status = _enhanced(header_text(block, "status")) or _enhanced(diagnostic)
+    status = enhanced_code(header_text(block, "status")) or enhanced_code(diagnostic)
     if action.startswith("delayed"):
         kind = FailureKind.TEMPORARY
     elif action.startswith(("failed", "error")) or status[:1] in ("4", "5"):
@@ -372,7 +372,7 @@ def _bare_address(value: str) -> str:
     return address if "@" in address and " " not in address else ""
 
 
-def _enhanced(text: str) -> str:
+def enhanced_code(text: str) -> str:
     match = ENHANCED.search(text)
     return ".".join(match.groups()) if match else ""
 
@@ -384,7 +384,7 @@ def _reply_code(text: str) -> str:
 
 def first_status(text: str) -> str:
     """The first RFC 3463 code in the text, else the first SMTP reply code; "" if none."""
-    return _enhanced(text) or _reply_code(text)
+    return enhanced_code(text) or _reply_code(text)
 
 
 def _one_line(text: str) -> str:
@@ -459,7 +459,7 @@ def _status_near(text: str, address: str) -> tuple[str, str]:
     for line in lines[start : start + 12] + lines:
         status = first_status(line)
         if status:
-            return _enhanced(line), _one_line(line)
+            return enhanced_code(line), _one_line(line)
     return "", ""
 
 
