@@ -35,6 +35,7 @@ from course.ledger.database import BUSY_TIMEOUT_MS
 from course.ledger.schema import REPLY_RECOVERED, UTCDateTime
 
 URL = "sqlite:///state/course.db"
+ALL_VERSIONS = [(v,) for v in range(1, len(course.ledger.schema.MIGRATIONS) + 1)]
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -103,8 +104,9 @@ def test_open_creates_the_schema_and_records_its_version(tmp_path: Path) -> None
     db = sqlite3.connect(tmp_path / "state" / "course.db")
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert {"subscribers", "deliveries", "runner", "schema_version", "outcome_journal"} <= names
+    assert {"bounce_notices", "ix_bounce_notices_verdict_received"} <= names
     assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= names
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
 
 
 def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
         Ledger.open(URL, base_dir=tmp_path).close()
 
     db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
 
 
 def test_an_empty_database_file_is_migrated(tmp_path: Path) -> None:
@@ -129,17 +131,18 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
 
-    def v3_add_notes(conn: Connection) -> None:
+    def add_notes(conn: Connection) -> None:
         Table("notes", MetaData(), Column("id", Integer, primary_key=True)).create(conn)
 
     monkeypatch.setattr(
-        course.ledger.schema, "MIGRATIONS", (*course.ledger.schema.MIGRATIONS, v3_add_notes)
+        course.ledger.schema, "MIGRATIONS", (*course.ledger.schema.MIGRATIONS, add_notes)
     )
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
 
     db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
+    newer = [*ALL_VERSIONS, (len(ALL_VERSIONS) + 1,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == newer
     assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
 
 
@@ -157,8 +160,9 @@ def test_a_version_1_ledger_gains_the_outcome_journal(
 
     with Ledger.open(URL, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
     assert db.execute("SELECT count(*) FROM outcome_journal").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM bounce_notices").fetchone() == (0,)
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -172,7 +176,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         Ledger.open(URL, base_dir=tmp_path)
     assert str(refused.value) == (
         "the ledger state/course.db has schema version 7, but this version of course only "
-        "knows versions up to 2; upgrade course or use another ledger"
+        f"knows versions up to {len(ALL_VERSIONS)}; upgrade course or use another ledger"
     )
 
 

@@ -7,15 +7,10 @@ changes the same way whichever way the news came.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from course.ledger.schema import Verdict
 
-class Verdict(StrEnum):
-    BOUNCED = "bounced"  # permanent failure: suppressed as bounced, with the diagnostic
-    NOTED = "noted"  # delayed, temporary or policy: shown in `course status`, never suppresses
-    COMPLAINED = "complaint"  # marked as spam: unsubscribed with the reason "complaint"
-    UNSUBSCRIBED = "unsubscribed"  # unsubscribed at the provider
-    IGNORED = "ignored"  # auto-replies, success notices, events we do not act on
+__all__ = ["Notice", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,17 +12,19 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
   queue     due, claim, journal, fold, release, recover: the crash rule
   workers   the runner lease: heartbeat, take-over
   reports   read-only counts, history, problems, stored facts
+  notices   late bounces, complaints and provider events, each taken in once
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from course.ledger.database import Database
+from course.ledger.notices import NoticeResult, Notices, NoticeView
 from course.ledger.queue import Queue
 from course.ledger.records import (
     DeliveryOutcome,
@@ -34,7 +36,7 @@ from course.ledger.records import (
 )
 from course.ledger.reports import Reports
 from course.ledger.roster import Roster
-from course.ledger.schema import DeliveryState, SubscriberStatus, upgrade
+from course.ledger.schema import DeliveryState, SubscriberStatus, Verdict, upgrade
 from course.ledger.workers import Workers
 
 __all__ = [
@@ -43,10 +45,13 @@ __all__ = [
     "DeliveryView",
     "DueLesson",
     "Ledger",
+    "NoticeResult",
+    "NoticeView",
     "SubscriberRecord",
     "SubscriberStatus",
     "SubscriberView",
     "SyncSummary",
+    "Verdict",
 ]
 
 
@@ -63,6 +68,7 @@ class Ledger:
         self._queue = Queue(db)
         self._workers = Workers(db)
         self._reports = Reports(db)
+        self._notices = Notices(db)
 
     @classmethod
     def open(cls, url: str, *, base_dir: Path) -> Ledger:
@@ -182,3 +188,35 @@ class Ledger:
 
     def problems(self, *, limit: int | None = None) -> list[tuple[str, DeliveryView]]:
         return self._reports.problems(limit=limit)
+
+    # --- bounce notices (notices.py) -------------------------------------------------------
+
+    def take_notice(
+        self,
+        *,
+        key: str,
+        verdict: Verdict,
+        email: str,
+        detail: str,
+        source: str,
+        evidence: str = "",
+        now: datetime,
+    ) -> NoticeResult:
+        return self._notices.take(
+            key=key,
+            verdict=verdict,
+            email=email,
+            detail=detail,
+            source=source,
+            evidence=evidence,
+            now=now,
+        )
+
+    def bind_key(self, key: str, value: str, *, source: str, now: datetime) -> str:
+        return self._notices.bind(key, value, source=source, now=now)
+
+    def recent_notices(self, verdicts: tuple[Verdict, ...], *, limit: int = 50) -> list[NoticeView]:
+        return self._notices.recent(verdicts, limit=limit)
+
+    def addresses(self) -> Iterator[str]:
+        return self._notices.addresses()

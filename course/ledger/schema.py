@@ -55,6 +55,16 @@ class DeliveryState(StrEnum):
     BOUNCED = "bounced"
 
 
+class Verdict(StrEnum):
+    """What a bounce, complaint or provider event means for its subscriber."""
+
+    BOUNCED = "bounced"  # permanent failure: suppressed as bounced, with the diagnostic
+    NOTED = "noted"  # delayed, temporary or policy: shown in `course status`, never suppresses
+    COMPLAINED = "complaint"  # marked as spam: unsubscribed with the reason "complaint"
+    UNSUBSCRIBED = "unsubscribed"  # unsubscribed at the sending provider
+    IGNORED = "ignored"  # auto-replies, success notices, events nothing is done about
+
+
 # The states an outcome can record; `claimed` is what a claim writes.
 OUTCOME_STATES: Final = frozenset(
     state for state in DeliveryState if state != DeliveryState.CLAIMED
@@ -237,6 +247,29 @@ OUTCOME_JOURNAL: Final = Table(
 )
 
 
+# One row per bounce, complaint or provider event acted on, under the key that makes it
+# idempotent (a provider's event id, a hash of a mailbox message): a replayed event finds its
+# key taken and changes nothing. `noted` rows are what `course status` lists as delayed.
+# Keys also record single-use proofs (a Mailgun signing token) with verdict `ignored`.
+BOUNCE_NOTICES: Final = Table(
+    "bounce_notices",
+    METADATA,
+    Column("id", _Id, primary_key=True),
+    Column("event_key", String(255), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("changed", Integer, nullable=False),  # 1 if it changed the subscriber's status
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_key", name="uq_bounce_notices_event_key"),
+    one_of("verdict", Verdict, name="ck_bounce_notices_verdict"),
+    Index("ix_bounce_notices_verdict_received", "verdict", "received_at"),
+)
+
+
 # --- migrations -------------------------------------------------------------------------------
 
 Migration = Callable[[Connection], None]
@@ -254,8 +287,13 @@ def _v2_outcome_journal(conn: Connection) -> None:
     METADATA.create_all(conn, tables=[OUTCOME_JOURNAL])
 
 
+def _v3_bounce_notices(conn: Connection) -> None:
+    """v3: bounce notices (late bounces, complaints, provider events)."""
+    METADATA.create_all(conn, tables=[BOUNCE_NOTICES])
+
+
 # Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal, _v3_bounce_notices)
 
 
 def upgrade(db: Database) -> None:

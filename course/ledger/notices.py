@@ -1,0 +1,179 @@
+"""Bounce notices: late bounces, complaints and provider events, each taken in exactly once.
+
+A notice carries a key that is the same every time the same event arrives (a provider's
+event id, the hash of a mailbox message). Recording it and changing the subscriber happen in
+one transaction, so a replayed event finds its key taken and changes nothing, and a crash
+leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Connection, insert, select, update
+
+from course.ledger.database import Database
+from course.ledger.roster import stopped_values, suppressed_row
+from course.ledger.schema import (
+    BOUNCE_NOTICES,
+    SUBSCRIBERS,
+    SubscriberStatus,
+    Verdict,
+    require_utc,
+)
+
+SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+MAX_DETAIL = 500
+
+
+class NoticeResult(StrEnum):
+    CHANGED = "changed"  # the subscriber is now bounced or unsubscribed
+    RECORDED = "recorded"  # kept (a note, or nothing left to change), status as it was
+    DUPLICATE = "duplicate"  # this event was taken in before: nothing done
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeView:
+    """One recorded notice, for `course status`."""
+
+    email: str
+    verdict: Verdict
+    source: str
+    detail: str
+    received_at: datetime
+
+
+class Notices:
+    """Records notices and applies their verdicts to the roster."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def take(
+        self,
+        *,
+        key: str,
+        verdict: Verdict,
+        email: str,
+        detail: str,
+        source: str,
+        evidence: str,
+        now: datetime,
+    ) -> NoticeResult:
+        """Record the notice and apply its verdict, unless its key was taken before.
+
+        bounced:      a known subscriber who is not already suppressed becomes `bounced`;
+        complaint:    the address is unsubscribed with the reason "complaint: ..." (recorded
+                      even if the ledger has never seen it, so it stays suppressed);
+        unsubscribed: likewise, with the reason "unsubscribed at ...";
+        noted:        kept for `course status`; ignored: kept as seen. Neither changes status.
+        """
+        now = require_utc(now)
+        # Details come from strangers (bounce texts, webhook bodies) and end up on a terminal.
+        detail = "".join(c if c.isprintable() else " " for c in " ".join(detail.split()))
+        detail = detail[:MAX_DETAIL]
+        row = {
+            "event_key": key[:255],
+            "source": source,
+            "verdict": verdict,
+            "email": email,
+            "email_key": email.lower(),
+            "detail": detail,
+            "evidence": evidence,
+            "changed": 0,
+            "received_at": now,
+        }
+        with self._db.writing() as conn:
+            if conn.execute(self._db.insert_or_skip(BOUNCE_NOTICES).values(row)).rowcount == 0:
+                return NoticeResult.DUPLICATE
+            if not _apply(conn, verdict, email, _reason(verdict, detail, source, evidence), now):
+                return NoticeResult.RECORDED
+            n = BOUNCE_NOTICES
+            conn.execute(update(n).where(n.c.event_key == row["event_key"]).values(changed=1))
+        return NoticeResult.CHANGED
+
+    def bind(self, key: str, value: str, *, source: str, now: datetime) -> str:
+        """Keep `value` under `key` if the key is new; return what the key holds now.
+
+        For single-use proofs: a Mailgun signing token bound to the event it signed.
+        """
+        now = require_utc(now)
+        n = BOUNCE_NOTICES
+        row = {
+            "event_key": key[:255],
+            "source": source,
+            "verdict": Verdict.IGNORED,
+            "email": "",
+            "email_key": "",
+            "detail": value,
+            "evidence": "single-use key",
+            "changed": 0,
+            "received_at": now,
+        }
+        with self._db.writing() as conn:
+            conn.execute(self._db.insert_or_skip(n).values(row))
+            held: str = conn.execute(
+                select(n.c.detail).where(n.c.event_key == row["event_key"])
+            ).scalar_one()
+        return held
+
+    def recent(self, verdicts: tuple[Verdict, ...], *, limit: int = 50) -> list[NoticeView]:
+        """The latest notices with these verdicts, newest first."""
+        n = BOUNCE_NOTICES
+        query = (
+            select(n.c.email, n.c.verdict, n.c.source, n.c.detail, n.c.received_at)
+            .where(n.c.verdict.in_(verdicts), n.c.email != "")
+            .order_by(n.c.received_at.desc(), n.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.reading() as conn:
+            return [
+                NoticeView(r.email, Verdict(r.verdict), r.source, r.detail, r.received_at)
+                for r in conn.execute(query)
+            ]
+
+    def addresses(self) -> Iterator[str]:
+        """Every subscriber's address, in id order (for finding one by its opaque id)."""
+        s = SUBSCRIBERS
+        with self._db.reading() as conn:
+            yield from conn.execute(select(s.c.email).order_by(s.c.id)).scalars()
+
+
+def _reason(verdict: Verdict, detail: str, source: str, evidence: str) -> str:
+    where = f"{source}, {evidence}" if evidence else source
+    if verdict == Verdict.COMPLAINED:
+        return f"complaint: {detail} ({where})" if detail else f"complaint ({where})"
+    if verdict == Verdict.UNSUBSCRIBED:
+        return f"unsubscribed at {source}" + (f": {detail}" if detail else "")
+    return f"{detail} ({where})" if detail else f"bounced ({where})"
+
+
+def _apply(conn: Connection, verdict: Verdict, email: str, reason: str, now: datetime) -> bool:
+    s = SUBSCRIBERS
+    key = email.lower()
+    if verdict not in (Verdict.BOUNCED, Verdict.COMPLAINED, Verdict.UNSUBSCRIBED):
+        return False
+    status = conn.execute(select(s.c.status).where(s.c.email_key == key)).scalar()
+    if status in SUPPRESSED:
+        return False
+    if verdict == Verdict.BOUNCED:
+        if status is None:
+            return False  # a bounce says nothing about an address we never sent to
+        conn.execute(
+            update(s)
+            .where(s.c.email_key == key)
+            .values(stopped_values(SubscriberStatus.BOUNCED, reason, now))
+        )
+        return True
+    if status is None:
+        conn.execute(insert(s).values(suppressed_row(email, reason, now)))
+    else:
+        conn.execute(
+            update(s)
+            .where(s.c.email_key == key)
+            .values(stopped_values(SubscriberStatus.UNSUBSCRIBED, reason, now))
+        )
+    return True
