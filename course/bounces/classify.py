@@ -35,6 +35,9 @@ from flufl.bounce import all_failures
 from course.bounces.report import Failure, FailureKind, Report, ReportKind
 
 LOG = logging.getLogger("course.bounces")
+# flufl.bounce logs each detector it runs at INFO, and one that trips with a traceback at
+# ERROR; the one line below says what matters.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 # A bounce that returns a whole lesson is ~100 KB; anything past this is the returned message's
 # tail, and reading it only costs time.
@@ -185,7 +188,12 @@ def header_text(msg: Message, name: str) -> str:
     text = _utf8(str(value))
     with contextlib.suppress(LookupError, UnicodeError, ValueError, AssertionError):
         text = str(make_header(decode_header(text)))
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
+
+
+def printable(text: str) -> str:
+    """Text from a stranger made safe to print: control characters (terminal escapes) go."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
 
 
 def _utf8(text: str) -> str:
@@ -388,7 +396,7 @@ def first_status(text: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:MAX_DIAGNOSTIC_CHARS]
+    return printable(" ".join(text.split()))[:MAX_DIAGNOSTIC_CHARS]
 
 
 # --- automatic replies (RFC 3834) ----------------------------------------------------------------
@@ -428,10 +436,10 @@ def _looks_like_bounce(msg: Message, subject: str) -> bool:
 def _detected_failures(msg: Message, subject: str, text: str) -> tuple[Failure, ...]:
     try:
         temporary, permanent = all_failures(msg)
-    except Exception:
+    except Exception as exc:
         # Third-party heuristics on arbitrary input: a detector that trips is no reason to
         # stop reading the mailbox; the message is left for the operator instead.
-        LOG.warning("bounce detector failed on %r", subject, exc_info=True)
+        LOG.warning("a bounce detector failed on %r: %s: %s", subject, type(exc).__name__, exc)
         return ()
     # Some delay warnings match flufl.bounce's permanent-failure patterns (an Exim warning
     # quoting "RCPT TO:<...>: 451 ..."); what the message calls itself wins.

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from starlette.applications import Starlette
+
 from course.article import load_article
 from course.build import course_id, write_atomic
 from course.config import Settings
@@ -82,11 +84,26 @@ def unsubscriber(settings: Settings, ledger: Ledger) -> Unsubscriber:
     return Unsubscriber(secret, course_id(settings, course), course_name(settings, course), ledger)
 
 
+def public_app(settings: Settings, ledger: Ledger) -> Starlette:
+    """The unsubscribe endpoints, and a webhook for each configured provider."""
+    routes = []
+    if settings.bounces.webhooks.any:
+        # Only when configured: the webhooks bring cryptography and the bounce parsers.
+        from course.web.webhooks import Webhooks, load_keys
+
+        routes = Webhooks(load_keys(settings), ledger).routes()
+    return create_public_app(unsubscriber(settings, ledger), routes)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with _ledger(settings) as ledger:
-        app = create_public_app(unsubscriber(settings, ledger))
+        app = public_app(settings, ledger)
         server = serve_in_background(app, args.host, args.port, what="serve")
         print(f"Unsubscribe endpoints on {server.url}unsubscribe/<token>", flush=True)
+        for route in app.routes:
+            path = getattr(route, "path", "")
+            if path.startswith("/webhooks/") and "{" not in path:
+                print(f"Webhook on {server.url}{path.lstrip('/')}", flush=True)
         try:
             server.wait()
         finally:

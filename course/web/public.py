@@ -7,7 +7,7 @@ RFC 8058 asks. A bad token gets a 400 that says nothing about why.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -16,7 +16,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from course.ledger import Ledger
 from course.unsubscribe import InvalidToken, TokenOwner, verify_token
@@ -67,8 +67,10 @@ def _invalid() -> HTMLResponse:
     return _page(400, "This link does not work", "This unsubscribe link is not valid.")
 
 
-def create_public_app(unsubscriber: Unsubscriber) -> Starlette:
-    """GET and POST /unsubscribe/{token}."""
+def create_public_app(
+    unsubscriber: Unsubscriber, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """GET and POST /unsubscribe/{token}, and the provider webhooks in `extra_routes`."""
 
     def confirm(request: Request) -> HTMLResponse:
         try:
@@ -100,5 +102,6 @@ def create_public_app(unsubscriber: Unsubscriber) -> Starlette:
         routes=[
             Route("/unsubscribe/{token}", confirm, methods=["GET", "HEAD"]),
             Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+            *extra_routes,
         ]
     )
