@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "preview": "course.commands.preview",
     "dkim-keygen": "course.commands.dkim",
     "check": "course.commands.check",
+    "bounces": "course.commands.bounces",
 }
 
 

@@ -57,6 +57,34 @@ class TickScheduler:
             next_run_time=clock(),
         )
 
+    def every(
+        self, seconds: float, job: Callable[[datetime], None], *, job_id: str, name: str
+    ) -> None:
+        """Also run `job(now)` every `seconds`, first one interval from now.
+
+        It shares the one worker thread with the tick, so the two never run at once; a job
+        that fails is logged and tried again at its next interval.
+        """
+
+        def run() -> None:
+            if self.stopping.is_set():
+                return
+            try:
+                job(self._clock())
+            except CourseError as exc:
+                LOG.error("%s failed: %s; trying again in %.0f minutes", name, exc, seconds / 60)
+            except Exception:
+                LOG.exception("%s failed", name)
+
+        self.scheduler.add_job(
+            run,
+            IntervalTrigger(seconds=seconds, timezone=UTC),
+            id=job_id,
+            name=name,
+            replace_existing=True,
+            misfire_grace_time=max(1, int(seconds)),
+        )
+
     def _run_tick(self) -> None:
         # A failed tick is logged and tried again at the next interval, not fatal: the
         # server may be back by then, and the ledger says exactly what is still due.

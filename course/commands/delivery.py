@@ -19,11 +19,11 @@ from pathlib import Path
 from course.backends.memory import MemoryBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
-from course.commands.optout import unsubscriber
+from course.commands.optout import public_app
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError, LedgerError
-from course.ledger import DeliveryState, Ledger, SubscriberStatus
+from course.ledger import DeliveryState, Ledger, SubscriberStatus, Verdict
 from course.progress import Progress
 from course.runtime import Runtime
 from course.scheduler import TickScheduler
@@ -33,7 +33,6 @@ from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
 from course.web.preview import start_preview
-from course.web.public import create_public_app
 from course.web.server import WebServer, serve_in_background
 
 LOG = logging.getLogger("course")
@@ -216,8 +215,22 @@ def _serve(settings: Settings) -> None:
             _tick_with_progress(runtime, now, "sending", should_stop)
 
         scheduler = TickScheduler(tick, settings.schedule.tick_seconds)
+        if settings.bounces.every_minutes > 0:
+            scheduler.every(
+                settings.bounces.every_minutes * 60,
+                lambda now: _read_bounces(settings, runtime, now),
+                job_id="dripcourse-bounces",
+                name="reading the bounce mailbox",
+            )
         with _web_servers(settings, runtime):
             scheduler.run()
+
+
+def _read_bounces(settings: Settings, runtime: Runtime, now: datetime) -> None:
+    # Imported here: only a run with a bounce mailbox needs the classifier and IMAP.
+    from course.bounces.service import process_once
+
+    process_once(settings, runtime.ledger, now=now)
 
 
 @contextmanager
@@ -230,7 +243,7 @@ def _web_servers(settings: Settings, runtime: Runtime) -> Iterator[None]:
             print(f"course run: preview on {servers[-1].url}", file=sys.stderr)
         if settings.unsubscribe.listen is not None:
             host, port = settings.unsubscribe.listen
-            app = create_public_app(unsubscriber(settings, runtime.ledger))
+            app = public_app(settings, runtime.ledger)
             servers.append(serve_in_background(app, host, port, what="unsubscribe"))
             print(f"course run: unsubscribe endpoints on {servers[-1].url}", file=sys.stderr)
         yield
@@ -346,6 +359,13 @@ def _overall_status(ledger: Ledger) -> None:
         print_table(
             ("subscriber", "day", "state", "attempts", "reply"),
             [(email, str(d.day), d.state, str(d.attempts), d.last_reply) for email, d in problems],
+        )
+    delayed = ledger.recent_notices((Verdict.NOTED,), limit=50)
+    if delayed:
+        print("\ndelayed or refused after sending, not suppressed (latest 50):")
+        print_table(
+            ("subscriber", "when (UTC)", "from", "what the report says"),
+            [(n.email, _when(n.received_at), n.source, n.detail) for n in delayed],
         )
 
 
