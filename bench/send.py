@@ -8,6 +8,10 @@ Baselines, on the same sink, message size and number of connections:
     one message at a time per connection.
 Targets: >= 0.6x smtp-source and >= 10x the naive sender.
 
+Then the same pipeline with every message DKIM-signed (rsa-sha256 with a 2048-bit key,
+ed25519-sha256, and both: double signing), next to the unsigned run above.
+Targets: >= 1,000 messages/s with rsa-sha256 and >= 3,000 with ed25519-sha256.
+
 Needs Postfix's smtp-sink and smtp-source (Debian package `postfix`); only those two
 binaries are used, the Postfix daemon is never started. Everything binds 127.0.0.1.
 
@@ -32,7 +36,8 @@ from email.policy import SMTP
 from pathlib import Path
 
 from course.build import build_course
-from course.config import load_settings
+from course.config import DkimAlgorithm, load_settings
+from course.dkim import generate_key, private_pem
 from course.runtime import Runtime
 from course.slots import fill
 
@@ -89,12 +94,30 @@ def smtp_sink(port: int) -> Iterator[None]:
         sink.wait()
 
 
-def prepare(count: int, port: int, connections: int) -> None:
+DKIM_RUNS: dict[str, tuple[DkimAlgorithm, ...]] = {
+    "rsa-sha256": (DkimAlgorithm.RSA_SHA256,),
+    "ed25519-sha256": (DkimAlgorithm.ED25519_SHA256,),
+    "both (double signing)": (DkimAlgorithm.RSA_SHA256, DkimAlgorithm.ED25519_SHA256),
+}
+DKIM_TARGETS = {"rsa-sha256": 1000, "ed25519-sha256": 3000}
+
+
+def prepare(count: int, port: int, connections: int, dkim: tuple[DkimAlgorithm, ...] = ()) -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    (WORK / "schedule.yaml").write_text(
-        CONFIG.format(root=ROOT, port=port, connections=connections)
-    )
+    config = CONFIG.format(root=ROOT, port=port, connections=connections)
+    if dkim:
+        (WORK / "state").mkdir()
+        keys = []
+        for algorithm in dkim:
+            selector = algorithm.split("-")[0]
+            key = WORK / "state" / f"dkim-{selector}.key"
+            key.write_bytes(private_pem(generate_key(algorithm)))
+            key.chmod(0o600)
+            keys.append(f"    - {{selector: {selector}, algorithm: {algorithm}}}")
+        signing = "  dkim:\n" + "\n".join(keys) + "\n"
+        config = config.replace("sender:\n", "sender:\n" + signing, 1)
+    (WORK / "schedule.yaml").write_text(config)
     with (WORK / "subscribers.csv").open("w", encoding="utf-8") as out:
         out.write("email,first_name,timezone\n")
         for n in range(count):
@@ -201,6 +224,17 @@ def main() -> None:
         f"baseline naive Python:     {simple:,.0f} messages/s; ratio "
         f"{rate / simple:.1f}x (target >= 10x)"
     )
+    print("DKIM, every message signed (baseline: the unsigned pipeline above)")
+    for name, algorithms in DKIM_RUNS.items():
+        prepare(args.subscribers, port, args.connections, algorithms)
+        with smtp_sink(port):
+            signed, count, signed_size = pipeline()
+        target = DKIM_TARGETS.get(name)
+        goal = f"; target >= {target:,}" if target else ""
+        print(
+            f"  {name + ':':<24} {signed:,.0f} messages/s ({count:,} of {signed_size:,} "
+            f"bytes); {signed / rate:.2f}x unsigned{goal}"
+        )
 
 
 if __name__ == "__main__":

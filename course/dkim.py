@@ -92,6 +92,18 @@ def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+# (lowercase name, relaxed "name:value") of each field, in order.
+CanonicalFields = list[tuple[bytes, bytes]]
+
+
+def canonical_fields(head: bytes) -> CanonicalFields:
+    """Each field of a header block in relaxed form, ready for `DkimSigner.signature`.
+
+    A lesson's fixed fields can be canonicalised once and joined to each message's own.
+    """
+    return [(n.strip().lower(), relaxed_header(n, v)) for n, v in header_fields(head)]
+
+
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
@@ -114,6 +126,14 @@ class DkimSigner:
             )
             # libsodium signs in about half the time OpenSSL takes here.
             self._ed25519 = nacl.signing.SigningKey(seed)
+        self._opening = (
+            f"DKIM-Signature: v=1; a={algorithm}; c=relaxed/relaxed;\r\n"
+            f" d={domain}; s={selector}; t="
+        ).encode("ascii")
+        self._relaxed_opening = (
+            f"dkim-signature:v=1; a={algorithm}; c=relaxed/relaxed; d={domain}; s={selector}; t="
+        ).encode("ascii")
+        self._h_tags: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"DkimSigner({self.algorithm} d={self.domain} s={self.selector})"
@@ -126,31 +146,41 @@ class DkimSigner:
         """The TXT record to publish at `dns_name`."""
         return dns_record(self.private_key)
 
-    def signature(self, head: bytes, body_hash: bytes, date: datetime) -> bytes:
-        """The DKIM-Signature field (CRLF-terminated) for a message with this header block
-        and this body hash; it goes at the top of the message."""
-        fields = header_fields(head)
+    def signature(self, fields: CanonicalFields, body_hash: bytes, date: datetime) -> bytes:
+        """The DKIM-Signature field (CRLF-terminated) for a message with these header
+        fields (see `canonical_fields`) and body hash; it goes at the top of the message."""
+        present: dict[bytes, list[bytes]] = {}
+        for name, canonical_field in fields:
+            present.setdefault(name, []).append(canonical_field)
         names: list[bytes] = []
-        canonical: list[bytes] = []
+        signed_fields: list[bytes] = []
         for wanted in SIGNED_HEADERS:
             # Several instances are signed from the bottom up (RFC 6376 5.4.2).
-            for name, value in reversed(fields):
-                if name.strip().lower() == wanted:
-                    names.append(wanted)
-                    canonical.append(relaxed_header(name, value))
-        unsigned = (
-            f"DKIM-Signature: v=1; a={self.algorithm}; c=relaxed/relaxed;\r\n"
-            f" d={self.domain}; s={self.selector}; t={int(date.timestamp())};\r\n"
-            " h="
-        ).encode("ascii")
-        h_tag = b":".join(names + list(SIGNED_HEADERS))
-        unsigned += _fold_list(h_tag) + b";\r\n bh=" + base64.b64encode(body_hash) + b";\r\n b="
-        name, _, value = unsigned.partition(b":")
-        canonical.append(relaxed_header(name, value))
-        digest = hashlib.sha256(b"\r\n".join(canonical)).digest()
+            for canonical_field in reversed(present.get(wanted, ())):
+                names.append(wanted)
+                signed_fields.append(canonical_field)
+        folded_h, relaxed_h = self._h_tag(tuple(names))
+        stamp = str(int(date.timestamp())).encode("ascii")
+        bh = base64.b64encode(body_hash)
+        # The field as written, and the relaxed form a verifier computes from it (folds
+        # become single spaces, b= empty): if they differed, no signature would verify.
+        unsigned = self._opening + stamp + b";\r\n h=" + folded_h + b";\r\n bh=" + bh + b";\r\n b="
+        signed_fields.append(
+            self._relaxed_opening + stamp + b"; h=" + relaxed_h + b"; bh=" + bh + b"; b="
+        )
+        digest = hashlib.sha256(b"\r\n".join(signed_fields)).digest()
         signed = base64.b64encode(self._sign(digest))
         chunks = [signed[i : i + _CHUNK] for i in range(0, len(signed), _CHUNK)]
         return unsigned + b"\r\n  ".join(chunks) + b"\r\n"
+
+    def _h_tag(self, names: tuple[bytes, ...]) -> tuple[bytes, bytes]:
+        """h= folded, and relaxed; the same few header sets recur, so they are kept."""
+        found = self._h_tags.get(names)
+        if found is None:
+            folded = _fold_list(b":".join(names + SIGNED_HEADERS))
+            found = (folded, _WSP.sub(b" ", folded.replace(b"\r\n", b"")))
+            self._h_tags[names] = found
+        return found
 
     def _sign(self, digest: bytes) -> bytes:
         if self._ed25519 is not None:
@@ -173,10 +203,10 @@ def _fold_list(h_tag: bytes, width: int = 64) -> bytes:
 
 
 def sign_message(
-    signers: Sequence[DkimSigner], head: bytes, body_hash: bytes, date: datetime
+    signers: Sequence[DkimSigner], fields: CanonicalFields, body_hash: bytes, date: datetime
 ) -> bytes:
     """Every signer's DKIM-Signature field, one after another (double signing)."""
-    return b"".join(signer.signature(head, body_hash, date) for signer in signers)
+    return b"".join(signer.signature(fields, body_hash, date) for signer in signers)
 
 
 def body_hash(message: bytes) -> bytes:
@@ -188,7 +218,8 @@ def body_hash(message: bytes) -> bytes:
 def sign_whole(signers: Sequence[DkimSigner], message: bytes, date: datetime) -> bytes:
     """A finished message with signatures on top."""
     head, _, _ = message.partition(b"\r\n\r\n")
-    return sign_message(signers, head + b"\r\n", body_hash(message), date) + message
+    fields = canonical_fields(head)
+    return sign_message(signers, fields, body_hash(message), date) + message
 
 
 # Keys

@@ -27,7 +27,13 @@ from email.utils import format_datetime, formataddr, quote
 import idna
 
 from course.displaynames import shorten_name
-from course.dkim import DkimSigner, relaxed_body, relaxed_body_end, sign_message
+from course.dkim import (
+    DkimSigner,
+    canonical_fields,
+    relaxed_body,
+    relaxed_body_end,
+    sign_message,
+)
 from course.errors import RenderError
 from course.render import RenderedLesson
 from course.slots import Slot, fill, has_tokens, split_on_tokens, without_marker
@@ -116,6 +122,7 @@ class PreparedLesson:
             )
             self.canonical_text = _canonical_segments(self.text)
             self.canonical_html = _canonical_segments(self.html)
+            self.static_fields = canonical_fields(self.static_headers)
 
     def message_id(self, email: str) -> str:
         """Stable for (course, subscriber, day): a resend carries the same Message-ID."""
@@ -162,7 +169,9 @@ class PreparedLesson:
         out.append(close)
         canonical.append(canonical_close)
         body_hash = hashlib.sha256(b"".join(canonical)).digest()
-        out[0] = sign_message(self.signers, head, body_hash, date) + head
+        # The fixed fields close the head; only this message's own are canonicalised here.
+        fields = canonical_fields(head[: len(head) - len(self.static_headers)])
+        out[0] = sign_message(self.signers, fields + self.static_fields, body_hash, date) + head
         return message_id, b"".join(out)
 
     def _head(
