@@ -389,6 +389,9 @@ def test_keygen_out_and_bad_arguments(project: Path, tmp_path: Path) -> None:
     assert out.stat().st_mode & 0o777 == 0o600
     assert "s2._domainkey.example.com" in printed
     assert "key_file:" in printed
+    code, _, err = run(project, "dkim-keygen", "--domain", "example.org", "--selector", "s3")
+    assert code == 0
+    assert "course: warning: --domain example.org does not align with sender.from" in err
     code, _, err = run(project, "dkim-keygen", "--domain", "not a domain", "--selector", "s")
     assert (code, err.strip()) == (
         1,

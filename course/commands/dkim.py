@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from course.config import DOMAIN_PATTERN, SELECTOR_PATTERN, DkimAlgorithm, Settings, a_label
@@ -43,6 +44,14 @@ def cmd_dkim_keygen(args: argparse.Namespace, settings: Settings) -> int:
             f"--selector: expected letters, digits, '-' or '_' such as s2026, got {selector!r}"
         )
     algorithm = DkimAlgorithm(args.algorithm)
+    sender = a_label(settings.sender.domain.lower())
+    if sender != domain and not sender.endswith("." + domain):
+        print(
+            f"course: warning: --domain {domain} does not align with sender.from "
+            f"({settings.sender.from_address}): DMARC needs d= to be the From domain or a "
+            "parent of it, and sender.dkim will refuse it until sender.from changes",
+            file=sys.stderr,
+        )
     out: Path = args.out or settings.base_dir / "state" / f"dkim-{selector}.key"
     key = generate_key(algorithm)
     write_private(out, private_pem(key))
