@@ -60,6 +60,8 @@ _CHUNK = 70  # characters of base64 per line of a folded b= value
 def relaxed_body(piece: bytes) -> bytes:
     """RFC 6376 3.4.4 for a run of whole lines (ending with CRLF), except for the rule on
     empty lines at the very end of the body, which only the last piece can have."""
+    if b"\t" not in piece and b"  " not in piece and b" \r\n" not in piece:
+        return piece  # the usual filled-in value: nothing to change, no regex to run
     return _WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", piece))
 
 
@@ -73,7 +75,10 @@ def relaxed_body_end(piece: bytes) -> bytes:
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """RFC 6376 3.4.2, without the CRLF: lowercase name, unfolded value, blanks as one."""
-    unfolded = _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    unfolded = value.replace(b"\r\n", b"")
+    if b"\t" in unfolded or b"  " in unfolded:
+        unfolded = _WSP.sub(b" ", unfolded)
+    unfolded = unfolded.strip(b" ")
     return name.strip().lower() + b":" + unfolded
 
 
