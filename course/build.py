@@ -13,9 +13,12 @@ from pathlib import Path
 import jinja2
 
 from course.article import load_article
+from course.article.checks import check_lessons, structural_warnings
 from course.config import Settings
 from course.content import Course
 from course.dkim import load_signers
+from course.edits import apply_edits, load_edits
+from course.errors import ConfigError
 from course.message import PreparedLesson, Recipient, Sender
 from course.render import WARN_BYTES, RenderedLesson, Renderer, course_name
 from course.slots import fill
@@ -38,15 +41,33 @@ class CourseBuild:
 
 
 def build_course(settings: Settings, environ: Mapping[str, str] = os.environ) -> CourseBuild:
-    """Parse and render the whole course; fails fast on any template, size or key error.
+    """Parse, edit and render the whole course; fails fast on an empty lesson, a missing
+    title, or any template, size or key error.
 
     `environ` is where a DKIM key named by `key_env` is read from.
     """
-    course = load_article(settings.course.article)
+    course = load_course(settings)
+    check_lessons(course)
     sender = course_sender(settings, course, environ)
     rendered = Renderer(settings, course).render_all()
     prepared = tuple(PreparedLesson(r, sender) for r in rendered)
-    return CourseBuild(course, sender, prepared, tuple(build_warnings(rendered)))
+    warnings = [*course.notes, *structural_warnings(course), *build_warnings(rendered)]
+    return CourseBuild(course, sender, prepared, tuple(_unique(warnings)))
+
+
+def load_course(settings: Settings) -> Course:
+    """The article as the operator's edits leave it; a course needs a name."""
+    course = load_article(settings.course.article)
+    course = apply_edits(
+        course, load_edits(settings.course.edits, settings.source, settings.base_dir)
+    )
+    if not settings.course.name and not course.title:
+        raise ConfigError(
+            f"{settings.source}: course.name: required, since the article has no title "
+            f"({course.source} starts with no heading or short first line that could be one); "
+            "set course.name, or give the article a title line"
+        )
+    return course
 
 
 def course_sender(

@@ -126,10 +126,11 @@ def cmd_lessons(args: argparse.Namespace, settings: Settings) -> int:
             p.rendered.subject,
             p.rendered.preheader,
             f"{p.rendered.html_bytes / 1000:.1f} KB",
+            "; ".join(p.rendered.lesson.edits),
         )
         for p in build.lessons
     ]
-    print_table(("day", "kind", "title", "subject", "preheader", "html"), rows)
+    print_table(("day", "kind", "title", "subject", "preheader", "html", "edits"), rows)
     return 0
 
 

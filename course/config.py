@@ -58,6 +58,9 @@ class CourseSettings:
     name: str
     id: str
     templates: Path | None
+    # The operator's edits (see course.edits): written inline under course.edits, or in a
+    # YAML file it names; read at every build, so the preview sees a saved edits file.
+    edits: Mapping[str, Any] | Path | None = None
 
 
 class DkimAlgorithm(StrEnum):
@@ -394,7 +397,7 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
 
 
 def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:
-    r.known(node, "course", ("article", "subject", "links", "name", "id", "templates"))
+    r.known(node, "course", ("article", "subject", "links", "name", "id", "templates", "edits"))
     links = r.mapping(node.get("links") or {}, "course.links")
     for phrase, url in links.items():
         _check_url(r, f"course.links.{phrase}", url)
@@ -409,6 +412,7 @@ def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:
         name=name,
         id=course_id,
         templates=r.path(node, "course.templates", "") if node.get("templates") else None,
+        edits=_edits(r, node.get("edits")),
     )
 
 
@@ -470,6 +474,15 @@ def _status_column(r: _Reader, node: object) -> StatusColumn | None:
             active,
         )
     return StatusColumn(column, tuple(active))
+
+
+def _edits(r: _Reader, raw: object) -> Mapping[str, Any] | Path | None:
+    """A mapping of edits, or the path of a YAML file holding them (checked at build)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.strip():
+        return r.base_dir / raw.strip()
+    return r.mapping(raw, "course.edits")
 
 
 def _check_url(r: _Reader, key: str, url: object) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from course.content import Inline, Run, plain
 
 # Phrases that promise a link; in the source article they pointed at affiliate pages.
 CALL_TO_ACTION = re.compile(
@@ -15,17 +18,13 @@ CALL_TO_ACTION = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Inline:
-    """A run of text, linked when `url` is set."""
-
-    text: str
-    url: str = ""
-
-
 def normalise(text: str) -> str:
     """Fold case and typographic apostrophes/quotes so phrases match as a reader sees them."""
-    return text.translate(str.maketrans("’‘“”", "''\"\"")).casefold()
+    # Character by character, so offsets in the folded text are offsets in the text.
+    return "".join(
+        low if len(low := ch.lower()) == 1 else ch
+        for ch in text.translate(str.maketrans("’‘“”", "''\"\""))
+    )
 
 
 def calls_to_action(text: str) -> list[str]:
@@ -34,20 +33,34 @@ def calls_to_action(text: str) -> list[str]:
     return [text[m.start(1) : m.end(1)] for m in CALL_TO_ACTION.finditer(folded)]
 
 
-def link_phrases(text: str, links: Mapping[str, str]) -> tuple[Inline, ...]:
-    """Split text into runs, linking every occurrence of a mapped phrase."""
+def link_phrases(runs: Sequence[Run], links: Mapping[str, str]) -> Inline:
+    """The runs with every occurrence of a mapped phrase linked (the article's own links and
+    formatting kept); a phrase may span runs, and the earlier (then longer) one wins."""
+    text = plain(runs)
     folded = normalise(text)
-    spans = sorted(_spans(folded, links))
-    parts: list[Inline] = []
+    spans: list[tuple[int, int, str]] = []
     position = 0
-    for start, end, url in spans:
-        if start < position:
-            continue  # overlapping phrases: the earlier (then longer) one wins
-        parts.extend(_plain(text[position:start]))
-        parts.append(Inline(text[start:end], url))
-        position = end
-    parts.extend(_plain(text[position:]))
-    return tuple(parts)
+    for start, end, url in _spans(folded, links):
+        if start >= position:
+            spans.append((start, end, url))
+            position = end
+    if not spans:
+        return tuple(runs)
+    cuts = sorted({0, len(text), *(p for s in spans for p in s[:2])})
+    linked: list[Run] = []
+    offset = 0
+    for run in runs:
+        end = offset + len(run.text)
+        points = [offset, *(c for c in cuts if offset < c < end), end]
+        for lo, hi in itertools.pairwise(points):
+            piece = replace(run, text=run.text[lo - offset : hi - offset])
+            url = next((u for s, e, u in spans if s <= lo and hi <= e), "")
+            if url and not piece.url and not piece.is_break:
+                piece = replace(piece, url=url)
+            if piece.text:
+                linked.append(piece)
+        offset = end
+    return tuple(linked)
 
 
 def _spans(folded: str, links: Mapping[str, str]) -> list[tuple[int, int, str]]:
@@ -61,13 +74,10 @@ def _spans(folded: str, links: Mapping[str, str]) -> list[tuple[int, int, str]]:
     return sorted(spans, key=lambda s: (s[0], -(s[1] - s[0])))
 
 
-def _plain(text: str) -> list[Inline]:
-    return [Inline(text)] if text else []
-
-
-def unlinked(text: str, links: Mapping[str, str]) -> list[str]:
-    """Calls to action in the text that no mapped phrase covers."""
-    linked = [p for p in link_phrases(text, links) if p.url]
+def unlinked(runs: Sequence[Run], links: Mapping[str, str]) -> list[str]:
+    """Calls to action in the text that neither a mapped phrase nor the article links."""
+    text = plain(runs)
+    linked = [p for p in link_phrases(runs, links) if p.url]
     covered = [normalise(p.text) for p in linked]
     return [
         cta
@@ -76,10 +86,12 @@ def unlinked(text: str, links: Mapping[str, str]) -> list[str]:
     ]
 
 
-def is_button(parts: tuple[Inline, ...]) -> bool:
+def is_button(parts: Sequence[Run]) -> bool:
     """A one-sentence paragraph that opens with its only link reads best as a button."""
-    linked = [p for p in parts if p.url]
+    urls = [p.url for p in parts if p.url]
     text = "".join(p.text for p in parts).strip(" ()")
-    opens_with_link = text.startswith(linked[0].text) if len(linked) == 1 else False
+    link_text = "".join(p.text for p in parts if p.url)
+    contiguous = "".join((p.url and "L") or "-" for p in parts).strip("-").count("-") == 0
+    opens_with_link = len(set(urls)) == 1 and contiguous and text.startswith(link_text.strip())
     one_sentence = re.search(r"[.!?]\s+\S", text) is None
     return opens_with_link and one_sentence and len(text) <= 120

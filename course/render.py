@@ -19,7 +19,19 @@ import mjml
 
 from course import links as linking
 from course.config import Settings
-from course.content import Block, BulletList, Course, Lesson, Quote
+from course.content import (
+    Block,
+    CodeBlock,
+    Course,
+    Heading,
+    Image,
+    Inline,
+    Kind,
+    Lesson,
+    ListBlock,
+    Quote,
+    Run,
+)
 from course.errors import RenderError, TemplateError
 from course.mjml_check import check_mjml, locate_mjml_error
 from course.slots import Slot, SlotTable, SubscriberProxy, fallback_filter
@@ -31,15 +43,27 @@ LAYOUT_TEMPLATE = "lesson.mjml"
 TEXT_TEMPLATE = "lesson.txt"
 
 
+BlockKind = Literal["paragraph", "quote", "heading", "bullets", "button", "image", "code"]
+
+
 @dataclass(frozen=True, slots=True)
 class BlockView:
-    """An article block as templates see it: runs of inline text, bullets, or a button."""
+    """An article block as templates see it.
 
-    kind: Literal["paragraph", "quote", "bullets", "button"]
-    parts: tuple[linking.Inline, ...] = ()
+    `parts` are runs of inline text (`part.strong`, `.emphasis`, `.code`, `.url`;
+    `part.is_break` is a line break); `items` are a list's entries (`ordered` from
+    `start`); an image has `url` (its address), `text` (alt) and `href` (its link); a
+    button has `url` and `text`; code has `text`.
+    """
+
+    kind: BlockKind
+    parts: tuple[Run, ...] = ()
     items: tuple[BlockView, ...] = ()
     url: str = ""
     text: str = ""
+    href: str = ""
+    ordered: bool = False
+    start: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,16 +143,14 @@ class Renderer:
     def _context(self, lesson: Lesson, slots: SlotTable) -> dict[str, object]:
         course, links = self.course, self.settings.course.links
         last = lesson.day == course.days
-        counts = _kind_counts(course)
         return {
             "course": course,
             "course_name": course_name(self.settings, course),
             "lesson": lesson,
             "day": lesson.day,
             "days": course.days,
-            "lesson_label": _label(lesson, counts),
-            "reasons_count": counts["reason"],
-            "actions_count": counts["action"],
+            "lesson_label": lesson_label(course, lesson),
+            "course_summary": course_summary(course),
             "blocks": block_views(lesson.blocks, links),
             "welcome": block_views(course.welcome, links) if lesson.day == 1 else (),
             "closing": _closing_views(course, links) if last else (),
@@ -147,8 +169,8 @@ class Renderer:
             blocks += self.course.welcome
         if lesson.day == self.course.days:
             blocks += [b for section in self.course.closing for b in section.blocks]
-        for text in _texts(blocks):
-            yield from linking.unlinked(text, links)
+        for runs in _inlines(blocks):
+            yield from linking.unlinked(runs, links)
 
 
 def template_dir(settings: Settings) -> Path:
@@ -220,12 +242,18 @@ def block_views(blocks: Iterable[Block], links: Mapping[str, str]) -> tuple[Bloc
 
 
 def _view(block: Block, links: Mapping[str, str]) -> BlockView:
-    if isinstance(block, BulletList):
+    if isinstance(block, ListBlock):
         items = tuple(BlockView("paragraph", linking.link_phrases(i, links)) for i in block.items)
-        return BlockView("bullets", items=items)
-    parts = linking.link_phrases(block.text, links)
+        return BlockView("bullets", items=items, ordered=block.ordered, start=block.start)
+    if isinstance(block, Image):
+        return BlockView("image", url=block.src, text=block.alt, href=block.href)
+    if isinstance(block, CodeBlock):
+        return BlockView("code", text=block.text)
+    parts = linking.link_phrases(block.runs, links)
     if isinstance(block, Quote):
         return BlockView("quote", parts)
+    if isinstance(block, Heading):
+        return BlockView("heading", parts)
     if linking.is_button(parts):
         link = next(p for p in parts if p.url)
         return BlockView("button", parts, url=link.url, text=block.text.strip("() .").rstrip())
@@ -238,30 +266,43 @@ def _closing_views(course: Course, links: Mapping[str, str]) -> tuple[dict[str, 
     )
 
 
-def _texts(blocks: Iterable[Block]) -> Iterable[str]:
+def _inlines(blocks: Iterable[Block]) -> Iterable[Inline]:
     for block in blocks:
-        if isinstance(block, BulletList):
+        if isinstance(block, ListBlock):
             yield from block.items
-        else:
-            yield block.text
+        elif not isinstance(block, Image | CodeBlock):
+            yield block.runs
 
 
-def _kind_counts(course: Course) -> dict[str, int]:
-    return {
-        kind: sum(1 for lesson in course.lessons if lesson.kind == kind)
-        for kind in ("reason", "action")
-    }
+def lesson_label(course: Course, lesson: Lesson) -> str:
+    """ "Sign 3 of 10", "Action step 2 of 4"."""
+    return f"{lesson.kind.label} {lesson.number} of {course.part_size(lesson.part)}"
 
 
-def _label(lesson: Lesson, counts: dict[str, int]) -> str:
-    if lesson.kind == "reason":
-        return f"Reason {lesson.number} of {counts['reason']}"
-    return f"Action step {lesson.number} of {counts['action']}"
+def course_summary(course: Course) -> str:
+    """The welcome's sentence on what is coming: "…: 11 reasons, then 4 things you can do"."""
+    days = course.days
+    if days == 1:
+        return "This course is a single lesson, and here it is."
+    counts = [
+        part.kind.counted(course.part_size(index))
+        for index, part in enumerate(course.parts)
+        if course.part_size(index)
+    ]
+    kinds = {part.kind for index, part in enumerate(course.parts) if course.part_size(index)}
+    opening = f"Over the next {days} days you will get one short lesson a day"
+    if kinds <= {Kind.LESSON}:
+        return f"{opening}. Here is the first."
+    listing = counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + ", then " + counts[-1]
+    return f"{opening}: {listing}. Here is the first."
 
 
 def preheader(lesson: Lesson, limit: int = 140) -> str:
     """The lesson's opening sentence, which inbox lists show beside the subject."""
-    first = next((b.text for b in lesson.blocks if not isinstance(b, BulletList)), lesson.title)
+    first = next(
+        (b.text for b in lesson.blocks if not isinstance(b, ListBlock | Image | CodeBlock)),
+        lesson.title,
+    )
     sentence = re.split(r"(?<=[.!?…])\s+", first.strip(), maxsplit=1)[0]
     if len(sentence) <= limit:
         return sentence
@@ -284,22 +325,45 @@ def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str = ""
     )
 
 
-def _inline_text(parts: tuple[linking.Inline, ...]) -> str:
-    return "".join(f"{p.text} <{p.url}>" if p.url else p.text for p in parts)
+def _inline_text(parts: Iterable[Run]) -> str:
+    """Runs as plain text: formatting dropped, a link's address after its text."""
+    out: list[str] = []
+    for part in parts:
+        if part.url and part.text.strip() != part.url and not part.url.startswith("mailto:"):
+            out.append(f"{part.text} <{part.url}>")
+        else:
+            out.append(part.text)
+    return "".join(out)
+
+
+def _wrapped(parts: Iterable[Run], indent: str = "", hanging: str = "") -> str:
+    """Wrapped text that keeps the article's line breaks."""
+    lines = _inline_text(parts).split("\n")
+    first = wrap(lines[0], indent=indent, hanging=hanging or indent)
+    rest = [wrap(line, indent=hanging or indent) for line in lines[1:]]
+    return "\n".join([first, *rest])
 
 
 def as_text(block: BlockView) -> str:
-    """One block of the plain-text part; bullets become `-` lines."""
+    """One block of the plain-text part."""
     if block.kind == "bullets":
-        return (
-            "\n".join(wrap(_inline_text(i.parts), indent="- ", hanging="  ") for i in block.items)
-            + "\n"
-        )
+        lines = []
+        for number, item in enumerate(block.items, start=block.start):
+            marker = f"{number}. " if block.ordered else "- "
+            lines.append(_wrapped(item.parts, indent=marker, hanging=" " * len(marker)))
+        return "\n".join(lines) + "\n"
     if block.kind == "button":
         return wrap(f"{block.text}: {block.url}") + "\n"
     if block.kind == "quote":
-        return wrap(_inline_text(block.parts), indent="    ") + "\n"
-    return wrap(_inline_text(block.parts)) + "\n"
+        return _wrapped(block.parts, indent="    ") + "\n"
+    if block.kind == "image":
+        label = f"[Image: {block.text}]" if block.text else "[Image]"
+        return wrap(f"{label} <{block.href}>" if block.href else label) + "\n"
+    if block.kind == "code":
+        return "\n".join("    " + line for line in block.text.splitlines()) + "\n"
+    if block.kind == "heading":
+        return _wrapped(block.parts) + "\n"
+    return _wrapped(block.parts) + "\n"
 
 
 def tidy_text(text: str) -> str:

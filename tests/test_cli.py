@@ -47,9 +47,12 @@ def test_lessons_prints_a_table(project: Path) -> None:
     result = run(project, "lessons")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["day", "kind", "title", "subject", "preheader", "html"]
+    assert lines[0].split() == ["day", "kind", "title", "subject", "preheader", "html", "edits"]
     assert len(lines) == 16
     assert lines[14].startswith("14   action  Don’t try to “fix” him")
+    # The shipped edits show where they changed the course.
+    assert lines[1].rstrip().endswith("replaced 'This article will help you'")
+    assert "omitted paragraphs containing 'Like me on" in lines[15]
 
 
 def test_unlinked_calls_to_action_are_warned_about(project: Path) -> None:
@@ -115,7 +118,9 @@ def test_broken_article_error_names_file_and_line(project: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "course: error: examples/why-he-pushes-you-away.txt: line 87: expected item 5, "
-        "found 6) It’s moving too fast"
+        "found item 6: `6) It’s moving too fast`; a number is skipped, or the item before it "
+        "lost its number or its blank line. Number the items in order in the article (or, if "
+        "a new list starts here, number it from 1)"
     )
 
 

@@ -34,7 +34,7 @@ Click here to get started.
 
 2) They <b>know</b> you & love you
 
-Trust looks like indifference.
+Trust looks like indifference, and a slow blink is a cat's kiss.
 
 What to do about it?
 
@@ -49,8 +49,11 @@ def settings_in(project: Path) -> Settings:
 
 
 def write_article(project: Path, text: str) -> Path:
+    """Put another article in place of the shipped one (and drop the edits made for that)."""
     path = project / "examples" / "why-he-pushes-you-away.txt"
     path.write_text(text, encoding="utf-8")
+    config = project / "schedule.yaml"
+    config.write_text(re.sub(r"  edits:\n(?:    .*\n|      .*\n)+", "", config.read_text()))
     return path
 
 
@@ -109,7 +112,9 @@ def test_hostile_values_are_escaped_in_html(project: Path) -> None:
     settings = settings_in(project)
     rendered = build_course(settings).lesson(2).rendered
     html = fill(rendered.html, rendered.slots, values(settings))
-    assert "They &lt;b&gt;know&lt;/b&gt; you &amp; love you" in html
+    # The article's <b> is reduced to text in the title; `&` is escaped.
+    assert "They know you &amp; love you" in html
+    assert "&lt;b&gt;" not in html
     assert "<b>know" not in html
     # Subscriber values are escaped when they are filled in, by the message builder.
     build = build_course(settings)
@@ -219,7 +224,7 @@ def test_second_listicle_gets_its_own_length(project: Path) -> None:
     build = build_course(settings_in(project))
     assert [p.rendered.subject for p in build.lessons] == [
         "Day 1 of 3: They are busy",
-        "Day 2 of 3: They <b>know</b> you & love you",
+        "Day 2 of 3: They know you & love you",
         "Day 3 of 3: Call less",
     ]
 

@@ -20,6 +20,7 @@ from course.checks import Check, Judges, Level, lesson_checks, spam_check, view_
 from course.checks.spam import SpamAssassin
 from course.config import Settings, load_settings
 from course.dkim import Keyring
+from course.edits import edit_files
 from course.errors import CourseError
 from course.message import PreparedLesson
 from course.render import template_dir
@@ -40,6 +41,7 @@ class LessonSummary:
     preheader: str
     html_bytes: int
     checks: tuple[Check, ...]
+    edits: tuple[str, ...] = ()  # what the operator's edits changed in this lesson
 
     @property
     def level(self) -> Level:
@@ -168,10 +170,12 @@ class PreviewState:
 
 
 def course_files(settings: Settings) -> list[Path]:
-    """What the course is built from: schedule.yaml, the article and every template file."""
+    """What the course is built from: schedule.yaml, the article, the edits (and the files
+    they name) and every template file."""
     folder = template_dir(settings)
     templates = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
-    return [settings.source, settings.course.article, *templates]
+    edits = edit_files(settings.course.edits, settings.base_dir)
+    return [settings.source, settings.course.article, *edits, *templates]
 
 
 def summary(lesson: PreparedLesson, data: bytes, judges: Judges) -> LessonSummary:
@@ -186,6 +190,7 @@ def summary(lesson: PreparedLesson, data: bytes, judges: Judges) -> LessonSummar
         preheader=rendered.preheader,
         html_bytes=len((view.html or "").encode("utf-8")),
         checks=tuple(lesson_checks(rendered, view, judges)),
+        edits=rendered.lesson.edits,
     )
 
 

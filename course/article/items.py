@@ -1,0 +1,203 @@
+"""Item candidates: every chunk (or numbered-list entry) that opens with an item marker.
+
+A candidate's title is the text after its marker: a leading bold run, else a first line
+that reads as a title, else the first sentence. What follows the title in the same
+paragraph is the start of the item's body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from course.article.chunks import Chunk, ChunkKind
+from course.article.inline import drop_prefix, take_prefix, trim, trim_start
+from course.article.shapes import Marker, item_marker
+from course.content import Block, Inline, Paragraph, Run, plain
+
+MAX_TITLE_CHARS = 100
+_SENTENCE = re.compile(r"[.?!:](?=\s+\S)")
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st.", "no.")
+_TITLE_SEPARATORS = ":.–—-|"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Items of one list share how they are written: heading level, noun, delimiter, bold."""
+
+    heading_level: int  # 0 for paragraphs and list entries
+    noun: str
+    delimiter: str
+    hashed: bool
+    bold: bool
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A chunk (or list entry) that opens with an item marker."""
+
+    chunk: int
+    entry: int  # index into the LIST chunk's entries; -1 for a heading or paragraph
+    number: int
+    family: Family
+    title: str
+    rest: tuple[Block, ...]  # the body the candidate carries itself
+    line: int
+    indent: int
+    glued: bool
+    source: str  # the line as written, for messages
+    after_marker: Inline  # everything after the marker, for when it is content after all
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.chunk, self.entry)
+
+    @property
+    def is_heading(self) -> bool:
+        return self.family.heading_level > 0
+
+
+def candidates(chunks: Sequence[Chunk], nouns: tuple[str, ...]) -> list[Candidate]:
+    found: list[Candidate] = []
+    for index, chunk in enumerate(chunks):
+        if chunk.kind is ChunkKind.LIST:
+            for number, entry in enumerate(chunk.entries):
+                if not entry.lines:
+                    continue
+                bold = bool(entry.lines[0]) and entry.lines[0][0].strong
+                family = Family(0, "", chunk.ordered_delimiter, False, bold)
+                title, rest = split_title(entry.lines, entry.line)
+                found.append(
+                    Candidate(
+                        index,
+                        number,
+                        entry.number,
+                        family,
+                        title,
+                        rest + entry.blocks,
+                        entry.line,
+                        0,
+                        entry.glued,
+                        f"{entry.number}{chunk.ordered_delimiter} {_text(entry.lines)}",
+                        _joined(entry.lines),
+                    )
+                )
+        elif chunk.kind in (ChunkKind.HEADING, ChunkKind.PARAGRAPH) and chunk.lines:
+            candidate = _candidate(index, chunk, nouns)
+            if candidate is not None:
+                found.append(candidate)
+    return found
+
+
+def _candidate(index: int, chunk: Chunk, nouns: tuple[str, ...]) -> Candidate | None:
+    first = chunk.lines[0]
+    text = plain(first)
+    stripped = text.lstrip()
+    marker = item_marker(stripped, nouns)
+    if marker is None:
+        return None
+    cut = len(text) - len(stripped) + marker.length
+    lines = (trim(drop_prefix(first, cut)), *chunk.lines[1:])
+    bold = bool(first) and first[0].strong
+    family = _family(marker, chunk.level if chunk.is_heading else 0, bold)
+    if chunk.is_heading:
+        title, rest = _clean_title(plain(_joined(lines))), tuple[Block, ...]()
+    else:
+        title, rest = split_title(lines, chunk.line)
+    return Candidate(
+        index,
+        -1,
+        marker.number,
+        family,
+        title,
+        rest,
+        chunk.line,
+        chunk.indent,
+        chunk.glued,
+        chunk.text,
+        _joined(lines),
+    )
+
+
+def _family(marker: Marker, level: int, bold: bool) -> Family:
+    noun, delimiter, hashed = marker.style
+    # A heading is a heading: "## 1." and "## 2)" are one list. In running text the
+    # delimiter tells lists apart ("1)" items with "1." sub-steps), as CommonMark does.
+    return Family(level, noun, "" if level else delimiter, hashed, bold)
+
+
+def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, ...]]:
+    """(title, the body that follows it in the same paragraph)."""
+    if not lines or not lines[0]:
+        return "", ()
+    first = lines[0]
+    if first[0].strong or (first[0].emphasis and len(first) > 1):
+        lead = first[0]
+        title = _clean_title(lead.text)
+        after = trim_start(trim(first[1:]), _TITLE_SEPARATORS)
+        if title:
+            return title, _body((after, *lines[1:]), line)
+    text = plain(first).strip()
+    if len(lines) > 1 and _reads_as_title_line(text, plain(lines[1])):
+        return _clean_title(text), _body(lines[1:], line)
+    joined = _joined(lines)
+    whole = plain(joined).strip()
+    if len(whole) <= MAX_TITLE_CHARS:
+        return _clean_title(whole), ()
+    end = _first_sentence_end(whole)
+    if end is None:
+        return _clean_title(whole), ()
+    title = whole[: end + 1]
+    rest = trim_start(drop_prefix(joined, len(_leading_space(joined)) + end + 1), " ")
+    return _clean_title(title), _body((rest,), line)
+
+
+def _first_sentence_end(text: str) -> int | None:
+    for match in _SENTENCE.finditer(text):
+        end = match.start()
+        if end > MAX_TITLE_CHARS:
+            return None
+        word = text[: end + 1].rsplit(None, 1)[-1].lower()
+        if text[end] == "." and (word in _ABBREVIATIONS or re.fullmatch(r"\w\.", word)):
+            continue
+        return end
+    return None
+
+
+def _reads_as_title_line(first: str, second: str) -> bool:
+    """A short first line, not cut mid-sentence: the next line starts a new sentence."""
+    if len(first) > MAX_TITLE_CHARS or first.endswith((",", ";", "-", "–")):
+        return False
+    opener = second.lstrip()[:1]
+    return bool(opener) and (opener.isupper() or not opener.isalpha())
+
+
+def _clean_title(text: str) -> str:
+    text = " ".join(text.split())
+    return text.rstrip(" :.–—-|").strip() or text
+
+
+def _body(lines: Sequence[Inline], line: int) -> tuple[Block, ...]:
+    runs = trim(_joined(lines))
+    return (Paragraph(runs, line),) if runs else ()
+
+
+def _joined(lines: Sequence[Inline]) -> Inline:
+    runs: list[Run] = []
+    for line in lines:
+        if not line:
+            continue
+        if runs:
+            runs.append(Run(" "))
+        runs.extend(line)
+    return tuple(runs)
+
+
+def _text(lines: Sequence[Inline]) -> str:
+    return " ".join(plain(line) for line in lines)
+
+
+def _leading_space(runs: Inline) -> str:
+    text = plain(take_prefix(runs, 10))
+    return text[: len(text) - len(text.lstrip())]

@@ -1,0 +1,355 @@
+"""Markdown -> chunks, from markdown-it-py's token tree (CommonMark, plus tables).
+
+Headings, paragraphs, numbered lists (each entry with its number as written), bullets,
+block quotes, code, images, tables and HTML blocks each become chunks or content blocks.
+Inline markup becomes runs (see `course.article.inline`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cache
+
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.front_matter import front_matter_plugin
+
+from course.article.chunks import Chunk, ChunkKind, Entry, Notes
+from course.article.inline import (
+    HtmlPiece,
+    ImageRef,
+    InlineBuilder,
+    Segment,
+    merge,
+    reduce_html_block,
+    trim,
+)
+from course.article.lines import SourceLines
+from course.content import (
+    LINE_BREAK,
+    Block,
+    CodeBlock,
+    Heading,
+    Image,
+    Inline,
+    ListBlock,
+    Paragraph,
+    Quote,
+    Run,
+)
+
+SOFT = "\x0b"  # a soft line break inside a paragraph, until the paragraph is cut into lines
+
+
+@cache
+def parser() -> MarkdownIt:
+    return (
+        MarkdownIt("commonmark", {"html": True})
+        .use(front_matter_plugin)
+        .enable(["table", "strikethrough"])
+    )
+
+
+def read_markdown(source: SourceLines, notes: Notes) -> tuple[str | None, list[Chunk]]:
+    """(the YAML front matter's content, or None; the chunks)."""
+    tree = SyntaxTreeNode(parser().parse(source.text))
+    reader = _Reader(source, notes)
+    front_matter: str | None = None
+    chunks: list[Chunk] = []
+    for node in tree.children:
+        if node.type == "front_matter":
+            front_matter = node.content
+        else:
+            chunks.extend(reader.chunks(node))
+    return front_matter, chunks
+
+
+class _Reader:
+    def __init__(self, source: SourceLines, notes: Notes) -> None:
+        self.source = source
+        self.notes = notes
+
+    def line(self, node: SyntaxTreeNode) -> int:
+        return self.source.line_of(node.map[0]) if node.map else 1
+
+    def glued(self, node: SyntaxTreeNode) -> bool:
+        return self.line(node) in self.source.glued
+
+    def chunks(self, node: SyntaxTreeNode) -> Iterator[Chunk]:
+        line = self.line(node)
+        if node.type == "heading":
+            level = int(node.tag[1])
+            for segment in self.segments(node.children[0], line):
+                if isinstance(segment, Image):
+                    yield Chunk(ChunkKind.BLOCK, line, blocks=(segment,))
+                elif segment:
+                    yield Chunk(ChunkKind.HEADING, line, lines=(segment,), level=level)
+        elif node.type == "paragraph":
+            glued = self.glued(node)
+            for segment in self.segments(node.children[0], line):
+                if isinstance(segment, Image):
+                    yield Chunk(ChunkKind.BLOCK, line, blocks=(segment,))
+                else:
+                    lines = _lines(segment)
+                    if lines:
+                        yield Chunk(ChunkKind.PARAGRAPH, line, lines=lines, glued=glued)
+                        glued = False
+        elif node.type == "ordered_list":
+            yield Chunk(
+                ChunkKind.LIST,
+                line,
+                entries=tuple(self.entries(node)),
+                ordered_delimiter=node.markup or ".",
+            )
+        elif node.type == "hr":
+            yield Chunk(ChunkKind.RULE, line)
+        elif node.type == "html_block":
+            yield from self.html_chunks(node.content, line)
+        else:
+            blocks = tuple(self.blocks(node))
+            if blocks:
+                yield Chunk(ChunkKind.BLOCK, line, blocks=blocks)
+
+    def entries(self, node: SyntaxTreeNode) -> Iterator[Entry]:
+        start = int(str(node.attrs.get("start", 1)))
+        for index, item in enumerate(node.children):
+            number = int(item.info) if item.info.isdigit() else start + index
+            first: tuple[Inline, ...] = ()
+            rest: list[Block] = []
+            children = list(item.children)
+            if children and children[0].type == "paragraph":
+                segments = self.segments(children[0].children[0], self.line(children[0]))
+                lead = segments[0] if segments else None
+                if lead is not None and not isinstance(lead, Image):
+                    first = _lines(lead)
+                    segments = segments[1:]
+                rest.extend(_blocks_of_segments(segments, self.line(children[0])))
+                children = children[1:]
+            for child in children:
+                rest.extend(self.blocks(child))
+            yield Entry(number, first, tuple(rest), self.line(item), self.glued(item))
+
+    def blocks(self, node: SyntaxTreeNode) -> Iterator[Block]:
+        """Content blocks for a node inside a list item, a quote, or a non-structural node."""
+        line = self.line(node)
+        kind = node.type
+        if kind == "paragraph":
+            yield from _blocks_of_segments(self.segments(node.children[0], line), line)
+        elif kind == "heading":
+            runs = _flat(self.segments(node.children[0], line))
+            if runs:
+                yield Heading(runs, line)
+        elif kind in ("bullet_list", "ordered_list"):
+            ordered = kind == "ordered_list"
+            start = int(str(node.attrs.get("start", 1))) if ordered else 1
+            items = tuple(self.list_items(node))
+            if items:
+                yield ListBlock(items, line, ordered, start)
+        elif kind == "blockquote":
+            for child in node.children:
+                for block in self.blocks(child):
+                    if isinstance(block, Paragraph | Heading):
+                        yield Quote(block.runs, block.line)
+                    else:
+                        yield block
+        elif kind in ("fence", "code_block"):
+            text = node.content.rstrip("\n")
+            if text.strip():
+                yield CodeBlock(text, line)
+        elif kind == "html_block":
+            for chunk in self.html_chunks(node.content, line):
+                yield from _chunk_blocks(chunk)
+        elif kind == "table":
+            rows = _table_rows(self, node)
+            if rows:
+                yield ListBlock(tuple(rows), line)
+
+    def list_items(self, node: SyntaxTreeNode) -> Iterator[Inline]:
+        """Each entry's text; paragraphs inside an entry join with a line break, and a
+        nested list's entries follow as entries of their own."""
+        for item in node.children:
+            parts: list[Inline] = []
+            nested: list[Inline] = []
+            for child in item.children:
+                for block in self.blocks(child):
+                    if isinstance(block, ListBlock):
+                        nested.extend(block.items)
+                    elif isinstance(block, Paragraph | Quote | Heading):
+                        parts.append(block.runs)
+                    elif isinstance(block, CodeBlock):
+                        parts.append((Run(block.text, code=True),))
+                    elif isinstance(block, Image) and block.alt:
+                        parts.append((Run(block.alt),))
+            joined: list[Run] = []
+            for index, part in enumerate(parts):
+                if index:
+                    joined.append(Run(LINE_BREAK))
+                joined.extend(part)
+            if joined:
+                yield merge(joined)
+            yield from nested
+
+    def segments(self, inline: SyntaxTreeNode, line: int) -> list[Inline | Image]:
+        """An inline node's runs, cut where images stand; unusable images dropped, noted."""
+        builder = InlineBuilder()
+        _walk_inline(inline.children, builder)
+        return _usable(builder.finish(), line, self.notes)
+
+    def html_chunks(self, html: str, line: int) -> Iterator[Chunk]:
+        items: list[Inline] = []
+        for piece in reduce_html_block(html):
+            if piece.item:
+                runs = _flat(_usable(list(piece.segments), line, self.notes))
+                if runs:
+                    items.append(runs)
+                continue
+            if items:
+                yield Chunk(ChunkKind.BLOCK, line, blocks=(ListBlock(tuple(items), line),))
+                items = []
+            yield from self.html_piece(piece, line)
+        if items:
+            yield Chunk(ChunkKind.BLOCK, line, blocks=(ListBlock(tuple(items), line),))
+
+    def html_piece(self, piece: HtmlPiece, line: int) -> Iterator[Chunk]:
+        for segment in _usable(list(piece.segments), line, self.notes):
+            if isinstance(segment, Image):
+                yield Chunk(ChunkKind.BLOCK, line, blocks=(segment,))
+            elif piece.level:
+                yield Chunk(ChunkKind.HEADING, line, lines=(segment,), level=piece.level)
+            else:
+                lines = tuple(part for part in _split_breaks(segment) if part)
+                if lines:
+                    yield Chunk(ChunkKind.PARAGRAPH, line, lines=lines)
+
+
+def _walk_inline(nodes: Sequence[SyntaxTreeNode], builder: InlineBuilder) -> None:
+    for node in nodes:
+        kind = node.type
+        if kind == "text":
+            builder.text(node.content)
+        elif kind == "softbreak":
+            builder.text(SOFT)
+        elif kind == "hardbreak":
+            builder.line_break()
+        elif kind == "code_inline":
+            builder.text(node.content, code=True)
+        elif kind == "html_inline":
+            builder.html(node.content)
+        elif kind == "image":
+            alt = "".join(child.content for child in node.children if child.type == "text")
+            builder.image(str(node.attrs.get("src", "")), alt or node.content)
+        elif kind == "strong":
+            builder.strong += 1
+            _walk_inline(node.children, builder)
+            builder.strong -= 1
+        elif kind == "em":
+            builder.emphasis += 1
+            _walk_inline(node.children, builder)
+            builder.emphasis -= 1
+        elif kind == "link":
+            builder.open_link(str(node.attrs.get("href", "")))
+            _walk_inline(node.children, builder)
+            builder.close_link()
+        else:  # strikethrough and anything else: keep the text
+            _walk_inline(node.children, builder)
+
+
+def _usable(segments: list[Segment], line: int, notes: Notes) -> list[Inline | Image]:
+    """Absolute http(s) images kept as Images; the others dropped with a note naming them."""
+    kept: list[Inline | Image] = []
+    for segment in segments:
+        if not isinstance(segment, ImageRef):
+            kept.append(segment)
+        elif segment.usable:
+            kept.append(Image(segment.src, segment.alt, line, segment.href))
+        else:
+            what = f"`{segment.src}`" if segment.src else "without an address"
+            alt = f" ({segment.alt})" if segment.alt else ""
+            notes.add(
+                line,
+                f"image {what}{alt} dropped: an email can only show an image at an absolute "
+                "http(s) address; upload it and use its full URL, or remove it",
+            )
+    return kept
+
+
+def _lines(runs: Inline) -> tuple[Inline, ...]:
+    """A paragraph's runs cut at its soft line breaks, each line trimmed."""
+    lines: list[Inline] = []
+    current: list[Run] = []
+    for run in runs:
+        pieces = run.text.split(SOFT)
+        for index, piece in enumerate(pieces):
+            if index:
+                lines.append(trim(current))
+                current = []
+            if piece:
+                current.append(Run(piece, run.url, run.strong, run.emphasis, run.code))
+    lines.append(trim(current))
+    return tuple(line for line in lines if line)
+
+
+def _flat(segments: Sequence[Inline | Image]) -> Inline:
+    runs: list[Run] = []
+    for segment in segments:
+        if isinstance(segment, Image):
+            continue
+        if runs:
+            runs.append(Run(" "))
+        for index, line in enumerate(_lines(segment)):
+            if index:
+                runs.append(Run(" "))
+            runs.extend(line)
+    return trim(runs)
+
+
+def _blocks_of_segments(segments: Sequence[Inline | Image], line: int) -> Iterator[Block]:
+    for segment in segments:
+        if isinstance(segment, Image):
+            yield segment
+        else:
+            runs = _flat([segment])
+            if runs:
+                yield Paragraph(runs, line)
+
+
+def _split_breaks(runs: Inline) -> Iterator[Inline]:
+    """HTML text is one line: keep `<br>` as a break inside it, trimmed at the ends."""
+    yield trim(runs)
+
+
+def _chunk_blocks(chunk: Chunk) -> Iterator[Block]:
+    if chunk.kind is ChunkKind.BLOCK:
+        yield from chunk.blocks
+    elif chunk.kind is ChunkKind.HEADING:
+        yield Heading(chunk.runs, chunk.line)
+    elif chunk.kind is ChunkKind.PARAGRAPH:
+        yield Paragraph(chunk.runs, chunk.line)
+
+
+def _table_rows(reader: _Reader, table: SyntaxTreeNode) -> list[Inline]:
+    """A table as one entry per body row: "Header: cell · Header: cell"."""
+    header: list[str] = []
+    rows: list[Inline] = []
+    for section in table.children:
+        for row in section.children:
+            cells = [
+                _flat(reader.segments(cell.children[0], reader.line(row))) if cell.children else ()
+                for cell in row.children
+            ]
+            if section.type == "thead":
+                header = ["".join(run.text for run in cell) for cell in cells]
+                continue
+            runs: list[Run] = []
+            for index, cell in enumerate(cells):
+                if not cell:
+                    continue
+                if runs:
+                    runs.append(Run(" · "))
+                name = header[index] if index < len(header) else ""
+                if name:
+                    runs.append(Run(f"{name}: ", strong=True))
+                runs.extend(cell)
+            if runs:
+                rows.append(merge(runs))
+    return rows

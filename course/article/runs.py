@@ -1,0 +1,117 @@
+"""Numbered candidates -> lists ("runs") that count 1, 2, 3… in order.
+
+Each family of candidates (same heading level, noun, delimiter, boldness) is read with a
+stack: a number that continues the list on top extends it; one that continues a list lower
+in the stack closes the lists above it as nested (sub-steps inside an item); a 1 starts a
+new list. Anything else is a numbering error that names the line, the cause and the fix.
+A list numbered 1, 1, 1… (an HTML list copied as text) is renumbered, with a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from course.article.chunks import Notes
+from course.article.items import Candidate, Family
+from course.article.shapes import quote
+from course.errors import ArticleError
+
+_ALL_ONES_MINIMUM = 3
+
+
+@dataclass
+class ItemRun:
+    """Candidates numbered in order: one list of the article (or a list inside an item)."""
+
+    family: Family
+    items: list[Candidate] = field(default_factory=list)
+    nested: bool = False
+
+    @property
+    def first(self) -> Candidate:
+        return self.items[0]
+
+    @property
+    def last(self) -> Candidate:
+        return self.items[-1]
+
+    @property
+    def descending(self) -> bool:
+        return len(self.items) > 1 and self.items[1].number < self.items[0].number
+
+    def expects(self, number: int) -> bool:
+        last = self.last.number
+        if len(self.items) == 1:
+            return number == last + 1 or (last > 1 and number == last - 1)
+        return number == (last - 1 if self.descending else last + 1)
+
+    @property
+    def next_number(self) -> int:
+        return self.last.number - 1 if self.descending else self.last.number + 1
+
+
+def renumber_all_ones(found: Sequence[Candidate], notes: Notes) -> list[Candidate]:
+    """Within each family, three or more items in a row all numbered 1 are numbered 1..k."""
+    result = list(found)
+    by_family: dict[Family, list[int]] = {}
+    for index, candidate in enumerate(found):
+        by_family.setdefault(candidate.family, []).append(index)
+    for indices in by_family.values():
+        streak: list[int] = []
+        for index in [*indices, -1]:
+            if index >= 0 and found[index].number == 1:
+                streak.append(index)
+                continue
+            if len(streak) >= _ALL_ONES_MINIMUM:
+                for number, at in enumerate(streak, start=1):
+                    result[at] = replace(found[at], number=number)
+                notes.add(
+                    found[streak[0]].line,
+                    f"every item of this list is numbered 1 (lines {found[streak[0]].line}-"
+                    f"{found[streak[-1]].line}), as when a web page's list is copied as text; "
+                    f"read as items 1 to {len(streak)} in order",
+                )
+            streak = []
+    return result
+
+
+def build_runs(found: Sequence[Candidate], source: str) -> list[ItemRun]:
+    runs: list[ItemRun] = []
+    stacks: dict[Family, list[ItemRun]] = {}
+    for candidate in found:
+        stack = stacks.setdefault(candidate.family, [])
+        if stack and stack[-1].expects(candidate.number):
+            stack[-1].items.append(candidate)
+            continue
+        below = next(
+            (i for i in range(len(stack) - 2, -1, -1) if stack[i].expects(candidate.number)), None
+        )
+        if below is not None:
+            for inner in stack[below + 1 :]:
+                inner.nested = True
+            del stack[below + 1 :]
+            stack[below].items.append(candidate)
+            continue
+        if candidate.number != 1 and stack and len(stack[-1].items) > 1:
+            raise numbering_error(stack[-1], candidate, source)
+        run = ItemRun(candidate.family, [candidate])
+        stack.append(run)
+        runs.append(run)
+    return runs
+
+
+def numbering_error(run: ItemRun, candidate: Candidate, source: str) -> ArticleError:
+    expected = run.next_number
+    found = candidate.number
+    repeated = found <= run.last.number if not run.descending else found >= run.last.number
+    cause = (
+        f"item {found} comes again"
+        if repeated
+        else "a number is skipped, or the item before it lost its number or its blank line"
+    )
+    return ArticleError(
+        f"{source}: line {candidate.line}: expected item {expected}, found item {found}: "
+        f"{quote(candidate.source)}; {cause}. Number the items in order in the article "
+        "(or, if a new list starts here, number it from 1)"
+    )
