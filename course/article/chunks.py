@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from course.article.inline import merge
+from course.article.inline import merge, trim
 from course.content import Block, Inline, Run, plain
 
 
@@ -54,7 +54,7 @@ class Chunk:
             if index:
                 joined.append(Run(" "))
             joined.extend(line)
-        return merge(joined)
+        return trim(merge(joined))
 
     @property
     def text(self) -> str:

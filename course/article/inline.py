@@ -289,17 +289,25 @@ def take_prefix(runs: Sequence[Run], count: int) -> Inline:
     return tuple(kept)
 
 
-def trim(runs: Sequence[Run], chars: str = " \t\n\u00a0") -> Inline:
-    """Whitespace (and line breaks) cut from both ends."""
+def trim(runs: Sequence[Run], chars: str = " \t\n\u00a0", *, keep_breaks: bool = False) -> Inline:
+    """Whitespace (and line breaks, unless kept) cut from both ends."""
     items = [r for r in runs if r.text]
-    while items and (items[0].is_break or not items[0].text.lstrip(chars)):
+
+    def blank(run: Run) -> bool:
+        return (run.is_break and not keep_breaks) or (
+            not run.is_break and not run.text.strip(chars)
+        )
+
+    while items and blank(items[0]):
         items.pop(0)
-    while items and (items[-1].is_break or not items[-1].text.rstrip(chars)):
+    while items and blank(items[-1]):
         items.pop()
     if not items:
         return ()
-    items[0] = replace(items[0], text=items[0].text.lstrip(chars))
-    items[-1] = replace(items[-1], text=items[-1].text.rstrip(chars))
+    if not items[0].is_break:
+        items[0] = replace(items[0], text=items[0].text.lstrip(chars))
+    if not items[-1].is_break:
+        items[-1] = replace(items[-1], text=items[-1].text.rstrip(chars))
     return merge(items)
 
 

@@ -143,8 +143,6 @@ def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, .
         return _clean_title(text), _body(lines[1:], line)
     joined = _joined(lines)
     whole = plain(joined).strip()
-    if len(whole) <= MAX_TITLE_CHARS:
-        return _clean_title(whole), ()
     end = _first_sentence_end(whole)
     if end is None:
         return _clean_title(whole), ()

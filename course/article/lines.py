@@ -57,6 +57,7 @@ def prepare(raw: list[str], verbatim: int, *, markdown: bool) -> SourceLines:
     glued: set[int] = set()
     fence = ""
     previous = ""
+    block_start = ""  # the first line of the block `previous` is in
     for offset, line in enumerate(body):
         number = verbatim + offset + 1
         if markdown:
@@ -66,9 +67,14 @@ def prepare(raw: list[str], verbatim: int, *, markdown: bool) -> SourceLines:
                 origin.append(number)
                 previous = line
                 continue
+        if not previous.strip():
+            block_start = line
         if previous.strip() and _starts_item(line, markdown):
-            if not single and not _is_list_or_heading(previous, markdown):
+            # Under prose, an item line is glued; in a list (entries and the lines that
+            # continue them) it is just the next entry.
+            if not single and not _is_list_or_heading(block_start, markdown):
                 glued.add(number)
+            block_start = line
             lines.append("")
             origin.append(number)
         elif single and previous.strip() and line.strip() and not _continues(line, markdown):

@@ -281,11 +281,11 @@ def _lines(runs: Inline) -> tuple[Inline, ...]:
         pieces = run.text.split(SOFT)
         for index, piece in enumerate(pieces):
             if index:
-                lines.append(trim(current))
+                lines.append(trim(current, keep_breaks=True))
                 current = []
             if piece:
                 current.append(Run(piece, run.url, run.strong, run.emphasis, run.code))
-    lines.append(trim(current))
+    lines.append(trim(current, keep_breaks=True))
     return tuple(line for line in lines if line)
 
 

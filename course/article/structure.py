@@ -28,8 +28,10 @@ from course.article.runs import ItemRun, build_runs, renumber_all_ones
 from course.article.shapes import (
     announces,
     count_of,
+    is_artefact,
     is_closing_heading,
     is_wrapped_quote,
+    item_marker,
     kind_of,
     kind_of_noun,
     quote,
@@ -402,10 +404,12 @@ class _Finder:
 
     @staticmethod
     def _plain_heading(chunk: Chunk) -> bool:
+        """A one-line paragraph that reads as a heading (and is not a numbered line)."""
         return (
             chunk.kind is ChunkKind.PARAGRAPH
             and len(chunk.lines) == 1
             and reads_as_heading(chunk.text)
+            and item_marker(chunk.text) is None
         )
 
     def _assemble(self, kept: list[ItemRun]) -> Structure:
@@ -604,7 +608,11 @@ class _Finder:
         elif chunk.kind is ChunkKind.HEADING:
             yield Heading(chunk.runs, chunk.line)
         elif chunk.kind is ChunkKind.PARAGRAPH:
-            if is_wrapped_quote(chunk.text):
+            if len(chunk.lines) == 1 and is_artefact(chunk.text):
+                self.notes.add(
+                    chunk.line, f"{quote(chunk.text)} dropped: it reads as web-page navigation"
+                )
+            elif is_wrapped_quote(chunk.text):
                 yield Quote(chunk.runs, chunk.line)
             else:
                 yield Paragraph(chunk.runs, chunk.line)

@@ -1,0 +1,669 @@
+"""The article corpus: one real-world shape per article (tests/data/articles/), each read into
+the expected lessons, built into emails with no markup showing, every paragraph placed."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from course.article import load_article
+from course.build import CourseBuild, build_course, sample_recipient
+from course.config import Settings, default_settings
+from course.content import Course, Image, ListBlock, Run, Section
+from course.render import lesson_label
+from course.slots import fill
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "data" / "articles"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one corpus article must become."""
+
+    file: str
+    title: str
+    parts: tuple[tuple[str, tuple[str, ...]], ...]  # (kind, titles) per part
+    notes: tuple[str, ...] = ()  # phrases the notes must hold, in order
+    welcome: tuple[str, ...] = ()  # block types of the welcome, when it matters
+    closing: tuple[str | None, ...] = ()  # closing section headings
+    last_blocks: tuple[str, ...] = ()  # block types of the last lesson, when it matters
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+SHAPES = [
+    Shape(
+        "front-matter-yaml.md",
+        "7 Habits of People Who Always Seem Rested",
+        (
+            (
+                "habit",
+                (
+                    "They keep the same wake-up time",
+                    "They get morning light",
+                    "They stop caffeine after lunch",
+                    "They wind down on purpose",
+                    "They keep the bedroom cool",
+                    "They write tomorrow down",
+                    "They nap short or not at all",
+                ),
+            ),
+        ),
+        closing=("Conclusion",),
+        extra={
+            "description": "Small routines, borrowed from the well rested, that fit into "
+            "a busy week."
+        },
+    ),
+    Shape(
+        "front-matter-toml.md",
+        "Five Mistakes New Gardeners Make",
+        (
+            (
+                "mistake",
+                (
+                    "Planting everything at once",
+                    "Too much shade",
+                    "Watering little and often",
+                    "Skipping the soil",
+                    "Forgetting to label",
+                ),
+            ),
+        ),
+        closing=("Over to you",),
+        extra={"description": "What goes wrong in a first vegetable bed, and how to avoid it."},
+    ),
+    Shape(
+        "html-preamble.md",
+        "Tidy Desk: 4 ways to clear your workspace",
+        (
+            (
+                "way",
+                (
+                    "Start with an empty surface",
+                    "Give cables one path",
+                    "Keep one inbox tray",
+                    "Reset at the end of the day",
+                ),
+            ),
+        ),
+        notes=("image `assets/logo.png` (Tidy Desk logo) dropped", "`back to top` dropped"),
+    ),
+    Shape(
+        "colon-numbers.txt",
+        "6 Ways To Make Your Mornings Calmer",
+        (
+            (
+                "way",
+                (
+                    "Lay out clothes the night before",
+                    "Get up ten minutes earlier",
+                    "Leave the phone in another room",
+                    "Eat something simple",
+                    "Step outside for a minute",
+                    "Write one priority",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "hash-dash.txt",
+        "Top 5 Reasons to Learn a Second Language",
+        (
+            (
+                "reason",
+                (
+                    "Your memory gets a workout",
+                    "Travel becomes richer",
+                    "You understand your own language better",
+                    "New friends",
+                    "Films without subtitles",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "hash-dot.txt",
+        "The 4 Best Reasons to Cycle to Work",
+        (
+            (
+                "reason",
+                (
+                    "It is faster than you think",
+                    "Exercise without finding time",
+                    "It is cheap",
+                    "You arrive awake",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "unnumbered-headings.md",
+        "Why Every Team Should Write Things Down",
+        (
+            (
+                "reason",
+                (
+                    "Memory fades",
+                    "New people catch up alone",
+                    "Disagreements surface early",
+                    "Time zones stop mattering",
+                ),
+            ),
+        ),
+        closing=("How to start", "Final thoughts"),
+    ),
+    Shape(
+        "single-newlines.txt",
+        "8 Signs Your Houseplant Needs a Bigger Pot",
+        (
+            (
+                "sign",
+                (
+                    "Roots come out of the drainage hole",
+                    "Water runs straight through",
+                    "The plant dries out within a day",
+                    "Growth has stopped",
+                    "The pot tips over",
+                    "Roots circle the surface",
+                    "Salt crust on the soil",
+                    "It has been two years",
+                ),
+            ),
+        ),
+        notes=("no blank lines between paragraphs: read one paragraph per line",),
+    ),
+    Shape(
+        "all-ones.txt",
+        "How to Keep a Sourdough Starter Alive",
+        (
+            (
+                "lesson",
+                (
+                    "Feed it on a schedule",
+                    "Use flour and water by weight",
+                    "Keep it warm, not hot",
+                    "Discard before you feed",
+                    "Watch the rise",
+                ),
+            ),
+        ),
+        notes=("line 5: every item of this list is numbered 1 (lines 5-22)",),
+    ),
+    Shape(
+        "three-lists.txt",
+        "Running Your First 10K: Signs, Mistakes and a Plan",
+        (
+            (
+                "sign",
+                (
+                    "You can run for twenty minutes",
+                    "You run twice a week already",
+                    "You have eight free weeks",
+                ),
+            ),
+            (
+                "mistake",
+                (
+                    "Running every run fast",
+                    "Adding distance too quickly",
+                    "Skipping rest days",
+                    "New shoes on race day",
+                ),
+            ),
+            (
+                "step",
+                ("Cut your mileage in half", "Lay out your kit", "Start slower than you want to"),
+            ),
+        ),
+    ),
+    Shape(
+        "intro-quiz.md",
+        "Is It Burnout? 5 Signs to Take Seriously",
+        (
+            (
+                "sign",
+                (
+                    "You are tired after a full night's sleep",
+                    "You have become cynical about work",
+                    "Your concentration has gone",
+                    "You are ill more often",
+                    "You have withdrawn from people",
+                ),
+            ),
+        ),
+        welcome=("Paragraph", "ListBlock", "Paragraph"),
+        closing=("What now?",),
+    ),
+    Shape(
+        "intro-quiz-loose.txt",
+        "Are You Ready for a Dog? 4 Things to Check First",
+        (("lesson", ("Your daily schedule", "Your home", "Your household", "Your money")),),
+        welcome=("Paragraph", "ListBlock", "Paragraph"),
+    ),
+    Shape(
+        "bold-title-paragraphs.md",
+        "How to Build a Habit That Lasts",
+        (
+            (
+                "tip",
+                (
+                    "Build the Belief",
+                    "Make It Small",
+                    "Attach It to Something",
+                    "Track It Where You See It",
+                ),
+            ),
+        ),
+        closing=("The bottom line",),
+    ),
+    Shape(
+        "glued-item.txt",
+        "5 Reasons to Keep a Paper Notebook",
+        (
+            (
+                "reason",
+                (
+                    "No notifications",
+                    "You remember more",
+                    "It never runs out of battery",
+                    "Sketches are easy",
+                    "It is a record",
+                ),
+            ),
+        ),
+        notes=("line 14: item `3) It never runs out of battery` starts right under the paragraph",),
+    ),
+    Shape(
+        "subheading-last-item.md",
+        "3 Ways to Cut Your Food Waste",
+        (("way", ("Plan the week's meals", "Store food properly", "Cook with leftovers")),),
+        closing=("Final thoughts",),
+        last_blocks=("Paragraph", "Heading", "Paragraph", "Heading", "Paragraph"),
+    ),
+    Shape(
+        "single-list.txt",
+        "10 Signs You Need a Holiday",
+        (
+            (
+                "sign",
+                (
+                    "You count the days to the weekend on Monday",
+                    "Small things make you snap",
+                    "You cannot switch off",
+                    "Your sleep is broken",
+                    "Hobbies feel like chores",
+                    "You are always ill",
+                    "You have lost your sense of humour",
+                    "You daydream about quitting",
+                    "Your work is slipping",
+                    "You cannot remember your last day off",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "cp1252.txt",
+        "Why Your Bread Doesn’t Rise: 4 Reasons",
+        (
+            (
+                "reason",
+                (
+                    "The yeast was old",
+                    "The kitchen was cold",
+                    "Too much salt",
+                    "It wasn’t kneaded enough",
+                ),
+            ),
+        ),
+        notes=("not UTF-8; read it as Windows-1252 (cp1252)",),
+    ),
+    Shape(
+        "images-links.md",
+        "5 Tips for Better Phone Photos",
+        (
+            (
+                "tip",
+                (
+                    "Clean the lens",
+                    "Use the grid",
+                    "Tap to focus",
+                    "Don't zoom, walk",
+                    "Shoot in good light",
+                ),
+            ),
+        ),
+        notes=("line 21: image `images/grid-setting.png` (The camera settings screen) dropped",),
+        welcome=("Paragraph", "Image"),
+    ),
+    Shape(
+        "step-noun.txt",
+        "How to Change a Bike Tyre in 5 Steps",
+        (
+            (
+                "step",
+                (
+                    "Take the wheel off",
+                    "Lever the tyre off",
+                    "Find the cause",
+                    "Fit the new tube",
+                    "Seat the tyre and pump",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "tip-dash.txt",
+        "12 Tips for Working From Home",
+        (
+            (
+                "tip",
+                (
+                    "Keep office hours",
+                    "Get dressed",
+                    "Have a work corner",
+                    "Take a real lunch break",
+                    "Move every hour",
+                    "Over-communicate",
+                    "Use your camera sometimes",
+                    "Protect your focus",
+                    "Mind the light",
+                    "End with a list",
+                    "See people",
+                    "Shut the laptop",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "bold-number-title.md",
+        "Seven Mistakes That Kill a Job Interview",
+        (
+            (
+                "mistake",
+                (
+                    "Arriving late",
+                    "Not knowing the company",
+                    "Talking too long",
+                    "Criticising a past employer",
+                    "No questions of your own",
+                    "Forgetting the basics",
+                    "No thank-you note",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "first-sentence-items.txt",
+        "6 Signs a Friendship Is Worth Keeping",
+        (
+            (
+                "sign",
+                (
+                    "They are happy for you",
+                    "They remember the small things",
+                    "Silence is comfortable",
+                    "They tell you the truth",
+                    "They show up",
+                    "Time apart changes nothing",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "nested-steps.txt",
+        "3 Ways to Make Your Home Office Quieter",
+        (("way", ("Soften the room", "Seal the gaps", "Add steady background sound")),),
+        last_blocks=("Paragraph", "ListBlock", "Paragraph"),
+    ),
+]
+IDS = [shape.file for shape in SHAPES]
+
+
+def test_the_corpus_has_every_article_and_no_other() -> None:
+    assert sorted(p.name for p in CORPUS.iterdir()) == sorted(IDS)
+    assert len(IDS) >= 15
+
+
+@pytest.fixture(scope="module")
+def courses() -> dict[str, Course]:
+    return {shape.file: load_article(CORPUS / shape.file) for shape in SHAPES}
+
+
+@pytest.fixture(scope="module")
+def builds() -> dict[str, CourseBuild]:
+    return {shape.file: build_course(_settings(CORPUS / shape.file)) for shape in SHAPES}
+
+
+def _settings(article: Path) -> Settings:
+    settings = default_settings(REPO)
+    return replace(settings, course=replace(settings.course, article=article))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_lessons_titles_and_kinds(shape: Shape, courses: dict[str, Course]) -> None:
+    course = courses[shape.file]
+    assert course.title == shape.title
+    assert [
+        (part.kind.value, tuple(lesson.title for lesson in course.lessons if lesson.part == i))
+        for i, part in enumerate(course.parts)
+    ] == [(kind, titles) for kind, titles in shape.parts]
+    total = sum(len(titles) for _, titles in shape.parts)
+    assert course.days == total
+    assert [lesson.day for lesson in course.lessons] == list(range(1, total + 1))
+    labels = [lesson_label(course, lesson) for lesson in course.lessons]
+    expected = [
+        f"{'Action step' if kind == 'action' else kind.capitalize()} {n} of {len(titles)}"
+        for kind, titles in shape.parts
+        for n in range(1, len(titles) + 1)
+    ]
+    assert labels == expected
+    if "description" in shape.extra:
+        assert course.description == shape.extra["description"]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_notes_welcome_and_closing(shape: Shape, courses: dict[str, Course]) -> None:
+    course = courses[shape.file]
+    for phrase, note in zip(shape.notes, course.notes, strict=True):
+        assert phrase in note
+        assert note.startswith(str(CORPUS / shape.file) + ": ")
+    if shape.welcome:
+        assert [type(block).__name__ for block in course.welcome] == list(shape.welcome)
+    assert tuple(section.heading for section in course.closing) == shape.closing
+    if shape.last_blocks:
+        last = course.lessons[-1].blocks
+        assert [type(block).__name__ for block in last] == list(shape.last_blocks)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_every_paragraph_is_accounted_for(shape: Shape, courses: dict[str, Course]) -> None:
+    course = courses[shape.file]
+    assert _course_words(course) == _source_words(CORPUS / shape.file)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+def test_no_markup_reaches_any_part_or_subject(
+    shape: Shape, builds: dict[str, CourseBuild]
+) -> None:
+    build = builds[shape.file]
+    values = sample_recipient(_settings(CORPUS / shape.file)).values()
+    for lesson in build.lessons:
+        rendered = lesson.rendered
+        assert not MARKUP.search(rendered.subject), rendered.subject
+        assert not MARKUP.search(rendered.preheader), rendered.preheader
+        text = fill(rendered.text, rendered.slots, values)
+        shown = re.sub(r"<(?:https?://|mailto:)[^>\s]+>", "", text)
+        assert not MARKUP.search(shown), (lesson.day, MARKUP.search(shown))
+        assert not re.search(r"<[/!a-zA-Z]", shown), lesson.day
+        html = fill(rendered.html, rendered.slots, values)
+        visible = _visible_text(html)
+        assert not MARKUP.search(visible), (lesson.day, MARKUP.search(visible))
+        assert "<" not in visible and ">" not in visible, lesson.day
+        # The article's own HTML never comes through as markup either.
+        assert 'id="top"' not in html and 'align="right"' not in html
+
+
+def test_inline_markup_is_formatting_in_html_and_clean_in_text(
+    builds: dict[str, CourseBuild],
+) -> None:
+    build = builds["images-links.md"]
+    welcome = build.lesson(1).rendered
+    assert '<img alt="A sunset over a harbour, taken on a phone"' in welcome.html
+    assert 'src="https://images.example.com/phone/harbour.jpg"' in welcome.html
+    assert "[Image: A sunset over a harbour, taken on a phone]" in welcome.text
+    assert "<em>you</em>" in welcome.html
+    grid = build.lesson(2).rendered
+    assert 'href="https://en.example.org/wiki/Rule_of_thirds"' in grid.html
+    assert "rule of thirds <https://en.example.org/wiki/Rule_of_thirds>" in _flat(grid.text)
+    assert "grid-setting.png" not in grid.html
+    focus = build.lesson(3).rendered
+    assert "<strong>brightness</strong>" in focus.html
+    assert "set the brightness." in _flat(focus.text)
+    light = build.lesson(5).rendered
+    assert ">harbour_dusk.jpg</code>" in light.html
+    assert "Rename IMG_0042 to something like harbour_dusk.jpg" in _flat(light.text)
+    assert 'href="mailto:editor@example.com"' in light.html
+    desk = builds["html-preamble.md"]
+    assert "<strong>velcro strap</strong>" in desk.lesson(2).rendered.html
+    first = desk.lesson(1).rendered
+    assert "A cluttered desk costs a few seconds every time you look for something.<br />" in (
+        first.html
+    )
+
+
+def test_welcome_summary_follows_the_parts(builds: dict[str, CourseBuild]) -> None:
+    def summary(name: str) -> str:
+        text = " ".join(builds[name].lesson(1).rendered.text.split())
+        match = re.search(r"Over the next .*?Here is the first\.", text)
+        assert match is not None
+        return match[0]
+
+    assert summary("single-list.txt") == (
+        "Over the next 10 days you will get one short lesson a day: 10 signs. Here is the first."
+    )
+    assert summary("three-lists.txt") == (
+        "Over the next 10 days you will get one short lesson a day: 3 signs, 4 mistakes, then "
+        "3 steps. Here is the first."
+    )
+    assert summary("all-ones.txt") == (
+        "Over the next 5 days you will get one short lesson a day. Here is the first."
+    )
+    assert "then 0" not in " ".join(b.lesson(1).rendered.text for b in builds.values())
+
+
+def test_front_matter_never_reaches_an_email(builds: dict[str, CourseBuild]) -> None:
+    for name in ("front-matter-yaml.md", "front-matter-toml.md"):
+        for lesson in builds[name].lessons:
+            for part in (lesson.rendered.html, lesson.rendered.text):
+                assert "draft" not in part and "2023-04-18" not in part
+                assert "categories" not in part and "+++" not in part
+
+
+# What the checks compare: words, case folded; the source's markup and item numbers gone.
+
+MARKUP = re.compile(
+    r"\*\*|__|\]\(|!\[|\\[_*#`\[\]]|&lt;|&gt;|&amp;|&nbsp;|&#|^#{1,6} |^\+\+\+|^---$|<br",
+    re.MULTILINE,
+)
+WORD = re.compile(r"[^\W_]+")
+ITEM_MARKER = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]+)?(?:\*\*)?(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?"
+    r"|[A-Za-z]+\.?[ \t]+#?\d{1,3}[ \t]*[:.)–—-])(?=[ \t])",
+    re.MULTILINE,
+)
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.skip += tag in ("style", "title", "head")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skip -= tag in ("style", "title", "head")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _visible_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(parser.parts)
+
+
+def _source_words(path: Path) -> Counter[str]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252")
+    lines = text.splitlines()
+    if lines and lines[0] in ("---", "+++"):
+        end = lines.index(lines[0], 1)
+        kept = [
+            re.sub(r"^\w+\s*[:=]\s*", "", line)
+            for line in lines[1:end]
+            if re.match(r"(title|description)\s*[:=]", line)
+        ]
+        text = "\n".join(kept + lines[end + 1 :])
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)  # images: checked on their own
+    text = re.sub(r"<img[^>]*>", " ", text)
+    text = re.sub(r'<a href="(https?://[^"]+)"[^>]*>', r" \1 ", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = re.sub(r"\[([^\]]*)\]\(((?:https?://|mailto:)[^)]*)\)", r"\1 \2", text)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = ITEM_MARKER.sub(" ", text)
+    return Counter(word.casefold() for word in WORD.findall(text))
+
+
+def _course_words(course: Course) -> Counter[str]:
+    texts = [course.title, course.description]
+    texts += [part.heading for part in course.parts]
+    for lesson in course.lessons:
+        texts.append(lesson.title)
+        texts += _block_words(lesson.blocks)
+    texts += _block_words(course.welcome) + _block_words(course.disclosure)
+    for section in course.closing:
+        texts += [section.heading or ""] + _block_words(section.blocks)
+    # Web-page furniture is dropped with a note that quotes it.
+    texts += [
+        m[1] for note in course.notes for m in re.finditer(r"`([^`]*)` dropped: it reads", note)
+    ]
+    return Counter(word.casefold() for text in texts for word in WORD.findall(text))
+
+
+def _block_words(blocks: tuple[object, ...] | list[object]) -> list[str]:
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Image):
+            continue
+        if isinstance(block, Section):
+            continue
+        runs: list[Run] = []
+        if isinstance(block, ListBlock):
+            for item in block.items:
+                runs += item
+        elif hasattr(block, "runs"):
+            runs += block.runs
+        else:
+            out.append(getattr(block, "text", ""))
+        for run in runs:
+            out.append(run.text)
+            if run.url and run.url != run.text:
+                out.append(run.url)
+    return out
