@@ -34,7 +34,6 @@ from typing import Any
 
 import yaml
 
-from course.article.fragments import read_fragment, read_sections
 from course.article.inline import drop_prefix, merge, take_prefix
 from course.content import (
     Block,
@@ -259,6 +258,7 @@ class _Edited:
                 self.log.mark(place, what)
                 before = count
         self._map_blocks(swap, what)
+        before = count
         closing = []
         for section in self.closing:
             heading = swap_text(section.heading) if section.heading else section.heading
@@ -317,6 +317,19 @@ class _Edited:
             lessons=tuple(lessons),
             notes=(*original.notes, *self.log.notes),
         )
+
+
+def read_fragment(path: Path) -> tuple[tuple[Block, ...], tuple[str, ...]]:
+    # Imported here: markdown-it-py is only needed when an edit names a Markdown file.
+    from course.article.fragments import read_fragment as read
+
+    return read(path)
+
+
+def read_sections(path: Path) -> tuple[tuple[Section, ...], tuple[str, ...]]:
+    from course.article.fragments import read_sections as read
+
+    return read(path)
 
 
 def _mapped(blocks: Sequence[Block], change: Callable[[Block], Block | None]) -> tuple[Block, ...]:

@@ -159,6 +159,16 @@ def test_index_lists_every_day_with_subject_size_and_status(shared: Preview) -> 
     assert len(re.findall(r'class="badge (ok|warning|error)"', page)) == 15
 
 
+def test_index_and_lesson_pages_mark_what_the_edits_changed(shared: Preview) -> None:
+    rows = shared.page("/").split('<tr data-day="')[1:]
+    edited = [row.split('"', 1)[0] for row in rows if 'class="edited"' in row]
+    assert edited == ["1", "15"]
+    first = shared.page("/lessons/1")
+    assert str(escape("replaced 'This article will help you'")) in first
+    assert b"This course will help you" in shared.get("/lessons/1/message.eml").content
+    assert 'class="edited"' not in shared.page("/lessons/2")
+
+
 def test_lesson_page_shows_the_email_in_a_frame_that_runs_no_script(shared: Preview) -> None:
     page = shared.page("/lessons/3")
     frames = re.findall(r"<iframe[^>]*>", page)

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from course.article.chunks import ChunkKind, Notes
 from course.article.encoding import read_article
-from course.article.frontmatter import FrontMatter, front_matter_lines, parse_front_matter
+from course.article.frontmatter import FrontMatter, front_matter_lines
 from course.article.lines import prepare, split_lines
-from course.article.markdown import read_markdown
 from course.article.shapes import count_of, quote
 from course.article.structure import Structure, structure
 from course.article.text import read_text
@@ -75,6 +74,8 @@ def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Co
     span, delimiter = front_matter_lines(raw)
     verbatim = 0
     if delimiter == "+++":
+        from course.article.frontmatter import parse_front_matter
+
         front = parse_front_matter("\n".join(raw[1 : span - 1]), True, notes)
         raw = [""] * span + raw[span:]
         is_md = True
@@ -85,6 +86,11 @@ def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Co
         raw = [line.rstrip() for line in raw]
     lines = prepare(raw, verbatim, markdown=is_md)
     if is_md:
+        # Imported here: markdown-it-py (and YAML for front matter) cost more to import
+        # than a plain-text article takes to read.
+        from course.article.frontmatter import parse_front_matter
+        from course.article.markdown import read_markdown
+
         yaml_text, chunks = read_markdown(lines, notes)
         if yaml_text is not None:
             front = parse_front_matter(yaml_text, False, notes)

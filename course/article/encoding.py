@@ -12,8 +12,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from charset_normalizer import from_bytes
-
 from course.errors import ArticleError
 
 # A long listicle is 100 KB; at 1 MB a course would be hundreds of emails.
@@ -99,6 +97,8 @@ def _guess(data: bytes, error: UnicodeDecodeError, source: str) -> Decoded:
     western = _as_windows_1252(data)
     if western is not None:
         return Decoded(western, _note(source, "Windows-1252 (cp1252)"))
+    from charset_normalizer import from_bytes  # only for files that are not UTF-8
+
     best = from_bytes(data).best()
     if best is not None and best.chaos <= 0.1 and best.coherence >= 0.2:
         text = str(best)

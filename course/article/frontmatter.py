@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from course.article.chunks import Notes
+if TYPE_CHECKING:
+    from course.article.chunks import Notes
 
 _DESCRIPTION_KEYS = ("description", "summary", "excerpt", "subtitle", "metaDescription", "lead")
 
@@ -37,6 +36,8 @@ def front_matter_lines(lines: list[str]) -> tuple[int, str]:
 
 def parse_front_matter(content: str, toml: bool, notes: Notes) -> FrontMatter:
     """The title and description the block names; a block that does not parse is a note."""
+    import yaml
+
     try:
         data: Any = tomllib.loads(content) if toml else yaml.safe_load(content)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:

@@ -18,10 +18,10 @@ is exactly the one the title or a heading announces.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from course.article.checks import median_of
 from course.article.chunks import Chunk, ChunkKind, Notes
 from course.article.items import Candidate, Family, candidates
 from course.article.runs import ItemRun, build_runs, renumber_all_ones
@@ -224,8 +224,8 @@ class _Finder:
         if self._announcing_heading(main) is None:
             return False
         questions = sum(1 for c in intro.items if c.title.endswith("?")) * 2 > len(intro.items)
-        intro_words = statistics.median(self._item_words(intro, i) for i in range(len(intro.items)))
-        main_words = statistics.median(self._item_words(main, i) for i in range(len(main.items)))
+        intro_words = median_of(self._item_words(intro, i) for i in range(len(intro.items)))
+        main_words = median_of(self._item_words(main, i) for i in range(len(main.items)))
         return questions or intro_words * _INTRO_SHORTER < main_words
 
     def _announcing_heading(self, run: ItemRun) -> int | None:
