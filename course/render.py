@@ -254,7 +254,9 @@ def _view(block: Block, links: Mapping[str, str]) -> BlockView:
         return BlockView("quote", parts)
     if isinstance(block, Heading):
         return BlockView("heading", parts)
-    if linking.is_button(parts):
+    mapped = set(links.values())
+    if linking.is_button(parts) and any(p.url in mapped for p in parts):
+        # Only the operator's calls to action become buttons, never the article's own links.
         link = next(p for p in parts if p.url)
         return BlockView("button", parts, url=link.url, text=block.text.strip("() .").rstrip())
     return BlockView("paragraph", parts)

@@ -606,3 +606,29 @@ def test_empty_article() -> None:
         "empty.txt: the article is empty; put the article's text in it (title, intro, then "
         "the numbered items)"
     )
+
+
+def test_a_countdown_is_read_in_the_article_order() -> None:
+    text = (
+        "Top 3 reasons to garden\n\n#3 You get outside\n\nFresh air every evening.\n\n"
+        "#2 You move more\n\nDigging is exercise in disguise.\n\n"
+        "#1 Tomatoes taste better\n\nThey taste of summer, not of the fridge.\n"
+    )
+    course = parse_article(text, source="garden.txt")
+    assert [(lesson.number, lesson.title) for lesson in course.lessons] == [
+        (1, "You get outside"),
+        (2, "You move more"),
+        (3, "Tomatoes taste better"),
+    ]
+    assert course.notes == ()
+
+
+def test_a_countdown_that_stops_before_1_is_a_note() -> None:
+    text = (
+        "Top 3 reasons to garden\n\n#3 You get outside\n\nFresh air every evening.\n\n"
+        "#2 You move more\n\nDigging is exercise in disguise.\n\n"
+        "And the number one reason:\n\nTomatoes taste of summer.\n"
+    )
+    course = parse_article(text, source="garden.txt")
+    assert course.days == 2
+    assert course.notes[0].startswith("garden.txt: line 7: this countdown ends at item 2: ")

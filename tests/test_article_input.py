@@ -138,3 +138,23 @@ def test_an_empty_lesson_fails_the_build(project: Path, capsys: pytest.CaptureFi
     text = "Three tips\n\n1) One\n\nText of the first tip, long enough.\n\n2) Two\n\n3) Three\n\n"
     message = build_error(project, (text + "The third tip says enough too.\n").encode(), capsys)
     assert "1 lesson is empty or nearly so: day 2 (line 7, 'Two'): no text." in message
+
+
+def test_structural_warnings(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = project / "schedule.yaml"
+    config.write_text(re.sub(r"  edits:\n(?:    .*\n|      .*\n)+", "", config.read_text()))
+    long_title = "A title that goes on and on " * 5
+    body = "This lesson has a body of a dozen words or so, like most. "
+    items = [f"{n}) Item {n}\n\n{body}\n" for n in range(1, 6)]
+    items[1] = f"2) {long_title.strip()}\n\n{body}\n"
+    items[3] = "4) Item 4\n\n" + (body * 8) + "\n"
+    items[4] = "5) Item 5\n\nShort, but more than five words.\n"
+    text = "Five items\n\n" + "\n".join(items)
+    (project / "examples" / "why-he-pushes-you-away.txt").write_text(text, encoding="utf-8")
+    code = main(["--config", str(config), "build", "--out", str(project / "o")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("course: warning: ")]
+    assert any("day 2's title is 139 characters" in w for w in warnings), warnings
+    assert any("day 4 ('Item 4') has 104 words, over 4× the median 13" in w for w in warnings)
+    assert not any("day 5" in w for w in warnings)  # short, but not a quarter of the median

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from course.article.chunks import Chunk, ChunkKind
 from course.article.inline import drop_prefix, take_prefix, trim, trim_start
@@ -177,8 +177,15 @@ def _clean_title(text: str) -> str:
 
 
 def _body(lines: Sequence[Inline], line: int) -> tuple[Block, ...]:
+    """What followed the title in its paragraph, as a paragraph of its own; it starts a
+    sentence now ("**Title**: before you…" -> "Before you…")."""
     runs = trim(_joined(lines))
-    return (Paragraph(runs, line),) if runs else ()
+    if not runs:
+        return ()
+    first = runs[0]
+    if first.text[:1].islower() and not first.code and not first.url:
+        runs = (replace(first, text=first.text[0].upper() + first.text[1:]), *runs[1:])
+    return (Paragraph(runs, line),)
 
 
 def _joined(lines: Sequence[Inline]) -> Inline:

@@ -346,9 +346,12 @@ class _Finder:
         first = run.first
         if run.descending:
             if run.last.number != 1:
-                raise ArticleError(
-                    f"{self.source}: line {run.last.line}: this countdown ends at item "
-                    f"{run.last.number}: {quote(run.last.source)}; number it down to 1"
+                # "And the #1 reason is…" often closes a countdown in a sentence of its own.
+                self.notes.add(
+                    run.last.line,
+                    f"this countdown ends at item {run.last.number}: "
+                    f"{quote(run.last.source, 60)}; the text after it is that item's lesson "
+                    "(give the last item its own numbered line to make it a lesson of its own)",
                 )
         elif first.number != 1:
             raise ArticleError(
