@@ -11,11 +11,19 @@ from pathlib import Path
 import pytest
 from bounce_corpus import load, names
 
+from course.bounces.classify import classify
 from course.bounces.mailbox import MaildirMailbox
 from course.bounces.process import process_mailbox
 from course.bounces.resolve import Resolver
 from course.bounces.verp import ReturnPath
-from course.ledger import Ledger, NoticeResult, SubscriberRecord, Verdict
+from course.ledger import (
+    DeliveryOutcome,
+    DeliveryState,
+    Ledger,
+    NoticeResult,
+    SubscriberRecord,
+    Verdict,
+)
 from course.tokens import subscriber_ref
 from course.unsubscribe import make_token
 
@@ -206,3 +214,34 @@ def test_one_unreadable_message_does_not_stop_the_others(ledger: Ledger, tmp_pat
     again = process_mailbox(MaildirMailbox(box), resolver(ledger), ledger, now=NOW)
     assert again.lines == []
     assert [line.outcome for line in again.held] == [line.outcome for line in summary.held]
+
+
+def test_a_bounce_that_says_which_lesson_marks_that_delivery_bounced(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # Day 1 went out to everyone; Gmail's bounce of it comes back later.
+    due = ledger.claim(ledger.due(NOW), now=NOW)
+    ledger.record(
+        [
+            DeliveryOutcome(d.subscriber_id, d.day, DeliveryState.SENT, "<id>", "250 ok",
+                            next_due_at=NOW + timedelta(days=1))
+            for d in due
+        ],
+        now=NOW,
+    )  # fmt: skip
+    resolve = Resolver(
+        ledger,
+        ReturnPath("bounces@example.com", False, SECRET, COURSE),
+        unsubscribe_secret=SECRET,
+        course_id=COURSE,
+    )
+    report = classify(load("gmail-hard.eml", sign))
+    (notice,) = resolve.resolve(report, "mailbox:x").notices
+    assert notice.day == 1  # from the returned Message-ID <why-he-pushes.d01.…@example.com>
+    box = MaildirMailbox(tmp_path / "box")
+    (tmp_path / "box" / "new" / "1.M1P1.host").write_bytes(load("gmail-hard.eml", sign))
+    process_mailbox(box, resolve, ledger, now=NOW)
+    (delivery,) = ledger.history("ben@example.org")
+    assert delivery.state == DeliveryState.BOUNCED
+    assert "550-5.1.1" in delivery.last_reply
+    assert ledger.history("ana@example.com")[0].state == DeliveryState.SENT

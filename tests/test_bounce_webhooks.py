@@ -20,7 +20,7 @@ from webhook_signing import (
 )
 
 from course.bounces import webhooks
-from course.bounces.notice import Verdict
+from course.bounces.notice import Verdict, lesson_day
 from course.bounces.webhooks import WebhookRejected
 from course.errors import ConfigError
 
@@ -284,3 +284,22 @@ def test_ses_certificate_errors_name_the_setting() -> None:
 
 def test_mailgun_max_age_is_a_day() -> None:
     assert timedelta(hours=8) < webhooks.MAILGUN_MAX_AGE
+
+
+def test_our_message_id_travels_with_the_event_so_the_day_is_known() -> None:
+    ours = "<cats.d07.0123456789abcdef01234567@example.com>"
+    event = mailgun_event(
+        "failed",
+        "a@example.org",
+        "ev9",
+        severity="permanent",
+        message={"headers": {"message-id": ours.strip("<>")}},
+    )
+    (notice,) = webhooks.mailgun(mailgun_body(event, timestamp=STAMP, token="m"), MAILGUN_KEY,
+                                 NOW).notices  # fmt: skip
+    assert lesson_day([notice.message_id], "cats") == 7
+    assert lesson_day([notice.message_id], "dogs") == 0
+    payload = ses_bounce("Permanent", ("a@example.org", "5.1.1", "550"))
+    payload["mail"]["commonHeaders"] = {"messageId": ours}
+    (notice,) = webhooks.ses(SNS.message(ses_notification("m9", payload)), SNS_KEY, TOPIC).notices
+    assert lesson_day([notice.message_id], "cats") == 7

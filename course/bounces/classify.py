@@ -66,6 +66,7 @@ ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 REPLY_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ :-]|$)", re.MULTILINE)
 RECEIVED_FOR = re.compile(r"\bfor\s+<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE)
 ANGLE_URL = re.compile(r"<([^<>\s]+)>")
+MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s]+>")
 DAEMON_LOCAL = re.compile(
     r"^(mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|microsoftexchange[0-9a-f]*)$", re.IGNORECASE
 )
@@ -113,6 +114,7 @@ def classify_message(msg: Message) -> Report:
         subject=subject,
         sender=sender,
         envelope=_unique(_envelope_addresses(msg, own)),
+        message_ids=_unique(_referenced_ids(msg, own)),
     )
     if _is_read_receipt(msg, own):
         return replace(report, kind=ReportKind.NO_ACTION, note="a read receipt")
@@ -286,6 +288,7 @@ def _complaint(own: list[Message], subject: str, sender: str) -> Report | None:
         complained=_unique(complained),
         envelope=_unique(envelope),
         unsubscribe_urls=tuple(urls),
+        message_ids=_unique(_referenced_ids(None, own)),
         note=note,
     )
 
@@ -490,6 +493,20 @@ def _envelope_addresses(msg: Message, own: list[Message]) -> Iterator[str]:
         returned = _bare_address(header_text(original, "return-path"))
         if returned:
             yield returned
+
+
+def _referenced_ids(msg: Message | None, own: list[Message]) -> Iterator[str]:
+    """The Message-IDs a report is about: the returned message's first, then the headers'."""
+    original = _returned_headers(own)
+    if original is not None:
+        yield from MESSAGE_ID.findall(header_text(original, "message-id"))
+    for part in own:
+        if content_type(part) in STATUS_TYPES:
+            for block in field_blocks(part):
+                yield from MESSAGE_ID.findall(header_text(block, "x-original-message-id"))
+    if msg is not None:
+        for name in ("in-reply-to", "references"):
+            yield from MESSAGE_ID.findall(header_text(msg, name))
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:

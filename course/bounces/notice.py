@@ -6,11 +6,13 @@ changes the same way whichever way the news came.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from course.ledger.schema import Verdict
 
-__all__ = ["Notice", "Verdict"]
+__all__ = ["Notice", "Verdict", "lesson_day"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +29,15 @@ class Notice:
     source: str  # "bounce mailbox", "mailgun", "sendgrid", "postmark", "ses"
     key: str
     evidence: str = ""  # what named the address: "VERP token", "Final-Recipient", ...
+    message_id: str = ""  # the bounced message's Message-ID, when the source gives it
+    day: int = 0  # the lesson it was about, when known (0: unknown)
+
+
+def lesson_day(message_ids: Iterable[str], course_id: str) -> int:
+    """The day in the first of our Message-IDs, `<course.dNN.hash@domain>`; 0 if none is ours."""
+    ours = re.compile(rf"^<?{re.escape(course_id)}\.d(\d{{1,4}})\.[0-9a-f]+@[^<>\s]+>?$")
+    for message_id in message_ids:
+        match = ours.match(message_id.strip())
+        if match:
+            return int(match[1])
+    return 0

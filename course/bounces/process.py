@@ -82,6 +82,7 @@ def process_mailbox(
                 source=notice.source,
                 evidence=notice.evidence,
                 now=now,
+                day=notice.day,
             )
             result.changed += taken == NoticeResult.CHANGED
             LOG.info("bounce mailbox: %s %s: %s", notice.verdict, notice.email, taken)

@@ -56,6 +56,9 @@ class Report:
     envelope: tuple[str, ...] = ()
     # List-Unsubscribe URLs of the returned original message (our signed unsubscribe link).
     unsubscribe_urls: tuple[str, ...] = ()
+    # Message-IDs the report refers to (the returned message's, In-Reply-To, References...):
+    # ours say which day's lesson it was.
+    message_ids: tuple[str, ...] = ()
     note: str = ""  # why it is unrecognised, or what kind of no-action it is
 
     @property

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from course.bounces.classify import printable
-from course.bounces.notice import Notice, Verdict
+from course.bounces.notice import Notice, Verdict, lesson_day
 from course.bounces.report import Failure, FailureKind, Report, ReportKind
 from course.bounces.verp import ReturnPath
 from course.ledger import SubscriberView
@@ -75,9 +75,15 @@ class Resolver:
         forged = (
             f"; forged VERP token in {printable(sighting.forged[0])}" if sighting.forged else ""
         )
+        day = (
+            sighting.mark.day if sighting.mark else lesson_day(report.message_ids, self._course_id)
+        )
         if report.kind == ReportKind.COMPLAINT:
-            return self._complaint(report, key, verp_email, forged)
-        return self._delivery(report, key, verp_email, forged)
+            resolution = self._complaint(report, key, verp_email, forged)
+        else:
+            resolution = self._delivery(report, key, verp_email, forged)
+        notices = tuple(replace(n, day=day) for n in resolution.notices)
+        return replace(resolution, notices=notices)
 
     # --- complaints --------------------------------------------------------------------------
 

@@ -148,7 +148,9 @@ def _mailgun_event(event: Mapping[str, Any]) -> Iterator[Notice]:
         verdict, detail = Verdict.UNSUBSCRIBED, "unsubscribed at Mailgun"
     else:
         return
-    yield Notice(verdict, email, detail, "mailgun", key)
+    headers = _section(_section(event.get("message")).get("headers"))
+    message_id = _text(headers.get("message-id"))
+    yield Notice(verdict, email, detail, "mailgun", key, message_id=message_id)
 
 
 # --- SendGrid -------------------------------------------------------------------------------
@@ -397,7 +399,7 @@ def ses(body: bytes, public_key: rsa.RSAPublicKey, topic_arn: str) -> SnsMessage
     return SnsMessage(kind, arn, _text(message.get("SubscribeURL")), notices)
 
 
-def _ses_notification(message_id: str, text: object) -> Iterator[Notice]:
+def _ses_notification(sns_id: str, text: object) -> Iterator[Notice]:
     try:
         payload = json.loads(_text(text))
     except json.JSONDecodeError:
@@ -406,6 +408,7 @@ def _ses_notification(message_id: str, text: object) -> Iterator[Notice]:
         return
     # Notifications say notificationType; configuration-set event publishing says eventType.
     kind = _text(payload.get("notificationType") or payload.get("eventType"))
+    ours = _text(_section(_section(payload.get("mail")).get("commonHeaders")).get("messageId"))
     if kind == "Bounce":
         bounce = _section(payload.get("bounce"))
         permanent = _text(bounce.get("bounceType")) == "Permanent"
@@ -417,7 +420,8 @@ def _ses_notification(message_id: str, text: object) -> Iterator[Notice]:
             )
             verdict = _failure_verdict(status, detail) if permanent else Verdict.NOTED
             if email:
-                yield Notice(verdict, email, detail, "ses", f"ses:{message_id}:{email.lower()}")
+                key = f"ses:{sns_id}:{email.lower()}"
+                yield Notice(verdict, email, detail, "ses", key, message_id=ours)
     elif kind == "Complaint":
         complaint = _section(payload.get("complaint"))
         if _text(complaint.get("complaintFeedbackType")).lower() == "not-spam":
@@ -430,7 +434,8 @@ def _ses_notification(message_id: str, text: object) -> Iterator[Notice]:
                     email,
                     "marked as spam (Amazon SES)",
                     "ses",
-                    f"ses:{message_id}:{email.lower()}",
+                    f"ses:{sns_id}:{email.lower()}",
+                    message_id=ours,
                 )
 
 

@@ -87,12 +87,14 @@ def unsubscriber(settings: Settings, ledger: Ledger) -> Unsubscriber:
 def public_app(settings: Settings, ledger: Ledger) -> Starlette:
     """The unsubscribe endpoints, and a webhook for each configured provider."""
     routes = []
+    endpoints = unsubscriber(settings, ledger)
     if settings.bounces.webhooks.any:
         # Only when configured: the webhooks bring cryptography and the bounce parsers.
         from course.web.webhooks import Webhooks, load_keys
 
-        routes = Webhooks(load_keys(settings), ledger).routes()
-    return create_public_app(unsubscriber(settings, ledger), routes)
+        hooks = Webhooks(load_keys(settings), ledger, course_id=endpoints.course_id)
+        routes = hooks.routes()
+    return create_public_app(endpoints, routes)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

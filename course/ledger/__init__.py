@@ -201,6 +201,7 @@ class Ledger:
         source: str,
         evidence: str = "",
         now: datetime,
+        day: int = 0,
     ) -> NoticeResult:
         return self._notices.take(
             key=key,
@@ -210,6 +211,7 @@ class Ledger:
             source=source,
             evidence=evidence,
             now=now,
+            day=day,
         )
 
     def bind_key(self, key: str, value: str, *, source: str, now: datetime) -> str:

@@ -19,7 +19,9 @@ from course.ledger.database import Database
 from course.ledger.roster import stopped_values, suppressed_row
 from course.ledger.schema import (
     BOUNCE_NOTICES,
+    DELIVERIES,
     SUBSCRIBERS,
+    DeliveryState,
     SubscriberStatus,
     Verdict,
     require_utc,
@@ -62,6 +64,7 @@ class Notices:
         source: str,
         evidence: str,
         now: datetime,
+        day: int = 0,
     ) -> NoticeResult:
         """Record the notice and apply its verdict, unless its key was taken before.
 
@@ -70,6 +73,8 @@ class Notices:
                       even if the ledger has never seen it, so it stays suppressed);
         unsubscribed: likewise, with the reason "unsubscribed at ...";
         noted:        kept for `course status`; ignored: kept as seen. Neither changes status.
+        A bounce that says which day's lesson it was (`day`) also marks that delivery
+        `bounced`, with the diagnostic as its reply.
         """
         now = require_utc(now)
         # Details come from strangers (bounce texts, webhook bodies) and end up on a terminal.
@@ -93,6 +98,8 @@ class Notices:
                 return NoticeResult.RECORDED
             n = BOUNCE_NOTICES
             conn.execute(update(n).where(n.c.event_key == row["event_key"]).values(changed=1))
+            if verdict == Verdict.BOUNCED and day > 0:
+                _bounce_delivery(conn, email, day, f"{detail} ({source})", now)
         return NoticeResult.CHANGED
 
     def bind(self, key: str, value: str, *, source: str, now: datetime) -> str:
@@ -140,6 +147,17 @@ class Notices:
         s = SUBSCRIBERS
         with self._db.reading() as conn:
             yield from conn.execute(select(s.c.email).order_by(s.c.id)).scalars()
+
+
+def _bounce_delivery(conn: Connection, email: str, day: int, reply: str, now: datetime) -> None:
+    """The lesson went out (`sent`) and came back later: it is `bounced` after all."""
+    s, d = SUBSCRIBERS, DELIVERIES
+    subscriber = select(s.c.id).where(s.c.email_key == email.lower()).scalar_subquery()
+    conn.execute(
+        update(d)
+        .where(d.c.subscriber_id == subscriber, d.c.day == day, d.c.state == DeliveryState.SENT)
+        .values(state=DeliveryState.BOUNCED, last_reply=reply, updated_at=now)
+    )
 
 
 def _reason(verdict: Verdict, detail: str, source: str, evidence: str) -> str:

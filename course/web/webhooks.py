@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from course.bounces import webhooks
 from course.bounces.classify import printable
-from course.bounces.notice import Notice
+from course.bounces.notice import Notice, lesson_day
 from course.bounces.webhooks import MAX_BODY_BYTES, WebhookRejected
 from course.config import Settings
 from course.errors import ConfigError, CourseError
@@ -140,10 +140,13 @@ class Webhooks:
         self,
         keys: WebhookKeys,
         ledger: Ledger,
+        *,
+        course_id: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.keys = keys
         self.ledger = ledger
+        self.course_id = course_id
         self.clock = clock
 
     def routes(self) -> list[Route]:
@@ -247,6 +250,7 @@ class Webhooks:
                 source=notice.source,
                 evidence="webhook",
                 now=self.clock(),
+                day=lesson_day([notice.message_id], self.course_id),
             )
             counts[result.value] += 1
             LOG.info(
