@@ -91,8 +91,11 @@ class Notices:
             "changed": 0,
             "received_at": now,
         }
+        # RETURNING says whether the row went in: rowcount does not, on PostgreSQL, for an
+        # insert that returns its primary key.
+        insert_new = self._db.insert_or_skip(BOUNCE_NOTICES).values(row)
         with self._db.writing() as conn:
-            if conn.execute(self._db.insert_or_skip(BOUNCE_NOTICES).values(row)).rowcount == 0:
+            if conn.execute(insert_new.returning(BOUNCE_NOTICES.c.id)).first() is None:
                 return NoticeResult.DUPLICATE
             if not _apply(conn, verdict, email, _reason(verdict, detail, source, evidence), now):
                 return NoticeResult.RECORDED
