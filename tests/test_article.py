@@ -632,3 +632,38 @@ def test_a_countdown_that_stops_before_1_is_a_note() -> None:
     course = parse_article(text, source="garden.txt")
     assert course.days == 2
     assert course.notes[0].startswith("garden.txt: line 7: this countdown ends at item 2: ")
+
+
+def test_a_table_of_contents_is_dropped_with_a_note() -> None:
+    text = (
+        "# 2 tips for tea\n\n## Table of contents\n\n- [Warm the pot](#warm)\n"
+        "- [Time it](#time)\n\n## 1. Warm the pot\n\nA cold pot cools the water too soon. "
+        "See [the steps](#time).\n\n## 2. Time it\n\nThree to five minutes, then pour.\n"
+    )
+    course = parse_article(text, source="tea.md")
+    assert course.welcome == ()
+    assert course.notes == (
+        "tea.md: line 3: `Table of contents` dropped with its list",
+        "tea.md: line 5: a table of contents dropped: its links go nowhere in an email",
+    )
+    # An in-page link elsewhere is text: it goes nowhere in an email.
+    assert course.lessons[0].blocks[0] == Paragraph(
+        runs_of("A cold pot cools the water too soon. See the steps."), 10
+    )
+
+
+def test_web_copy_read_as_markdown_keeps_its_bullets_and_indented_items() -> None:
+    text = (
+        "3 signs of a **good** cafe\n\n"
+        "       1. The milk is steamed, not boiled. You can taste the difference.\n\n"
+        "       2. The cups are warm. A cold cup steals the heat.\n\n"
+        "       3. Nobody hurries you. Stay as long as you like:\n\n"
+        "  • with a book\n  • with a friend\n"
+    )
+    course = parse_article(text, source="cafe.txt")
+    assert [lesson.title for lesson in course.lessons] == [
+        "The milk is steamed, not boiled",
+        "The cups are warm",
+        "Nobody hurries you",
+    ]
+    assert course.lessons[2].blocks[-1] == ListBlock(items("with a book", "with a friend"), 9)

@@ -91,7 +91,8 @@ def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Co
         from course.article.frontmatter import parse_front_matter
         from course.article.markdown import read_markdown
 
-        yaml_text, chunks = read_markdown(lines, notes)
+        by_suffix = Path(source).suffix.lower() in MARKDOWN_SUFFIXES
+        yaml_text, chunks = read_markdown(lines, notes, indented_code=by_suffix)
         if yaml_text is not None:
             front = parse_front_matter(yaml_text, False, notes)
     else:

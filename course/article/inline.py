@@ -91,7 +91,10 @@ class InlineBuilder:
         self._runs.append(Run(LINE_BREAK))
 
     def open_link(self, href: str) -> None:
-        self._links.append(href.strip() if _is_followable(href) else "")
+        # An in-page anchor (`#section`) is kept for now, so that a table of contents can be
+        # told from text; `without_anchors` removes it before anything is rendered.
+        href = href.strip()
+        self._links.append(href if _is_followable(href) or href.startswith("#") else "")
 
     def close_link(self) -> None:
         if self._links:
@@ -322,3 +325,25 @@ def collapse(runs: Sequence[Run]) -> Inline:
     """Whitespace runs inside text collapsed to one space (line breaks kept)."""
     out = [r if r.is_break else replace(r, text=re.sub(r"[ \t\r\n]+", " ", r.text)) for r in runs]
     return trim(out)
+
+
+def is_anchor(run: Run) -> bool:
+    return run.url.startswith("#")
+
+
+def only_anchors(runs: Sequence[Run]) -> bool:
+    """Runs that are in-page links and separators, nothing else (a table of contents line)."""
+    linked = False
+    for run in runs:
+        if is_anchor(run):
+            linked = True
+        elif run.url or run.text.strip(" \t·|•-–—/>»\n"):
+            return False
+    return linked
+
+
+def without_anchors(runs: Sequence[Run]) -> Inline:
+    """In-page links (which go nowhere in an email) as plain text."""
+    if not any(is_anchor(run) for run in runs):
+        return tuple(runs)
+    return merge(replace(run, url="") if is_anchor(run) else run for run in runs)

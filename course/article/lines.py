@@ -19,6 +19,7 @@ from course.article.shapes import item_marker
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _BULLET = re.compile(r"\s*(?:[-*+•–·]|\d{1,3}[.)])\s")
 _QUOTE = re.compile(r" {0,3}>")
+_BULLET_CHARACTER = re.compile(r"^(\s*)[•◦▪·]\s+")
 _HEADING = re.compile(r" {0,3}#{1,6}(?:\s|$)")
 _EMPHASIS_OPENERS = ("**", "__", "*", "_")
 # Below this many lines a file without blank lines is a title and a sentence, not web copy.
@@ -80,6 +81,9 @@ def prepare(raw: list[str], verbatim: int, *, markdown: bool) -> SourceLines:
         elif single and previous.strip() and line.strip() and not _continues(line, markdown):
             lines.append("")
             origin.append(number)
+        if markdown:
+            # Web copy's bullets, which Markdown does not know, become Markdown's.
+            line = _BULLET_CHARACTER.sub(r"\1- ", line)
         lines.append(line)
         origin.append(number)
         previous = line

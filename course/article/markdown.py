@@ -7,7 +7,9 @@ Inline markup becomes runs (see `course.article.inline`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import cache
 
 from markdown_it import MarkdownIt
@@ -21,10 +23,13 @@ from course.article.inline import (
     InlineBuilder,
     Segment,
     merge,
+    only_anchors,
     reduce_html_block,
     trim,
+    without_anchors,
 )
 from course.article.lines import SourceLines
+from course.article.shapes import quote
 from course.content import (
     LINE_BREAK,
     Block,
@@ -42,26 +47,83 @@ SOFT = "\x0b"  # a soft line break inside a paragraph, until the paragraph is cu
 
 
 @cache
-def parser() -> MarkdownIt:
-    return (
+def parser(indented_code: bool) -> MarkdownIt:
+    md = (
         MarkdownIt("commonmark", {"html": True})
         .use(front_matter_plugin)
         .enable(["table", "strikethrough"])
     )
+    # Web copy read as Markdown (a .txt with some **bold**) indents its lists by hand; there an
+    # indented line is text, not code.
+    return md if indented_code else md.disable("code")
 
 
-def read_markdown(source: SourceLines, notes: Notes) -> tuple[str | None, list[Chunk]]:
+def read_markdown(
+    source: SourceLines, notes: Notes, *, indented_code: bool = True
+) -> tuple[str | None, list[Chunk]]:
     """(the YAML front matter's content, or None; the chunks)."""
-    tree = SyntaxTreeNode(parser().parse(source.text))
+    tree = SyntaxTreeNode(parser(indented_code).parse(source.text))
     reader = _Reader(source, notes)
     front_matter: str | None = None
     chunks: list[Chunk] = []
     for node in tree.children:
         if node.type == "front_matter":
             front_matter = node.content
-        else:
-            chunks.extend(reader.chunks(node))
+            continue
+        for chunk in reader.chunks(node):
+            if _is_contents(chunk):
+                if chunks and chunks[-1].is_heading and _CONTENTS.match(chunks[-1].text):
+                    dropped = chunks.pop()
+                    notes.add(dropped.line, f"{quote(dropped.text)} dropped with its list")
+                notes.add(
+                    chunk.line, "a table of contents dropped: its links go nowhere in an email"
+                )
+                continue
+            chunks.append(_without_anchors(chunk))
     return front_matter, chunks
+
+
+_CONTENTS = re.compile(r"(?:table of )?contents\b|in this (?:post|article)|jump to", re.IGNORECASE)
+
+
+def _is_contents(chunk: Chunk) -> bool:
+    """A list whose every entry is an in-page link: a table of contents."""
+    if chunk.kind is ChunkKind.LIST:
+        entries = [_flatten(entry.lines) for entry in chunk.entries]
+        return bool(entries) and all(only_anchors(entry) for entry in entries)
+    if chunk.kind is ChunkKind.BLOCK and len(chunk.blocks) == 1:
+        block = chunk.blocks[0]
+        if isinstance(block, ListBlock):
+            return bool(block.items) and all(only_anchors(item) for item in block.items)
+    return False
+
+
+def _flatten(lines: Sequence[Inline]) -> Inline:
+    return tuple(run for line in lines for run in line)
+
+
+def _without_anchors(chunk: Chunk) -> Chunk:
+    return replace(
+        chunk,
+        lines=tuple(without_anchors(line) for line in chunk.lines),
+        blocks=tuple(_block_without_anchors(block) for block in chunk.blocks),
+        entries=tuple(
+            replace(
+                entry,
+                lines=tuple(without_anchors(line) for line in entry.lines),
+                blocks=tuple(_block_without_anchors(block) for block in entry.blocks),
+            )
+            for entry in chunk.entries
+        ),
+    )
+
+
+def _block_without_anchors(block: Block) -> Block:
+    if isinstance(block, ListBlock):
+        return replace(block, items=tuple(without_anchors(item) for item in block.items))
+    if isinstance(block, Paragraph | Quote | Heading):
+        return replace(block, runs=without_anchors(block.runs))
+    return block
 
 
 class _Reader:

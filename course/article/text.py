@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from course.article.chunks import Chunk, ChunkKind, Notes
-from course.article.inline import ImageRef, InlineBuilder, merge, trim
+from course.article.inline import ImageRef, InlineBuilder, merge, trim, without_anchors
 from course.article.lines import SourceLines
 from course.content import Image, Inline, ListBlock, Quote, Run
 
@@ -151,7 +151,7 @@ def inline_text(text: str, line: int, notes: Notes) -> tuple[Inline, list[Image]
                 runs.extend(segment)
     else:
         runs = [Run(text)]
-    return _linked(trim(runs)), images
+    return _linked(without_anchors(trim(runs))), images
 
 
 def _linked(runs: Inline) -> Inline:
