@@ -667,3 +667,30 @@ def test_web_copy_read_as_markdown_keeps_its_bullets_and_indented_items() -> Non
         "Nobody hurries you",
     ]
     assert course.lessons[2].blocks[-1] == ListBlock(items("with a book", "with a friend"), 9)
+
+
+def test_a_plain_table_of_contents_repeating_the_titles_is_dropped() -> None:
+    text = (
+        "How to sleep better: 3 tips\n\nContents\n1. Keep a schedule\n2. Cut the caffeine\n"
+        "3. Cool the room\n\n1. Keep a schedule\n\nSame time every day, weekends too.\n\n"
+        "2. Cut the caffeine\n\nNo coffee after lunch: it lingers.\n\n3. Cool the room\n\n"
+        "A cooler bedroom helps most people.\n"
+    )
+    course = parse_article(text, source="sleep.txt")
+    assert [lesson.title for lesson in course.lessons] == [
+        "Keep a schedule",
+        "Cut the caffeine",
+        "Cool the room",
+    ]
+    assert course.welcome == ()
+    assert course.notes == (
+        "sleep.txt: line 4: a table of contents dropped (lines 4-6): it repeats the items' "
+        "titles",
+    )
+
+
+def test_an_introduction_heading_is_no_title() -> None:
+    text = "## Introduction\n\nWhy lists work.\n\n## 1. First\n\nOne.\n\n## 2. Second\n\nTwo.\n"
+    course = parse_article(text, source="x.md")
+    assert course.title == ""
+    assert [type(b).__name__ for b in course.welcome] == ["Heading", "Paragraph"]

@@ -4,6 +4,7 @@ Lists that are not the items are rendered where they stand, as numbered lists.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from course.content import (
 )
 
 _RUN_IN_QUESTION_CHARS = 60
+_CONTENTS = re.compile(r"(?:table of )?contents\b|in this (?:post|article)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,33 @@ class Sections(ArticleView):
             if run not in self.kept
             for candidate in run.items
         }
+        self.contents = self._table_of_contents()
 
     def structure(self) -> Structure:
         return self._assemble(self.kept)
+
+    def _table_of_contents(self) -> set[int]:
+        """Chunks of a table of contents: a list repeating the items' titles before them
+        (web copy's "Contents: 1. … 2. …"), and its heading. They go, with a note."""
+        titles = {c.title.casefold() for run in self.kept for c in run.items}
+        first = min(run.first.position for run in self.kept)
+        dropped: set[int] = set()
+        for run in self.runs:
+            if run in self.kept or len(run.items) < 2 or run.last.position > first:
+                continue
+            if not all(c.title.casefold() in titles and not c.rest for c in run.items):
+                continue
+            chunks = {c.chunk for c in run.items}
+            above = run.first.chunk - 1
+            if above >= 0 and _CONTENTS.match(self.chunks[above].text):
+                chunks.add(above)
+            dropped |= chunks
+            self.notes.add(
+                run.first.line,
+                f"a table of contents dropped (lines {run.first.line}-{run.last.line}): it "
+                "repeats the items' titles",
+            )
+        return dropped
 
     def _assemble(self, kept: list[ItemRun]) -> Structure:
         plans: list[PartPlan] = []
@@ -235,6 +261,8 @@ class Sections(ArticleView):
         for position in units:
             index = position[0]
             chunk = self.chunks[index]
+            if index in self.contents:
+                continue
             listed = self._as_list_item(position)
             if listed is not None:
                 key, number, runs, line, after = listed

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from course.article.chunks import Chunk, ChunkKind, Notes
-from course.article.shapes import is_artefact, item_marker, quote
+from course.article.shapes import OPENING_WORDS, is_artefact, is_closing_heading, item_marker, quote
 from course.content import Inline
 
 MAX_TITLE_CHARS = 150
@@ -44,7 +44,7 @@ def find_title(
     if leading is None:
         return "", rest
     chunk = rest[leading]
-    if chunk.is_heading and _usable(chunk.text):
+    if chunk.is_heading and _usable(chunk.text) and not _sectioning(chunk.text):
         del rest[leading]
         return _flat(chunk.text), rest
     if markdown:
@@ -88,6 +88,11 @@ def _usable(text: str) -> bool:
         and item_marker(text) is None
         and set(text) - set("-=*_#~ ") != set()
     )
+
+
+def _sectioning(text: str) -> bool:
+    """ "Introduction", "Conclusion": a section's heading, not the article's title."""
+    return OPENING_WORDS.match(text.strip()) is not None or is_closing_heading(text)
 
 
 def _is_artefact_chunk(chunk: Chunk) -> bool:
