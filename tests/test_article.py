@@ -684,8 +684,7 @@ def test_a_plain_table_of_contents_repeating_the_titles_is_dropped() -> None:
     ]
     assert course.welcome == ()
     assert course.notes == (
-        "sleep.txt: line 4: a table of contents dropped (lines 4-6): it repeats the items' "
-        "titles",
+        "sleep.txt: line 4: a table of contents dropped (lines 4-6): it repeats the items' titles",
     )
 
 
