@@ -170,3 +170,14 @@ def test_imap_a_missing_folder_is_one_error(imap: dovecot.Dovecot) -> None:
             processed_folder="Processed",
             timeout=10.0,
         )
+
+
+def test_imap_without_move_copies_and_expunges_only_that_message(imap: dovecot.Dovecot) -> None:
+    imap.deliver(ONE)
+    imap.deliver(TWO)
+    with open_imap(imap) as box:
+        box._capabilities.discard("MOVE")  # an RFC 3501 server (UIDPLUS still offered)
+        first, _ = box.waiting()
+        box.processed(first)
+    assert [body.split(b"\r\n")[1] for _, body in imap.folder("INBOX")] == [b"Subject: two"]
+    assert [flags for flags, _ in imap.folder("Processed bounces")] == [{"\\Seen"}]
