@@ -181,3 +181,19 @@ def test_imap_without_move_copies_and_expunges_only_that_message(imap: dovecot.D
         box.processed(first)
     assert [body.split(b"\r\n")[1] for _, body in imap.folder("INBOX")] == [b"Subject: two"]
     assert [flags for flags, _ in imap.folder("Processed bounces")] == [{"\\Seen"}]
+
+
+def test_imap_a_message_someone_read_is_left_alone(imap: dovecot.Dovecot) -> None:
+    imap.deliver(ONE)
+    with open_imap(imap) as box:
+        (message,) = box.waiting()
+        box.hold(message)
+    client = imap.client()
+    try:
+        client.select("INBOX")
+        client.store("1", "+FLAGS.SILENT", r"(\Seen)")  # the operator reads it
+    finally:
+        client.logout()
+    with open_imap(imap) as box:
+        assert list(box.waiting()) == []
+        assert list(box.held()) == []

@@ -5,12 +5,13 @@ nothing is read twice and nothing is deleted:
 
 | | Maildir | IMAP |
 |---|---|---|
-| waiting | `new/`, or `cur/` with neither S nor F | in the folder, not \\Flagged |
+| waiting | `new/`, or `cur/` with neither S nor F | in the folder, neither \\Seen nor \\Flagged |
 | processed | `cur/`, flag S (seen) | \\Seen, moved to `bounces.processed_folder` |
 | left for the operator | `cur/`, flag F (flagged), not S | \\Flagged, left in the folder |
 
-A held message that the operator reads (S in Maildir, \\Seen... then moved or unflagged in
-IMAP) is theirs from then on.
+A message someone has read (S, \\Seen) is a person's business, not the processor's: a held
+message the operator reads is theirs from then on, and so is one read before it was
+processed (so keep the bounce mailbox for the course alone).
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class ImapMailbox:
             self._imap.shutdown()
 
     def waiting(self) -> Iterator[MailboxMessage]:
-        yield from self._fetch(self._search("UNFLAGGED UNDELETED"))
+        yield from self._fetch(self._search("UNSEEN UNFLAGGED UNDELETED"))
 
     def held(self) -> Iterator[MailboxMessage]:
         yield from self._fetch(self._search("FLAGGED UNSEEN UNDELETED"))
