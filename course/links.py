@@ -18,13 +18,20 @@ CALL_TO_ACTION = re.compile(
 )
 
 
+_QUOTES = str.maketrans("’‘“”", "''\"\"")
+
+
 def normalise(text: str) -> str:
-    """Fold case and typographic apostrophes/quotes so phrases match as a reader sees them."""
-    # Character by character, so offsets in the folded text are offsets in the text.
-    return "".join(
-        low if len(low := ch.lower()) == 1 else ch
-        for ch in text.translate(str.maketrans("’‘“”", "''\"\""))
-    )
+    """Fold case and typographic apostrophes/quotes so phrases match as a reader sees them.
+
+    Offsets in the folded text are offsets in the text: a character whose lower case is
+    longer (İ) keeps its case.
+    """
+    quoted = text.translate(_QUOTES)
+    folded = quoted.lower()
+    if len(folded) == len(text):
+        return folded
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in quoted)
 
 
 def calls_to_action(text: str) -> list[str]:
