@@ -72,7 +72,10 @@ class Backoff:
         return self.delay > 0
 
     def throttled(self, now: float) -> float:
-        """Back off; returns how long."""
+        """Back off; returns how long. Refusals that arrive while already backing off were
+        of messages sent before it began: only a refused probe doubles the delay."""
+        if now < self.until:
+            return self.until - now
         self.delay = min(self.cap, self.delay * 2) if self.delay else self.first
         self.until = now + self.delay
         return self.delay

@@ -203,6 +203,8 @@ class SmtpBackend(Backend):
         for session in list(self._sessions):
             if not run.todo or run.stop is not None:
                 break
+            if session not in self._sessions:  # dropped from a pool the server shrank
+                continue
             if not session.idle:
                 continue
             if not run.backoff.may_start(self._in_flight(), self._clock()):
@@ -364,14 +366,16 @@ class SmtpBackend(Backend):
         if is_throttling(reply) and run.throttled[answer.index] < MAX_THROTTLED:
             run.throttled[answer.index] += 1
             run.todo.appendleft((answer.index, answer.attempt))
+            backing_off = run.backoff.until > self._clock()
             wait = run.backoff.throttled(self._clock())
-            LOG.info(
-                "SMTP server %s asks to slow down (%s): waiting %g s, then one message at "
-                "a time until one is accepted",
-                self.server,
-                reply,
-                wait,
-            )
+            if not backing_off:
+                LOG.info(
+                    "SMTP server %s asks to slow down (%s): waiting %.3g s, then one message "
+                    "at a time until one is accepted",
+                    self.server,
+                    reply,
+                    wait,
+                )
             return
         if stage in ("mail", "rcpt") and not reply.temporary and scope_of(reply) is Scope.OTHER:
             self._extend_streak(run, answer, stage, reply, keep)

@@ -94,7 +94,7 @@ class SmtpConnection:
             self._smtp = self._connect()
             self._secure_and_login(self._smtp)
         except DeliveryError:
-            self.abort()
+            self.close()  # a refusal we understood (no STARTTLS, login, HELO): say QUIT
             raise
         except smtplib.SMTPConnectError as exc:  # a greeting other than 220
             self.abort()
