@@ -108,7 +108,6 @@ class _Run:
     stop: DeliveryError | None = None
     backoff: Backoff = field(default_factory=Backoff)
     throttled: Counter[int] = field(default_factory=Counter)  # times asked to wait, by index
-    refused_connects: int = 0  # 421 greetings with no other connection open
     streaks: dict[Session, _Streak] = field(default_factory=dict)
     bounces: list[Answer] = field(default_factory=list)  # recorded when the batch ends
 
@@ -233,20 +232,12 @@ class SmtpBackend(Backend):
             others = [s for s in self._sessions if s is not session and s.connection.is_open]
             if others:
                 self._shrink(refused, len(others))
-            elif not (refused.reply.startswith("421") and self._may_wait(run)):
-                run.stop = refused  # a 421 on the only connection is waited out a few times
+            else:
+                run.stop = refused  # not taking mail now: the next tick tries again
             return False
         except DeliveryError as exc:
             run.stop = exc
             return False
-        return True
-
-    def _may_wait(self, run: _Run) -> bool:
-        """Back off once more before giving up on a server that refuses for now."""
-        run.refused_connects += 1
-        if run.refused_connects > MAX_THROTTLED:
-            return False
-        run.backoff.throttled(self._clock())
         return True
 
     def _shrink(self, refused: ServerRefused, working: int) -> None:
