@@ -1,5 +1,7 @@
 """Every lesson in Chromium, light and dark (`prefers-color-scheme`): every visible text keeps
-WCAG AA contrast on the background actually painted behind it."""
+WCAG AA contrast on the background actually painted behind it. Two courses: the shipped one,
+and one whose article uses every kind of block (quote, lists, code, image, headings,
+inline code and emphasis, a button)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from test_preview_browser import CHROMIUM, CHROMIUM_ARGS
 
-from course.build import CourseBuild, build_course, sample_recipient
+from course.build import build_course, sample_recipient
 from course.checks.contrast import AA_RATIO, contrast_ratio
 from course.config import load_settings
 from course.slots import fill
@@ -65,8 +67,24 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def shipped() -> CourseBuild:
-    return build_course(load_settings(REPO / "schedule.yaml"))
+def courses(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Each course's lessons as compiled HTML, filled in for the sample subscriber."""
+    rich = tmp_path_factory.mktemp("rich")
+    (rich / "schedule.yaml").write_text(
+        f"course:\n  article: {REPO / 'tests' / 'data' / 'judges-every-block.md'}\n"
+        f"  templates: {REPO / 'templates'}\n"
+        '  links: {"Click here to get started": "https://example.com/start"}\n'
+    )
+    pages = {}
+    for name, config in (
+        ("shipped", REPO / "schedule.yaml"),
+        ("every block", rich / "schedule.yaml"),
+    ):
+        settings = load_settings(config)
+        values = sample_recipient(settings).values()
+        lessons = build_course(settings).lessons
+        pages[name] = [fill(x.rendered.html, x.rendered.slots, values) for x in lessons]
+    return pages
 
 
 def colours(browser: Browser, pages: list[str], scheme: Scheme) -> list[list[dict[str, object]]]:
@@ -83,14 +101,13 @@ def colours(browser: Browser, pages: list[str], scheme: Scheme) -> list[list[dic
         context.close()
 
 
+@pytest.mark.parametrize("course", ["shipped", "every block"])
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_text_keeps_aa_contrast(
-    browser: Browser, shipped: CourseBuild, scheme: Scheme
+    browser: Browser, courses: dict[str, list[str]], course: str, scheme: Scheme
 ) -> None:
-    values = sample_recipient(load_settings(REPO / "schedule.yaml")).values()
-    pages = [fill(x.rendered.html, x.rendered.slots, values) for x in shipped.lessons]
     backgrounds = set()
-    for day, found in enumerate(colours(browser, pages, scheme), 1):
+    for day, found in enumerate(colours(browser, courses[course], scheme), 1):
         assert len(found) > 5
         for item in found:
             assert item["background"] != "canvas", f"day {day}: unpainted {item}"
@@ -100,7 +117,7 @@ def test_every_text_keeps_aa_contrast(
             assert float(str(item["size"])) >= 14, f"day {day}: {item}"
             backgrounds.add(background)
     if scheme == "dark":
-        # The dark styles really applied: no light page or card remains behind any text.
+        # The dark styles really applied: no light page, card or code box behind any text.
         assert (0xF3, 0xEE, 0xE8) not in backgrounds
         assert (0xFF, 0xFF, 0xFF) not in backgrounds
     else:
