@@ -61,7 +61,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _spam_verdicts(messages: list[bytes], *, skip: bool) -> list[SpamVerdict | str]:
     if skip:
-        return ["skipped (--no-spamassassin)"] * len(messages)
+        return ["--no-spamassassin was given"] * len(messages)
     judge = SpamAssassin.find()
     if judge is None:
         return ["spamassassin is not installed"] * len(messages)
