@@ -182,3 +182,11 @@ def test_course_run_reads_the_mailbox_every_bounces_every_minutes(project: Path)
     assert run.returncode == 0, stderr
     assert "bounce mailbox maildir:state/bounces: 7 new messages" in stderr
     expect_processed(project)
+
+
+def test_course_run_with_an_imap_mailbox_and_no_password_does_not_start(project: Path) -> None:
+    configure(project, "bounces:\n  mailbox: imaps://b@127.0.0.1:9993/INBOX\n  every_minutes: 5\n")
+    result = run_course(project, "run", env=ENV)
+    assert result.returncode == 1
+    assert "bounces.password_env: set the environment variable BOUNCES_PASSWORD" in result.stderr
+    assert "Traceback" not in result.stderr

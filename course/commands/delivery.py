@@ -216,6 +216,7 @@ def _serve(settings: Settings) -> None:
 
         scheduler = TickScheduler(tick, settings.schedule.tick_seconds)
         if settings.bounces.every_minutes > 0:
+            _check_bounce_mailbox(settings)
             scheduler.every(
                 settings.bounces.every_minutes * 60,
                 lambda now: _read_bounces(settings, runtime, now),
@@ -224,6 +225,13 @@ def _serve(settings: Settings) -> None:
             )
         with _web_servers(settings, runtime):
             scheduler.run()
+
+
+def _check_bounce_mailbox(settings: Settings) -> None:
+    """A missing IMAP password is a start-up error, not one logged every few minutes."""
+    from course.bounces.service import mailbox_password
+
+    mailbox_password(settings)
 
 
 def _read_bounces(settings: Settings, runtime: Runtime, now: datetime) -> None:
