@@ -80,6 +80,10 @@ def test_text_runs_take_colour_size_and_background_from_the_nearest_ancestor() -
         ("hidden", (0x2A, 0x2A, 0x2A), PAGE, 1, True),
     ]
     assert [r.text for r in too_small(html)] == ["c"]
+    old_style = '<body bgcolor="#000000"><font color="#ffffff" size="2">e</font></body>'
+    assert [(r.colour, r.background) for r in text_runs(old_style)] == [
+        ((255, 255, 255), (0, 0, 0))
+    ]
 
 
 def test_every_lesson_meets_wcag_aa_in_every_colour(shipped: CourseBuild) -> None:

@@ -156,7 +156,8 @@ class _Reader(HTMLParser):
         found = dict(attrs)
         style = inline_style(found.get("style"))
         parent = self.stack[-1]
-        colour = parse_colour(style.get("color", "")) or parent.colour
+        # <font color> is old, but some templates still carry it.
+        colour = parse_colour(style.get("color") or found.get("color") or "") or parent.colour
         paint = style.get("background-color") or style.get("background") or found.get("bgcolor")
         background = paint_colour(paint or "") or parent.background
         size = font_size(style["font-size"], parent.font_px) if "font-size" in style else None

@@ -90,7 +90,10 @@ class SpamAssassin:
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise SpamAssassinError(f"spamassassin did not run: {exc}") from None
-        verdicts = parse_verdicts(done.stdout, header)
+        try:
+            verdicts = parse_verdicts(done.stdout, header)
+        except ValueError as exc:
+            raise SpamAssassinError(f"spamassassin's verdict could not be read: {exc}") from None
         if len(verdicts) != len(messages):
             detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SpamAssassinError(

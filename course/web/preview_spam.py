@@ -58,18 +58,24 @@ class SpamScorer:
         threading.Thread(target=self._work, name="preview-spamassassin", daemon=True).start()
 
     def _work(self) -> None:
+        try:
+            self._drain()
+        finally:
+            with self._lock:
+                self._running = False
+
+    def _drain(self) -> None:
         assert self._judge is not None
         while True:
             with self._lock:
                 if not self._queue:
-                    self._running = False
                     return
                 batch = self._queue.pop(0)
             keys = list(batch)
             try:
                 found: list[SpamVerdict | str] = list(self._judge.score(list(batch.values())))
             except CourseError as exc:
-                found = [str(exc)] * len(keys)
+                found = [f"SpamAssassin failed: {exc}"] * len(keys)
             with self._lock:
                 for key, verdict in zip(keys, found, strict=True):
                     self._verdicts[key] = verdict
