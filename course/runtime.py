@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from course.backends.base import Backend
@@ -62,6 +62,13 @@ class Runtime:
     _seen_csv: str = ""
     _seen_stat: tuple[int, int] = (-1, -1)
     paused_until: datetime | None = None
+    # Jobs that one worker at a time may run, called with `now` on the leader's ticks
+    # before delivery: the CSV sync, then whatever is added (e.g. bounce processing). With
+    # several workers on PostgreSQL the leader is elected; on SQLite the one worker leads.
+    leader_jobs: list[Callable[[datetime], object]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.leader_jobs.insert(0, self.refresh_subscribers)
 
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
@@ -145,14 +152,17 @@ class Runtime:
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int], None] = lambda _: None,
     ) -> TickReport:
-        """Reload the CSV if it changed, then deliver everything due at `now`.
+        """Run the leader's jobs if this worker leads (reloading the CSV if it changed), then
+        deliver everything due at `now`.
 
         Too many errors in a row pause delivery for `delivery.smtp.pause_minutes`; an error
         that no retry can fix (login refused, bad certificate, server down) is raised.
         """
         if self.paused_until is not None and now < self.paused_until:
             return TickReport()
-        self.refresh_subscribers(now)
+        if self.ledger.lead(now):
+            for job in self.leader_jobs:
+                job(now)
         report = self.deliverer.tick(now, should_stop=should_stop, progress=progress)
         if report.handled:
             LOG.info("tick %s: %s", now.isoformat(timespec="seconds"), report.summary())

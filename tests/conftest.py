@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_cluster import PostgresCluster
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.", "::1", "localhost")
@@ -35,3 +37,31 @@ def project(tmp_path: Path) -> Path:
         shutil.copytree(REPO / name, tmp_path / name)
     shutil.copy(REPO / "schedule.yaml", tmp_path / "schedule.yaml")
     return tmp_path
+
+
+# --- ledgers on SQLite and PostgreSQL ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the whole session, on a free loopback port."""
+    cluster = PostgresCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty ledger, once on SQLite (a file under the test's base dir, where the
+    `project` and `tmp_path` of the test are) and once on PostgreSQL (a new database)."""
+    if request.param == "sqlite":
+        yield "sqlite:///state/course.db"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    name = cluster.create_database()
+    try:
+        yield cluster.url(name)
+    finally:
+        cluster.drop_database(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,13 +22,23 @@ from support import free_port, run_course
 
 from course.backends.inbox import read_inbox
 from course.config import Settings, load_settings
+from course.ledger import Ledger
 from course.runtime import Runtime
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
 
 
-def configure(project: Path, csv: str, **replacements: str) -> Settings:
+def use_ledger(project: Path, url: str) -> None:
+    """Point the project's schedule.yaml at the ledger `url`."""
+    config = project / "schedule.yaml"
+    text = config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
+    config.write_text(text)
+
+
+def configure(
+    project: Path, csv: str, *, ledger: str | None = None, **replacements: str
+) -> Settings:
     (project / "examples" / "subscribers.csv").write_text(csv, encoding="utf-8")
     config = project / "schedule.yaml"
     # `course run` serves the unsubscribe pages: on a free port, never the operator's.
@@ -38,15 +47,18 @@ def configure(project: Path, csv: str, **replacements: str) -> Settings:
     for old, new in replacements.items():
         text = text.replace(old, new)
     config.write_text(text)
+    if ledger is not None:
+        use_ledger(project, ledger)
     return load_settings(config)
 
 
 @pytest.fixture
-def runtime(project: Path) -> Iterator[Runtime]:
+def runtime(project: Path, ledger_url: str) -> Iterator[Runtime]:
     settings = configure(
         project,
         CSV_HEAD + "ann@example.com,Ann,America/New_York,\n"
         "kai@example.com,Kai,Pacific/Kiritimati,\n",
+        ledger=ledger_url,
     )
     opened = Runtime.open(settings, clock=lambda: START)
     yield opened
@@ -74,7 +86,8 @@ def inbox(project: Path) -> dict[str, list[tuple[int, datetime, EmailMessage]]]:
     return received
 
 
-def test_simulate_delivers_every_day_once_in_local_order(project: Path) -> None:
+def test_simulate_delivers_every_day_once_in_local_order(project: Path, ledger_url: str) -> None:
+    use_ledger(project, ledger_url)
     course(project, "simulate", "--days", "15", "--start", "2026-03-01T12:00:00+00:00")
     received = inbox(project)
     zones = {
@@ -172,15 +185,21 @@ CRASHING_RUN = textwrap.dedent("""
     settings = load_settings(__import__("pathlib").Path("schedule.yaml"))
     runtime = Runtime.open(settings)
     runtime.backend = runtime.deliverer.backend = StallAfterDelivering(settings.delivery.inbox)
-    runtime.ledger.acquire_runner(owner="crashing", pid=os.getpid(), host=socket.gethostname(),
+    runtime.ledger.register_worker(owner="crashing", pid=os.getpid(), host=socket.gethostname(),
                                   now=datetime.fromisoformat(sys.argv[1]),
                                   stale_after=__import__("datetime").timedelta(minutes=5))
     runtime.tick(datetime.fromisoformat(sys.argv[1]))
 """)
 
 
-def test_crash_between_claim_and_record_resends_at_most_the_batch(project: Path) -> None:
-    configure(project, CSV_HEAD + "".join(f"r{i}@example.com,R{i},UTC,\n" for i in range(5)))
+def test_crash_between_claim_and_record_resends_at_most_the_batch(
+    project: Path, ledger_url: str
+) -> None:
+    configure(
+        project,
+        CSV_HEAD + "".join(f"r{i}@example.com,R{i},UTC,\n" for i in range(5)),
+        ledger=ledger_url,
+    )
     now = "2026-03-02T12:00:00+00:00"
     process = subprocess.Popen(
         [sys.executable, "-c", CRASHING_RUN, now], cwd=project, stdout=subprocess.PIPE, text=True
@@ -201,7 +220,7 @@ def test_crash_between_claim_and_record_resends_at_most_the_batch(project: Path)
     assert all([d for d, _, _ in m] == [1, 1, 2] for m in inbox(project).values())
 
 
-def test_a_second_run_on_the_same_ledger_refuses_to_start(project: Path) -> None:
+def test_on_sqlite_a_second_run_on_the_same_ledger_refuses_to_start(project: Path) -> None:
     configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n")
     first = subprocess.Popen(
         [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
@@ -219,8 +238,12 @@ def test_a_second_run_on_the_same_ledger_refuses_to_start(project: Path) -> None
     assert code == 0
 
 
-def test_sigterm_finishes_the_tick_and_exits_zero(project: Path) -> None:
-    configure(project, CSV_HEAD + "".join(f"s{i}@example.com,S{i},UTC,\n" for i in range(30)))
+def test_sigterm_finishes_the_tick_and_exits_zero(project: Path, ledger_url: str) -> None:
+    configure(
+        project,
+        CSV_HEAD + "".join(f"s{i}@example.com,S{i},UTC,\n" for i in range(30)),
+        ledger=ledger_url,
+    )
     run = subprocess.Popen(
         [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
     )
@@ -365,15 +388,18 @@ def test_course_run_serves_the_preview_and_the_unsubscribe_pages(project: Path) 
     assert code == 0
 
 
-def test_course_run_keeps_its_lease_fresh(project: Path) -> None:
+def test_course_run_keeps_its_heartbeat_fresh(project: Path, ledger_url: str) -> None:
     configure(
-        project, CSV_HEAD + "ann@example.com,Ann,UTC,\n", **{"tick_seconds: 60": "tick_seconds: 1"}
+        project,
+        CSV_HEAD + "ann@example.com,Ann,UTC,\n",
+        ledger=ledger_url,
+        **{"tick_seconds: 60": "tick_seconds: 1"},
     )
     run = subprocess.Popen(
         [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.DEVNULL
     )
     try:
-        beats: set[str] = set()
+        beats: set[datetime] = set()
         deadline = time.monotonic() + 20
         while len(beats) < 3 and time.monotonic() < deadline:
             beat = _lease_heartbeat(project)
@@ -387,10 +413,12 @@ def test_course_run_keeps_its_lease_fresh(project: Path) -> None:
     assert code == 0
 
 
-def test_sigterm_while_starting_exits_zero_and_releases_the_lease(project: Path) -> None:
+def test_sigterm_while_starting_exits_zero_and_releases_the_lease(
+    project: Path, ledger_url: str
+) -> None:
     # The lease is taken before the web servers start and the scheduler takes over the
     # signals, so a SIGTERM sent the moment it appears usually lands in start-up.
-    configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n")
+    configure(project, CSV_HEAD + "ann@example.com,Ann,UTC,\n", ledger=ledger_url)
     run = subprocess.Popen(
         [sys.executable, "-m", "course.cli", "run"], cwd=project, stderr=subprocess.PIPE, text=True
     )
@@ -408,14 +436,11 @@ def test_sigterm_while_starting_exits_zero_and_releases_the_lease(project: Path)
     assert "another `course run`" not in second.stderr
 
 
-def _lease_heartbeat(project: Path) -> str | None:
-    """The runner lease's heartbeat, or None while no run holds it (or the ledger is new)."""
-    db = project / "state" / "course.db"
-    if not db.exists():
-        return None
-    with sqlite3.connect(db) as conn:
-        try:
-            row = conn.execute("SELECT heartbeat_at FROM runner").fetchone()
-        except sqlite3.OperationalError:  # the schema is still being created
-            return None
-    return None if row is None else str(row[0])
+def _lease_heartbeat(project: Path) -> datetime | None:
+    """The running worker's last heartbeat, or None while no worker is registered."""
+    settings = load_settings(project / "schedule.yaml")
+    if settings.ledger.startswith("sqlite:") and not (project / "state" / "course.db").exists():
+        return None  # not created yet: opening it here would create it
+    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
+        workers = ledger.workers(datetime.now(UTC))
+    return workers[0].heartbeat_at if workers else None

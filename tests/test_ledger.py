@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -16,7 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, Table
+from pg_cluster import PostgresCluster
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, insert, inspect, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 import course.ledger.schema
@@ -32,10 +34,9 @@ from course.ledger import (
     SyncSummary,
 )
 from course.ledger.database import BUSY_TIMEOUT_MS
-from course.ledger.schema import REPLY_RECOVERED, UTCDateTime
+from course.ledger.schema import REPLY_RECOVERED, SCHEMA_VERSION, UTCDateTime
 
-URL = "sqlite:///state/course.db"
-ALL_VERSIONS = [(v,) for v in range(1, len(course.ledger.schema.MIGRATIONS) + 1)]
+SQLITE_URL = "sqlite:///state/course.db"
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -83,9 +84,22 @@ def status_of(ledger: Ledger, email: str) -> str:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(URL, base_dir=tmp_path) as opened:
+def ledger(tmp_path: Path, ledger_url: str) -> Iterator[Ledger]:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as opened:
         yield opened
+
+
+def versions(ledger: Ledger) -> list[int]:
+    """Every migration recorded as applied, in order."""
+    with ledger.database.reading() as conn:
+        return list(conn.execute(select(SCHEMA_VERSION.c.version).order_by("version")).scalars())
+
+
+def table_names(ledger: Ledger) -> set[str]:
+    return set(inspect(ledger.database.engine).get_table_names())
+
+
+LATEST = len(course.ledger.schema.MIGRATIONS)
 
 
 def send_due(ledger: Ledger, now: datetime, next_due_at: datetime | None) -> list[DueLesson]:
@@ -98,37 +112,41 @@ def send_due(ledger: Ledger, now: datetime, next_due_at: datetime | None) -> lis
 # --- opening and migrations -------------------------------------------------------------------
 
 
-def test_open_creates_the_schema_and_records_its_version(tmp_path: Path) -> None:
-    Ledger.open(URL, base_dir=tmp_path).close()
+def test_open_creates_the_schema_and_records_its_version(tmp_path: Path, ledger_url: str) -> None:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
+        names = table_names(ledger)
+        indexes = {
+            index["name"]
+            for table in ("subscribers", "deliveries")
+            for index in inspect(ledger.database.engine).get_indexes(table)
+        }
+        assert versions(ledger) == list(range(1, LATEST + 1))
+    assert {"subscribers", "deliveries", "workers", "schema_version", "outcome_journal"} <= names
+    assert "bounce_notices" in names
+    assert "runner" not in names  # v4: the worker table replaced the single lease
+    assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= indexes
 
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    assert {"subscribers", "deliveries", "runner", "schema_version", "outcome_journal"} <= names
-    assert {"bounce_notices", "ix_bounce_notices_verdict_received"} <= names
-    assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= names
-    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
 
-
-def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+def test_reopening_does_not_migrate_again(tmp_path: Path, ledger_url: str) -> None:
     for _ in range(2):
-        Ledger.open(URL, base_dir=tmp_path).close()
+        Ledger.open(ledger_url, base_dir=tmp_path).close()
 
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
+        assert versions(ledger) == list(range(1, LATEST + 1))
 
 
 def test_an_empty_database_file_is_migrated(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     sqlite3.connect(tmp_path / "state" / "course.db").close()  # version 0: no tables
 
-    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+    with Ledger.open(SQLITE_URL, base_dir=tmp_path) as ledger:
         assert ledger.status_counts() == {}
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
         ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
 
     def add_notes(conn: Connection) -> None:
@@ -137,55 +155,65 @@ def test_an_older_database_is_upgraded_and_keeps_its_rows(
     monkeypatch.setattr(
         course.ledger.schema, "MIGRATIONS", (*course.ledger.schema.MIGRATIONS, add_notes)
     )
-    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
-
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    newer = [*ALL_VERSIONS, (len(ALL_VERSIONS) + 1,)]
-    assert db.execute("SELECT version FROM schema_version").fetchall() == newer
-    assert db.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+        assert versions(ledger) == list(range(1, LATEST + 2))
+        assert "notes" in table_names(ledger)
 
 
-def test_a_version_1_ledger_gains_the_outcome_journal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_version_1_ledger_is_migrated_with_its_lease_and_rows(
+    tmp_path: Path, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(course.ledger.schema, "MIGRATIONS", course.ledger.schema.MIGRATIONS[:1])
-        with Ledger.open(URL, base_dir=tmp_path) as ledger:
+        with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
             ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute(
-        "SELECT count(*) FROM sqlite_master WHERE name = 'outcome_journal'"
-    ).fetchone() == (0,)
+            assert "outcome_journal" not in table_names(ledger)
+            with ledger.database.writing() as conn:  # a v1 runner holding the lease
+                conn.exec_driver_sql(
+                    "INSERT INTO runner (name, owner, pid, host, started_at, heartbeat_at) "
+                    "VALUES ('course run', 'v1-runner', 4242, 'elsewhere', "
+                    "'2024-05-01 06:00:00', '2024-05-01 06:00:00')"
+                )
 
-    with Ledger.open(URL, base_dir=tmp_path) as ledger:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
         assert status_of(ledger, "ann@example.com") == "active"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == ALL_VERSIONS
-    assert db.execute("SELECT count(*) FROM outcome_journal").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM bounce_notices").fetchone() == (0,)
+        assert versions(ledger) == list(range(1, LATEST + 1))
+        assert {"outcome_journal", "bounce_notices", "workers"} <= table_names(ledger)
+        assert "runner" not in table_names(ledger)
+        [worker] = ledger.workers(T0)
+        assert (worker.owner, worker.pid, worker.host, worker.heartbeat_at) == (
+            "v1-runner",
+            4242,
+            "elsewhere",
+            T0,
+        )
 
 
-def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    Ledger.open(URL, base_dir=tmp_path).close()
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    with db:
-        db.execute("INSERT INTO schema_version (version) VALUES (7)")
-    db.close()
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path, ledger_url: str) -> None:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as ledger:
+        with ledger.database.writing() as conn:
+            conn.execute(insert(SCHEMA_VERSION).values(version=LATEST + 4))
+        label = ledger.database.label
 
     with pytest.raises(LedgerError) as refused:
-        Ledger.open(URL, base_dir=tmp_path)
+        Ledger.open(ledger_url, base_dir=tmp_path)
     assert str(refused.value) == (
-        "the ledger state/course.db has schema version 7, but this version of course only "
-        f"knows versions up to {len(ALL_VERSIONS)}; upgrade course or use another ledger"
+        f"the ledger {label} has schema version {LATEST + 4}, but this version of course only "
+        f"knows versions up to {LATEST}; upgrade course or use another ledger"
     )
 
 
 @pytest.mark.parametrize(
     ("url", "named"),
-    [("not a url", "'not a url'"), ("mysql://db.example.com/course", "mysql://db.example.com")],
+    [
+        ("not a url", "'not a url'"),
+        ("mysql://db.example.com/course", "mysql://db.example.com"),
+        ("postgresql+psycopg2://u:secret@127.0.0.1/course", "'postgresql+psycopg2://u:***@"),
+    ],
 )
 def test_a_bad_url_is_refused_by_name(tmp_path: Path, url: str, named: str) -> None:
-    with pytest.raises(LedgerError, match=named):
+    with pytest.raises(LedgerError, match=re.escape(named)):
         Ledger.open(url, base_dir=tmp_path)
 
 
@@ -194,16 +222,16 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path: Path) -> Non
     (tmp_path / "state" / "course.db").write_text("subscriber list, not a database\n" * 100)
 
     with pytest.raises(LedgerError, match=r"the ledger state/course\.db cannot be used"):
-        Ledger.open(URL, base_dir=tmp_path)
+        Ledger.open(SQLITE_URL, base_dir=tmp_path)
 
 
-def test_sqlite_runs_in_wal_mode_with_the_connection_pragmas(
-    tmp_path: Path, ledger: Ledger
-) -> None:
-    db = sqlite3.connect(tmp_path / "state" / "course.db")
-    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    with ledger.database.engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode_with_the_connection_pragmas(tmp_path: Path) -> None:
+    with (
+        Ledger.open(SQLITE_URL, base_dir=tmp_path) as ledger,
+        ledger.database.engine.connect() as conn,
+    ):
         pragma = conn.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert pragma("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
@@ -427,10 +455,12 @@ def test_due_is_ordered_by_due_time_and_limited(ledger: Ledger) -> None:
     ]
 
 
-def test_a_claim_is_won_by_exactly_one_of_two_connections(tmp_path: Path, ledger: Ledger) -> None:
+def test_a_claim_is_won_by_exactly_one_of_two_connections(
+    tmp_path: Path, ledger_url: str, ledger: Ledger
+) -> None:
     ledger.sync([person(f"p{i}@example.com") for i in range(10)], now=T0, first_due=first_due)
     now = T0 + DAY
-    with Ledger.open(URL, base_dir=tmp_path) as other:
+    with Ledger.open(ledger_url, base_dir=tmp_path) as other:
         due_here, due_there = ledger.due(now), other.due(now)
         assert due_here == due_there
 
@@ -443,10 +473,10 @@ def test_a_claim_is_won_by_exactly_one_of_two_connections(tmp_path: Path, ledger
     assert again == []
 
 
-def _claim_in_child(base_dir: str, start: Any, results: Any) -> None:
+def _claim_in_child(url: str, base_dir: str, start: Any, results: Any) -> None:
     """One of two racing processes: claim everything due, ten at a time."""
     now = T0 + DAY
-    with Ledger.open(URL, base_dir=Path(base_dir)) as ledger:
+    with Ledger.open(url, base_dir=Path(base_dir)) as ledger:
         due = ledger.due(now)
         start.wait()
         won: list[tuple[int, int]] = []
@@ -457,7 +487,7 @@ def _claim_in_child(base_dir: str, start: Any, results: Any) -> None:
 
 
 def test_two_processes_racing_for_the_same_claims_never_share_one(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger_url: str, ledger: Ledger
 ) -> None:
     ledger.sync([person(f"p{i:03}@example.com") for i in range(200)], now=T0, first_due=first_due)
     everyone = {(r.subscriber_id, r.day) for r in ledger.due(T0 + DAY)}
@@ -466,7 +496,7 @@ def test_two_processes_racing_for_the_same_claims_never_share_one(
     spawn = multiprocessing.get_context("spawn")  # no forked copies of open connections
     start, results = spawn.Barrier(2), spawn.Queue()
     racers = [
-        spawn.Process(target=_claim_in_child, args=(str(tmp_path), start, results))
+        spawn.Process(target=_claim_in_child, args=(ledger_url, str(tmp_path), start, results))
         for _ in range(2)
     ]
     for racer in racers:
@@ -743,19 +773,21 @@ def test_set_status_reports_unknown_addresses_and_refuses_active(ledger: Ledger)
         ledger.set_status("nobody@example.com", SubscriberStatus.ACTIVE, reason="x", now=T0)
 
 
-# --- the crash rule and the runner lease ------------------------------------------------------
+# --- the crash rule and the workers ------------------------------------------------------------
 
 
-def test_claims_left_by_a_dead_runner_are_sent_again(tmp_path: Path, ledger: Ledger) -> None:
+def test_claims_left_by_a_dead_runner_are_sent_again(
+    tmp_path: Path, ledger_url: str, ledger: Ledger
+) -> None:
     ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
-    with Ledger.open(URL, base_dir=tmp_path) as crashed:
-        crashed.acquire_runner(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
+    with Ledger.open(ledger_url, base_dir=tmp_path) as crashed:
+        crashed.register_worker(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
         assert len(crashed.claim(crashed.due(now), now=now)) == 2
         # ... and it dies here, before record(): its heartbeat goes stale.
 
     later = now + 2 * HOUR
-    ledger.acquire_runner(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
+    ledger.register_worker(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
     assert ledger.recover_claims(now=later) == 2
     assert ledger.recover_claims(now=later) == 0
 
@@ -768,18 +800,18 @@ def test_claims_left_by_a_dead_runner_are_sent_again(tmp_path: Path, ledger: Led
 
 
 def test_a_dead_runners_journal_is_applied_before_its_claims_are_recovered(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger_url: str, ledger: Ledger
 ) -> None:
     ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
-    with Ledger.open(URL, base_dir=tmp_path) as crashed:
-        crashed.acquire_runner(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
+    with Ledger.open(ledger_url, base_dir=tmp_path) as crashed:
+        crashed.register_worker(owner="old", pid=4242, host="elsewhere", now=now, stale_after=HOUR)
         ann, _bob = crashed.claim(crashed.due(now), now=now)
         crashed.journal([sent(ann, now + DAY)], now=now)
         # ... and it dies here, with Ann's answer journaled and Bob's message in flight.
 
     later = now + 2 * HOUR
-    ledger.acquire_runner(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
+    ledger.register_worker(owner="new", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
     assert ledger.recover_claims(now=later) == 1
 
     assert ledger.state_counts() == {(1, "sent"): 1, (1, "retrying"): 1}
@@ -789,70 +821,93 @@ def test_a_dead_runners_journal_is_applied_before_its_claims_are_recovered(
 def test_recover_claims_leaves_the_live_runners_claims_alone(ledger: Ledger) -> None:
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
-    ledger.acquire_runner(owner="me", pid=os.getpid(), host=HOST, now=now, stale_after=HOUR)
+    ledger.register_worker(owner="me", pid=os.getpid(), host=HOST, now=now, stale_after=HOUR)
     ledger.claim(ledger.due(now), now=now)
 
     assert ledger.recover_claims(now=now) == 0
     assert ledger.state_counts() == {(1, "claimed"): 1}
 
 
-def test_a_second_runner_is_refused_while_the_first_is_alive(
-    tmp_path: Path, ledger: Ledger
-) -> None:
-    ledger.acquire_runner(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=HOUR)
+def test_on_sqlite_a_second_worker_is_refused_while_the_first_is_alive(tmp_path: Path) -> None:
+    with Ledger.open(SQLITE_URL, base_dir=tmp_path) as ledger:
+        ledger.register_worker(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=HOUR)
 
-    with Ledger.open(URL, base_dir=tmp_path) as other, pytest.raises(LedgerError) as refused:
-        other.acquire_runner(
-            owner="second",
-            pid=1,
-            host=HOST,
-            now=T0 + 10 * MINUTE,
-            stale_after=HOUR,
-        )
-    assert str(refused.value) == (
+        with Ledger.open(SQLITE_URL, base_dir=tmp_path) as other, pytest.raises(LedgerError) as no:
+            other.register_worker(
+                owner="second",
+                pid=1,
+                host=HOST,
+                now=T0 + 10 * MINUTE,
+                stale_after=HOUR,
+            )
+    assert str(no.value) == (
         f"another `course run` (pid {os.getpid()} on host {HOST}, started 2024-05-01 06:00:00 UTC)"
         " holds the ledger state/course.db; stop it first"
     )
 
 
-def test_a_runner_on_another_host_is_trusted_until_its_heartbeat_is_stale(
-    tmp_path: Path, ledger: Ledger
+def test_on_sqlite_a_worker_on_another_host_is_trusted_until_its_heartbeat_is_stale(
+    tmp_path: Path,
 ) -> None:
-    ledger.acquire_runner(owner="remote", pid=999_999, host="far-away", now=T0, stale_after=HOUR)
-    ledger.heartbeat(owner="remote", now=T0 + 50 * MINUTE)
+    with Ledger.open(SQLITE_URL, base_dir=tmp_path) as ledger:
+        ledger.register_worker(
+            owner="remote", pid=999_999, host="far-away", now=T0, stale_after=HOUR
+        )
+        ledger.heartbeat(owner="remote", now=T0 + 50 * MINUTE)
 
-    with Ledger.open(URL, base_dir=tmp_path) as other:
-        with pytest.raises(LedgerError, match="pid 999999 on host far-away"):
-            other.acquire_runner(
-                owner="me", pid=os.getpid(), host=HOST, now=T0 + HOUR, stale_after=HOUR
+        with Ledger.open(SQLITE_URL, base_dir=tmp_path) as other:
+            with pytest.raises(LedgerError, match="pid 999999 on host far-away"):
+                other.register_worker(
+                    owner="me", pid=os.getpid(), host=HOST, now=T0 + HOUR, stale_after=HOUR
+                )
+            later = T0 + 50 * MINUTE + HOUR
+            other.register_worker(
+                owner="me", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR
             )
-        later = T0 + 50 * MINUTE + HOUR
-        other.acquire_runner(owner="me", pid=os.getpid(), host=HOST, now=later, stale_after=HOUR)
 
-    with pytest.raises(LedgerError, match="another `course run` took it over"):
-        ledger.heartbeat(owner="remote", now=later)
+        with pytest.raises(LedgerError, match="another `course run` took it over"):
+            ledger.heartbeat(owner="remote", now=later)
+
+
+def test_on_postgresql_workers_join_side_by_side_and_a_stale_one_is_taken_over(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    url = postgres.url(postgres.create_database())
+    with Ledger.open(url, base_dir=tmp_path) as remote, Ledger.open(url, base_dir=tmp_path) as me:
+        remote.register_worker(owner="remote", pid=999_999, host="far", now=T0, stale_after=HOUR)
+        remote.heartbeat(owner="remote", now=T0 + 50 * MINUTE)
+        me.register_worker(owner="me", pid=os.getpid(), host=HOST, now=T0 + HOUR, stale_after=HOUR)
+        assert [w.owner for w in me.workers(T0 + HOUR) if w.alive] == ["remote", "me"]
+
+        later = T0 + 50 * MINUTE + HOUR
+        me.recover_claims(now=later)
+        assert [w.owner for w in me.workers(later)] == ["me"]
+        with pytest.raises(LedgerError, match="another `course run` took it over"):
+            remote.heartbeat(owner="remote", now=later)
 
 
 def test_the_lease_of_a_dead_process_on_this_host_is_taken_over(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger_url: str, ledger: Ledger
 ) -> None:
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    ledger.acquire_runner(owner="dead", pid=finished.pid, host=HOST, now=T0, stale_after=DAY)
+    ledger.register_worker(owner="dead", pid=finished.pid, host=HOST, now=T0, stale_after=DAY)
 
-    with Ledger.open(URL, base_dir=tmp_path) as other:
-        other.acquire_runner(
+    with Ledger.open(ledger_url, base_dir=tmp_path) as other:
+        other.register_worker(
             owner="alive", pid=os.getpid(), host=HOST, now=T0 + 1 * HOUR, stale_after=DAY
         )
         other.heartbeat(owner="alive", now=T0 + 2 * HOUR)
 
 
-def test_a_released_lease_can_be_taken_at_once(tmp_path: Path, ledger: Ledger) -> None:
-    ledger.acquire_runner(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
-    ledger.release_runner(owner="first")
+def test_a_released_lease_can_be_taken_at_once(
+    tmp_path: Path, ledger_url: str, ledger: Ledger
+) -> None:
+    ledger.register_worker(owner="first", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
+    ledger.release_worker(owner="first")
 
-    with Ledger.open(URL, base_dir=tmp_path) as other:
-        other.acquire_runner(owner="second", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
+    with Ledger.open(ledger_url, base_dir=tmp_path) as other:
+        other.register_worker(owner="second", pid=os.getpid(), host=HOST, now=T0, stale_after=DAY)
 
 
 # --- reports ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from course.commands.interrupt import sigterm_as_interrupt
 from course.commands.optout import public_app
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
-from course.errors import CourseError, LedgerError
+from course.errors import CourseError
 from course.ledger import DeliveryState, Ledger, SubscriberStatus, Verdict
 from course.progress import Progress
 from course.runtime import Runtime
@@ -103,8 +103,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return _dry_run(settings, now)
     log_to_stderr()
-    with _runner(settings, clock=lambda: now) as (runtime, _):
-        report = _tick_with_progress(runtime, now, "sending")
+    with _runner(settings, clock=lambda: now) as (runtime, worker):
+        report = _tick_with_progress(runtime, now, "sending", worker.lost)
     print(f"{now.isoformat(timespec='seconds')}: {report.summary()}")
     return 0
 
@@ -152,27 +152,59 @@ def _day_of(message_id: str) -> str:
     return message_id.split(".d", 1)[1][:2].lstrip("0") if ".d" in message_id else "?"
 
 
+@dataclass(frozen=True)
+class _Worker:
+    """This process as a worker on the ledger: its id, and whether it has been taken over."""
+
+    owner: str
+    lost: Callable[[], bool]
+
+
 @contextmanager
-def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple[Runtime, str]]:
-    """An open runtime holding the ledger's runner lease, with orphaned claims recovered."""
+def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple[Runtime, _Worker]]:
+    """An open runtime registered as a worker on the ledger, its heartbeat kept fresh from a
+    thread (so a long tick, `send` or `simulate` never looks dead), with the claims of dead
+    workers recovered. On SQLite a second live worker is refused (the single-writer lease)."""
     runtime = Runtime.open(settings, clock=clock)
     owner = uuid.uuid4().hex
     stale = timedelta(seconds=max(300, 3 * settings.schedule.tick_seconds))
+    ledger = runtime.ledger
+    registered = False
     try:
-        runtime.ledger.acquire_runner(
-            owner=owner, pid=os.getpid(), host=socket.gethostname(), now=clock(), stale_after=stale
+        # Liveness is judged on the real clock, whatever instant the tick is run at.
+        ledger.register_worker(
+            owner=owner,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            now=_real_now(),
+            stale_after=stale,
         )
-        recovered = runtime.ledger.recover_claims(now=clock())
-        if recovered:
-            LOG.warning(
-                "%d deliveries were claimed by a run that stopped before recording "
-                "them; they will be sent again (the crash rule)",
-                recovered,
-            )
-        yield runtime, owner
+        registered = True
+        _recover(ledger, clock())
+        every = min(settings.schedule.tick_seconds, stale.total_seconds() / 5)
+        with ledger.heartbeats(owner=owner, clock=_real_now, every=every) as lost:
+            yield runtime, _Worker(owner, lost)
     finally:
-        runtime.ledger.release_runner(owner=owner)
-        runtime.close()
+        try:
+            if registered:
+                ledger.release_worker(owner=owner)
+        finally:
+            runtime.close()
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _recover(ledger: Ledger, now: datetime) -> None:
+    """The crash rule for workers that died: their claims go back to be sent again."""
+    recovered = ledger.recover_claims(now=now, alive_at=_real_now())
+    if recovered:
+        LOG.warning(
+            "%d deliveries were claimed by a run that stopped before recording "
+            "them; they will be sent again (the crash rule)",
+            recovered,
+        )
 
 
 def _tick_with_progress(
@@ -200,19 +232,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> None:
-    """Hold the lease and deliver every tick until the scheduler is told to stop."""
-    with _runner(settings, clock=lambda: datetime.now(UTC)) as (runtime, owner):
+    """Work as a worker, delivering every tick until the scheduler is told to stop."""
+    with _runner(settings, clock=_real_now) as (runtime, worker):
         print(_where_to_look(settings), file=sys.stderr)
 
         def tick(now: datetime, should_stop: Callable[[], bool]) -> None:
-            # Keeps the lease fresh; if another run has taken it over, this one stops.
-            try:
-                runtime.ledger.heartbeat(owner=owner, now=now)
-            except LedgerError as exc:
-                LOG.error("%s; stopping", exc)
+            # Taken over by another worker (this one looked dead): stop, sending nothing more.
+            if worker.lost():
                 scheduler.stop()
                 return
-            _tick_with_progress(runtime, now, "sending", should_stop)
+            _recover(runtime.ledger, now)  # another worker may have died since the last tick
+            _tick_with_progress(runtime, now, "sending", lambda: should_stop() or worker.lost())
 
         scheduler = TickScheduler(tick, settings.schedule.tick_seconds)
         if settings.bounces.every_minutes > 0:
@@ -235,6 +265,9 @@ def _check_bounce_mailbox(settings: Settings) -> None:
 
 
 def _read_bounces(settings: Settings, runtime: Runtime, now: datetime) -> None:
+    # One worker reads the mailbox: with several on PostgreSQL, the elected leader.
+    if not runtime.ledger.lead(now):
+        return
     # Imported here: only a run with a bounce mailbox needs the classifier and IMAP.
     from course.bounces.service import process_once
 
@@ -375,6 +408,41 @@ def _overall_status(ledger: Ledger) -> None:
             ("subscriber", "when (UTC)", "from", "what the report says"),
             [(n.email, _when(n.received_at), n.source, n.detail) for n in delayed],
         )
+    _workers_status(ledger, _real_now())
+
+
+def _workers_status(ledger: Ledger, now: datetime) -> None:
+    """Who works on the ledger, and which worker leads (runs the CSV sync)."""
+    workers = ledger.workers(now)
+    if not workers:
+        print("\nworkers: none running")
+        return
+    leader = next((w for w in workers if w.leader_since is not None and w.alive), None)
+    lead = f"leader {leader.owner[:8]} on {leader.host}" if leader else "no live leader"
+    print(f"\nworkers: {sum(w.alive for w in workers)} running ({lead})")
+    print_table(
+        ("worker", "role", "host", "pid", "started (UTC)", "last heartbeat"),
+        [
+            (
+                w.owner[:8],
+                "leader" if w is leader else "worker",
+                w.host,
+                str(w.pid),
+                _when(w.started_at),
+                f"{_ago(now - w.heartbeat_at)}" + ("" if w.alive else " (stopped?)"),
+            )
+            for w in workers
+        ],
+    )
+
+
+def _ago(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
 
 
 def _subscriber_status(ledger: Ledger, email: str) -> int:

@@ -10,7 +10,7 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
   schema    tables, states and statuses, UTC times, migrations
   roster    subscribers: CSV sync, unsubscribe, resubscribe, suppressions
   queue     due, claim, journal, fold, release, recover: the crash rule
-  workers   the runner lease: heartbeat, take-over
+  workers   the worker table: heartbeats, take-over, the leader
   reports   read-only counts, history, problems, stored facts
   notices   late bounces, complaints and provider events, each taken in once
 """
@@ -18,6 +18,7 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +38,7 @@ from course.ledger.records import (
 from course.ledger.reports import Reports
 from course.ledger.roster import Roster
 from course.ledger.schema import DeliveryState, SubscriberStatus, Verdict, upgrade
-from course.ledger.workers import Workers
+from course.ledger.workers import Workers, WorkerView
 
 __all__ = [
     "DeliveryOutcome",
@@ -52,6 +53,7 @@ __all__ = [
     "SubscriberView",
     "SyncSummary",
     "Verdict",
+    "WorkerView",
 ]
 
 
@@ -65,8 +67,8 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self.database = db
         self._roster = Roster(db)
-        self._queue = Queue(db)
         self._workers = Workers(db)
+        self._queue = Queue(db, self._workers)
         self._reports = Reports(db)
         self._notices = Notices(db)
 
@@ -86,6 +88,7 @@ class Ledger:
         return cls(db)
 
     def close(self) -> None:
+        self._workers.resign()
         self.database.close()
 
     def __enter__(self) -> Self:
@@ -137,9 +140,15 @@ class Ledger:
     def next_due_at(self) -> datetime | None:
         return self._queue.next_due_at()
 
+    def claim_due(self, now: datetime, *, limit: int) -> list[DueLesson]:
+        return self._queue.claim_due(now, limit=limit)
+
+    def is_due(self, now: datetime) -> bool:
+        return self._queue.is_due(now)
+
     def claim(self, lessons: Sequence[DueLesson], *, now: datetime) -> list[DueLesson]:
-        """Claim as the runner holding this ledger's lease ("" without one)."""
-        return self._queue.claim(lessons, now=now, owner=self._workers.owner)
+        """Claim as this process's worker ("" when not registered)."""
+        return self._queue.claim(lessons, now=now)
 
     def record(self, outcomes: Sequence[DeliveryOutcome], *, now: datetime) -> None:
         self._queue.record(outcomes, now=now)
@@ -153,21 +162,40 @@ class Ledger:
     def release(self, lessons: Sequence[DueLesson], *, now: datetime) -> int:
         return self._queue.release(lessons, now=now)
 
-    def recover_claims(self, *, now: datetime) -> int:
-        return self._queue.recover_claims(now=now)
+    def recover_claims(self, *, now: datetime, alive_at: datetime | None = None) -> int:
+        return self._queue.recover_claims(now=now, alive_at=alive_at)
 
-    # --- the runner lease (workers.py) -----------------------------------------------------
+    # --- workers (workers.py) --------------------------------------------------------------
 
-    def acquire_runner(
+    def register_worker(
         self, *, owner: str, pid: int, host: str, now: datetime, stale_after: timedelta
     ) -> None:
-        self._workers.acquire(owner=owner, pid=pid, host=host, now=now, stale_after=stale_after)
+        self._workers.register(owner=owner, pid=pid, host=host, now=now, stale_after=stale_after)
 
     def heartbeat(self, *, owner: str, now: datetime) -> None:
         self._workers.heartbeat(owner=owner, now=now)
 
-    def release_runner(self, *, owner: str) -> None:
+    def heartbeats(
+        self, *, owner: str, clock: Callable[[], datetime], every: float
+    ) -> AbstractContextManager[Callable[[], bool]]:
+        return self._workers.beating(owner=owner, clock=clock, every=every)
+
+    def release_worker(self, *, owner: str) -> None:
         self._workers.release(owner=owner)
+
+    def lead(self, now: datetime) -> bool:
+        return self._workers.lead(now)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this worker leads: it alone runs the singleton jobs (CSV sync, bounces).
+
+        Decided by lead(), once a tick; always true on SQLite once registered.
+        """
+        return self._workers.is_leader
+
+    def workers(self, now: datetime) -> list[WorkerView]:
+        return self._workers.listing(now)
 
     # --- reports (reports.py) --------------------------------------------------------------
 

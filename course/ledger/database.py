@@ -7,13 +7,26 @@ errors the operator can act on) is decided here.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import ClauseElement, Connection, Engine, Insert, Table, create_engine, event
+from sqlalchemy import (
+    ClauseElement,
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
@@ -38,6 +51,16 @@ _SQLITE_PRAGMAS: Final = (
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
 )
+# psycopg connection settings: give up connecting after 10 s rather than hang a tick, and
+# notice a dead server (or a dead network) within about a minute.
+_PG_CONNECT_ARGS: Final = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "application_name": "course",
+}
 
 
 class Database:
@@ -54,6 +77,8 @@ class Database:
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
         self._driver_conn: PoolProxiedConnection | None = None
+        # SQLite: the journal's transactions queue with every other write of the process.
+        self._driver_lock = threading.Lock() if self.is_shared else self._write_lock
 
     @classmethod
     def open(cls, url: str, *, base_dir: Path) -> Database:
@@ -72,11 +97,17 @@ class Database:
         """Which database this is: "sqlite" or "postgresql"."""
         return self.engine.dialect.name
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether several workers may write at once (PostgreSQL), or one at a time (SQLite)."""
+        return self.dialect == "postgresql"
+
     def close(self) -> None:
         with self._write_lock:
             if self._write_conn is not None:
                 self._write_conn.close()
                 self._write_conn = None
+        with self._driver_lock:
             if self._driver_conn is not None:
                 self._driver_conn.close()
                 self._driver_conn = None
@@ -86,11 +117,17 @@ class Database:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite), one per process at a time.
+        """A write transaction: on SQLite, BEGIN IMMEDIATE and one per process at a time.
 
-        Threads of one process queue on a lock rather than on SQLite's busy handler, which
-        sleeps for milliseconds at a time; other processes still wait on busy_timeout.
+        On SQLite, threads of one process queue on a lock rather than on SQLite's busy
+        handler, which sleeps for milliseconds at a time; other processes still wait on
+        busy_timeout. On PostgreSQL, transactions run side by side (READ COMMITTED), and
+        each statement that reads then writes takes its own row or advisory locks.
         """
+        if self.is_shared:
+            with _unusable_as_ledger_error(self.label), self._writer.begin() as conn:
+                yield conn
+            return
         with self._write_lock:
             # One connection kept for writing: checking one out of the pool for every
             # transaction cost more than the transaction when recording message by message.
@@ -109,10 +146,12 @@ class Database:
         SQLAlchemy hands out raw (Engine.raw_connection) and never manages, kept for these
         transactions only; they queue on the same lock as `writing()`.
         """
-        with self._write_lock:
+        with self._driver_lock:
             if self._driver_conn is None:
                 with _unusable_as_ledger_error(self.label):
                     self._driver_conn = self.engine.raw_connection()
+                if self.is_shared:
+                    self._prepare_journal_session(self._driver_conn)
             driver = self._driver_conn
             try:
                 with _driver_errors_as_ledger_error(self.engine, self.label):
@@ -133,6 +172,22 @@ class Database:
                 driver.invalidate()
                 raise
 
+    def _prepare_journal_session(self, driver: PoolProxiedConnection) -> None:
+        # The journal commits a round of answers before that connection sends again. On
+        # PostgreSQL, waiting for each commit's WAL flush would cap a worker at the disk's
+        # flush rate; without the wait, an outcome is safe from a worker crash at once and
+        # from a database crash a moment later, like SQLite's synchronous=NORMAL. What a
+        # database crash loses is the latest commits only, never an earlier one without a
+        # later one: their deliveries are still `claimed`, so the crash rule sends them
+        # again (a duplicate, never a skip).
+        with _driver_errors_as_ledger_error(self.engine, self.label):
+            cursor = driver.cursor()
+            try:
+                cursor.execute("SET synchronous_commit = off")
+            finally:
+                cursor.close()
+            driver.commit()
+
     def driver_sql(self, statement: ClauseElement) -> str:
         """`statement` as this driver's SQL, taking its parameters as a dict by name."""
         if self.dialect == "sqlite":
@@ -147,6 +202,42 @@ class Database:
         with _unusable_as_ledger_error(self.label), self.engine.begin() as conn:
             yield conn
 
+    # --- locks -----------------------------------------------------------------------------
+
+    def lock_for_transaction(self, conn: Connection, name: str) -> None:
+        """Hold the lock `name` until `conn`'s transaction ends, waiting for it if need be.
+
+        On PostgreSQL, a transaction-level advisory lock, so only one worker at a time runs
+        what it guards (migrations, a CSV sync, recovery). On SQLite a write transaction
+        holds the whole database already (BEGIN IMMEDIATE).
+        """
+        if self.is_shared:
+            conn.execute(select(func.pg_advisory_xact_lock(advisory_key(name))))
+
+    def try_session_lock(self, name: str) -> Connection | None:
+        """A connection of its own holding the PostgreSQL advisory lock `name`, or None.
+
+        The lock lasts as long as the connection: closing it, or the process dying, lets
+        another worker take it. Only for PostgreSQL.
+        """
+        with _unusable_as_ledger_error(self.label):
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with _unusable_as_ledger_error(self.label):
+                # A leader whose host vanishes is noticed by the server within ~1 minute
+                # (these are per-session settings), so its lock passes on.
+                for setting in ("idle 30", "interval 10", "count 3"):
+                    name_, value = setting.split()
+                    conn.exec_driver_sql(f"SET tcp_keepalives_{name_} = {value}")
+                held = conn.execute(select(func.pg_try_advisory_lock(advisory_key(name))))
+                if held.scalar_one():
+                    return conn
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        return None
+
     # --- dialect differences ---------------------------------------------------------------
 
     def insert_or_skip(self, table: Table) -> Insert:
@@ -159,17 +250,37 @@ class Database:
             return postgresql.insert(table).on_conflict_do_nothing()
         return sqlite.insert(table).on_conflict_do_nothing()
 
-    def upsert(self, table: Table, values: dict[str, Any], *, key: tuple[str, ...]) -> Insert:
-        """INSERT ... ON CONFLICT (key) DO UPDATE: one statement, so no read-then-write race."""
-        changed = {name: value for name, value in values.items() if name not in key}
+    def upsert(
+        self,
+        table: Table,
+        values: dict[str, Any],
+        *,
+        key: tuple[str, ...],
+        changed: dict[str, Any] | None = None,
+        where: ColumnElement[bool] | None = None,
+    ) -> Insert:
+        """INSERT ... ON CONFLICT (key) DO UPDATE SET changed [WHERE where].
+
+        One statement, so no read-then-write race: `changed` defaults to every value but the
+        key; `where` limits which existing rows are updated (the row count says whether
+        anything was inserted or updated).
+        """
+        if changed is None:
+            changed = {name: value for name, value in values.items() if name not in key}
         if self.dialect == "postgresql":
             pg = postgresql.insert(table).values(values)
-            return pg.on_conflict_do_update(index_elements=key, set_=changed)
+            return pg.on_conflict_do_update(index_elements=key, set_=changed, where=where)
         lite = sqlite.insert(table).values(values)
-        return lite.on_conflict_do_update(index_elements=key, set_=changed)
+        return lite.on_conflict_do_update(index_elements=key, set_=changed, where=where)
 
 
 # --- opening ----------------------------------------------------------------------------------
+
+
+def advisory_key(name: str) -> int:
+    """The 64-bit PostgreSQL advisory lock key of a lock `name` of this program."""
+    digest = hashlib.sha256(f"dripcourse ledger: {name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _parse_url(url: str) -> URL:
@@ -177,12 +288,16 @@ def _parse_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise LedgerError(f"invalid ledger URL {url!r}: {exc}") from exc
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise LedgerError(
-            f"unsupported ledger URL {parsed.render_as_string()!r}: "
-            "use sqlite:///path/to/file.db or postgresql://..."
-        )
-    return parsed
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        # psycopg 3 (the `postgres` extra), whatever SQLAlchemy's default driver is.
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return parsed
+    shown = parsed.render_as_string(hide_password=True)
+    raise LedgerError(
+        f"unsupported ledger URL {shown!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user:password@host:port/database"
+    )
 
 
 def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
@@ -201,9 +316,18 @@ def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
 
 
 def _open_engine(parsed: URL, label: str) -> Engine:
+    postgres = parsed.get_backend_name() == "postgresql"
     try:
-        engine = create_engine(parsed)
+        if postgres:
+            engine = create_engine(parsed, connect_args=dict(_PG_CONNECT_ARGS))
+        else:
+            engine = create_engine(parsed)
     except (NoSuchModuleError, ImportError) as exc:
+        if postgres:
+            raise LedgerError(
+                f"cannot open the ledger {label}: the PostgreSQL driver is not installed; "
+                "install the postgres extra: pip install 'dripcourse[postgres]'"
+            ) from exc
         raise LedgerError(f"cannot open the ledger {label}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -240,16 +364,47 @@ def _driver_errors_as_ledger_error(engine: Engine, label: str) -> Iterator[None]
     except dbapi.Error as exc:
         if not isinstance(exc, dbapi.OperationalError) and type(exc) is not dbapi.DatabaseError:
             raise
-        raise LedgerError(f"the ledger {label} cannot be used: {exc}") from exc
+        raise LedgerError(_unusable_message(label, exc)) from exc
 
 
 @contextmanager
 def _unusable_as_ledger_error(label: str) -> Iterator[None]:
-    """Locked, read-only, disk full, "file is not a database" become LedgerError: the
-    operator can act on these. Constraint and SQL errors are bugs and keep their traceback."""
+    """Server down, wrong password, database missing, locked, read-only, disk full, "file is
+    not a database" become LedgerError: the operator can act on these. Constraint and SQL
+    errors are bugs and keep their traceback."""
     try:
         yield
     except DBAPIError as exc:
         if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
             raise
-        raise LedgerError(f"the ledger {label} cannot be used: {exc.orig}") from exc
+        raise LedgerError(_unusable_message(label, exc.orig or exc)) from exc
+
+
+# What a driver's message says -> what the operator can do about it.
+_HINTS: Final = (
+    ("connection refused", "is PostgreSQL running and listening there?"),
+    ("could not translate host name", "check the host name in the URL"),
+    ("timeout expired", "is the host reachable, and the port right?"),
+    ("password authentication failed", "check the user and password in the URL"),
+    ("no password supplied", "put the password in the URL"),
+    ("does not exist", "create it first, or check the name in the URL"),
+    ("no pg_hba.conf entry", "the server's pg_hba.conf does not let this host in"),
+)
+
+
+def _unusable_message(label: str, error: BaseException) -> str:
+    """One line naming the ledger (its password masked) and what went wrong."""
+    text = str(error).strip()
+    connecting = text.startswith("connection failed:") or "connection to server" in text
+    # psycopg says "connection failed: connection to server at "h", port p failed: FATAL:
+    # <what>" and may add a second line of advice; keep <what>, on one line.
+    detail = re.sub(r"\s+", " ", text.split("\n", 1)[0])
+    detail = re.sub(
+        r'^connection failed: (connection to server at "[^"]*", port \d+ failed: )?', "", detail
+    )
+    detail = re.sub(r"^(FATAL|ERROR): +", "", detail)
+    hint = next((h for marker, h in _HINTS if marker in detail.lower()), "")
+    suffix = f" ({hint})" if hint else ""
+    if connecting:
+        return f"cannot connect to the ledger {label}: {detail}{suffix}"
+    return f"the ledger {label} cannot be used: {detail}{suffix}"

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    and_,
     bindparam,
     case,
     func,
@@ -44,12 +45,13 @@ from course.ledger.schema import (
     REASON_COMPLETED,
     REPLY_RECOVERED,
     SUBSCRIBERS,
+    WORKERS,
     DeliveryState,
     SubscriberStatus,
     UTCDateTime,
     require_utc,
 )
-from course.ledger.workers import lease_holder
+from course.ledger.workers import Workers
 
 # The ledger's logger, "course.ledger", as before the package split; not this module's name.
 _LOG = logging.getLogger("course.ledger")
@@ -58,8 +60,9 @@ _LOG = logging.getLogger("course.ledger")
 class Queue:
     """The deliveries of one ledger: due, claimed, recorded."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, workers: Workers) -> None:
         self._db = db
+        self._workers = workers  # who claims (this process's worker), and who is dead
         self._journal = JournalRows(db)
 
     def due(self, now: datetime, *, limit: int = 1000) -> list[DueLesson]:
@@ -92,8 +95,42 @@ class Queue:
         instants = [row.due_at for row in candidates if row is not None]
         return min(instants, default=None)
 
-    def claim(self, lessons: Sequence[DueLesson], *, now: datetime, owner: str) -> list[DueLesson]:
-        """Claim these deliveries for `owner`; return only the ones this call won.
+    def claim_due(self, now: datetime, *, limit: int) -> list[DueLesson]:
+        """Claim up to `limit` deliveries due at `now`, earliest first; return them.
+
+        What due() would list, read and claimed in one transaction. On PostgreSQL the rows
+        are read FOR UPDATE SKIP LOCKED, so workers claiming at the same moment get disjoint
+        batches instead of all racing for the same first rows; on SQLite the transaction
+        holds the database (BEGIN IMMEDIATE). Send exactly what this returns, then record
+        the outcomes. An empty list while something is still due (see is_due) means other
+        workers hold those rows for the moment.
+        """
+        now = require_utc(now)
+        with self._db.writing() as conn:
+            rows = [
+                *conn.execute(fresh_lessons_due(now, limit, lock=True)),
+                *conn.execute(retries_due(now, limit, lock=True)),
+            ]
+            rows.sort(key=lambda row: (row.due_at, row.subscriber_id))
+            by_lesson = {(row.subscriber_id, row.day): due_lesson_of(row) for row in rows[:limit]}
+            token = uuid.uuid4().hex
+            retries = {key for key, lesson in by_lesson.items() if lesson.attempts > 0}
+            keys = sorted(by_lesson)
+            self._claim_keys(conn, keys, retries, token, now, self._workers.owner)
+            won = claimed_with(conn, token, keys)
+        return [lesson for key, lesson in by_lesson.items() if key in won]
+
+    def is_due(self, now: datetime) -> bool:
+        """Whether anything is due and unclaimed at `now`."""
+        now = require_utc(now)
+        with self._db.reading() as conn:
+            return any(
+                conn.execute(query).first() is not None
+                for query in (fresh_lessons_due(now, 1), retries_due(now, 1))
+            )
+
+    def claim(self, lessons: Sequence[DueLesson], *, now: datetime) -> list[DueLesson]:
+        """Claim these deliveries for this worker; return only the ones this call won.
 
         A new lesson is claimed by inserting its `claimed` delivery row, a retry by flipping
         `retrying` to `claimed` with a conditional UPDATE. Whoever inserts or flips the row
@@ -111,7 +148,7 @@ class Queue:
         retries = {key for key, lesson in by_lesson.items() if lesson.attempts > 0}
         with self._db.writing() as conn:
             keys = claimable(conn, by_lesson.keys())
-            self._claim_keys(conn, keys, retries, token, now, owner)
+            self._claim_keys(conn, keys, retries, token, now, self._workers.owner)
             won = claimed_with(conn, token, keys)
         return [lesson for key, lesson in by_lesson.items() if key in won]
 
@@ -130,9 +167,10 @@ class Queue:
         for outcome in outcomes:
             check_outcome(outcome)
         # Through the journal, so recording and folding a journal are one code path.
+        owner = self._workers.owner
         with self._db.writing() as conn:
-            conn.exec_driver_sql(self._journal.sql, self._journal.params(outcomes, now))
-            fold_journal(conn)
+            conn.exec_driver_sql(self._journal.sql, self._journal.params(outcomes, now, owner))
+            fold_journal(conn, owner)
 
     def journal(self, outcomes: Sequence[DeliveryOutcome], *, now: datetime) -> None:
         """Store outcomes durably now, to take effect at apply_journal(); one transaction.
@@ -145,7 +183,7 @@ class Queue:
         for outcome in outcomes:
             check_outcome(outcome)
         if outcomes:
-            params = self._journal.params(outcomes, now)
+            params = self._journal.params(outcomes, now, self._workers.owner)
             with self._db.writing_on_driver() as cursor:
                 if len(params) == 1:  # the usual single answer: execute() is a little quicker
                     cursor.execute(self._journal.sql, params[0])
@@ -153,15 +191,16 @@ class Queue:
                     cursor.executemany(self._journal.sql, params)
 
     def apply_journal(self) -> int:
-        """Record the journal's outcomes, exactly as record() would have; return how many."""
+        """Record this worker's journaled outcomes, exactly as record() would have; how many."""
         with self._db.writing() as conn:
-            return fold_journal(conn)
+            return fold_journal(conn, self._workers.owner)
 
     def release(self, lessons: Sequence[DueLesson], *, now: datetime) -> int:
         """Give back claims that were never handed to the backend; return how many.
 
         A fresh lesson's claim row is deleted, so it is due again as if never claimed; a
-        retry goes back to `retrying`, due at once. Only rows still `claimed` are touched.
+        retry goes back to `retrying`, due at once. Only rows this worker still holds
+        `claimed` are touched.
         """
         now = require_utc(now)
         d = DELIVERIES
@@ -171,6 +210,7 @@ class Queue:
             d.c.subscriber_id == bindparam("b_sid"),
             d.c.day == bindparam("b_day"),
             d.c.state == DeliveryState.CLAIMED,
+            d.c.claimed_by == self._workers.owner,
         )
         with self._db.writing() as conn:
             if fresh:
@@ -184,37 +224,57 @@ class Queue:
                 conn.execute(back, retries)
         return len(fresh) + len(retries)
 
-    def recover_claims(self, *, now: datetime) -> int:
+    def recover_claims(self, *, now: datetime, alive_at: datetime | None = None) -> int:
         """Apply the crash rule; return how many deliveries it put back.
 
         The crash rule: a delivery is `claimed` before its message is handed to the mail
-        server, and becomes `sent` only once the server has accepted it. A runner that dies
+        server, and becomes `sent` only once the server has accepted it. A worker that dies
         in between leaves the row `claimed`, and nobody can know whether the server got the
-        message. Such a row (one claimed by a runner that no longer holds the lease) is put
-        back to `retrying`, due at once, and its lesson is sent again. So a lesson is never
-        skipped; at worst, that subscriber receives that one lesson twice. A crash can
-        duplicate at most the messages that were in flight, never more than one claim batch.
+        message. Such a row is put back to `retrying`, due at once, and its lesson is sent
+        again. So a lesson is never skipped; at worst, that subscriber receives that one
+        lesson twice. A crash can duplicate at most the messages that were in flight.
 
-        Call it after taking the lease: claims of the runner holding it are left alone.
+        Only claims whose owner has no live worker are recovered, never a live worker's: dead
+        workers are taken over first (one conditional statement each), then every claim
+        whose owner has no worker row has that owner's journal folded (what it did record is
+        not in doubt) and goes back to `retrying`, due at `now`. Heartbeats are judged at
+        `alive_at` (default `now`): the real time, when `now` is a tick's chosen instant.
+        On PostgreSQL, recoveries by several workers take turns (an advisory lock), so each
+        is done once.
         """
         now = require_utc(now)
-        d = DELIVERIES
+        alive_at = now if alive_at is None else require_utc(alive_at)
+        d, j = DELIVERIES, OUTCOME_JOURNAL
+        recovered = 0
         with self._db.writing() as conn:
-            fold_journal(conn)  # what the runner did record is not in doubt
-            orphaned = update(d).where(d.c.state == DeliveryState.CLAIMED)
-            holder = lease_holder(conn)
-            if holder is not None:
-                orphaned = orphaned.where(d.c.claimed_by != holder)
-            result = conn.execute(
-                orphaned.values(
-                    state=DeliveryState.RETRYING,
-                    next_attempt_at=now,
-                    attempts=d.c.attempts + 1,  # it may well have been sent: it was an attempt
-                    last_reply=REPLY_RECOVERED,
-                    updated_at=now,
+            self._db.lock_for_transaction(conn, "recovery")
+            self._workers.take_over_dead(conn, alive_at)
+            registered = select(WORKERS.c.owner)
+            owners = {
+                *conn.execute(
+                    select(d.c.claimed_by)
+                    .distinct()
+                    .where(d.c.state == DeliveryState.CLAIMED, d.c.claimed_by.not_in(registered))
+                ).scalars(),
+                *conn.execute(
+                    select(j.c.owner).distinct().where(j.c.owner.not_in(registered))
+                ).scalars(),
+            }
+            for owner in sorted(owners):
+                fold_journal(conn, owner)
+                result = conn.execute(
+                    update(d)
+                    .where(d.c.state == DeliveryState.CLAIMED, d.c.claimed_by == owner)
+                    .values(
+                        state=DeliveryState.RETRYING,
+                        next_attempt_at=now,
+                        attempts=d.c.attempts + 1,  # it may well have been sent: an attempt
+                        last_reply=REPLY_RECOVERED,
+                        updated_at=now,
+                    )
                 )
-            )
-        return result.rowcount
+                recovered += result.rowcount
+        return recovered
 
     def _claim_keys(
         self,
@@ -255,13 +315,16 @@ class Queue:
 # --- due and claim ----------------------------------------------------------------------------
 
 
-def fresh_lessons_due(now: datetime, limit: int) -> Select[Any]:
-    """Active subscribers whose next lesson is due and has no delivery row yet."""
+def fresh_lessons_due(now: datetime, limit: int, *, lock: bool = False) -> Select[Any]:
+    """Active subscribers whose next lesson is due and has no delivery row yet.
+
+    `lock`: FOR UPDATE SKIP LOCKED on the subscriber rows (PostgreSQL; SQLite ignores it).
+    """
     s, d = SUBSCRIBERS, DELIVERIES
     has_delivery = (
         select(d.c.id).where(d.c.subscriber_id == s.c.id, d.c.day == s.c.next_day).exists()
     )
-    return (
+    query = (
         select(
             s.c.id.label("subscriber_id"),
             s.c.email,
@@ -277,12 +340,16 @@ def fresh_lessons_due(now: datetime, limit: int) -> Select[Any]:
         .order_by(s.c.next_due_at, s.c.id)
         .limit(limit)
     )
+    return query.with_for_update(skip_locked=True, of=s) if lock else query
 
 
-def retries_due(now: datetime, limit: int) -> Select[Any]:
-    """`retrying` deliveries whose next attempt is due, for subscribers still active."""
+def retries_due(now: datetime, limit: int, *, lock: bool = False) -> Select[Any]:
+    """`retrying` deliveries whose next attempt is due, for subscribers still active.
+
+    `lock`: FOR UPDATE SKIP LOCKED on the delivery rows (PostgreSQL; SQLite ignores it).
+    """
     s, d = SUBSCRIBERS, DELIVERIES
-    return (
+    query = (
         select(
             d.c.subscriber_id,
             s.c.email,
@@ -303,6 +370,7 @@ def retries_due(now: datetime, limit: int) -> Select[Any]:
         .order_by(d.c.next_attempt_at, d.c.id)
         .limit(limit)
     )
+    return query.with_for_update(skip_locked=True, of=d) if lock else query
 
 
 def claimable(conn: Connection, lessons: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -366,6 +434,7 @@ _JOURNAL_OUTCOME: Final = (
         next_attempt_at=bindparam("b_next_attempt_at"),
         next_due_at=bindparam("b_next_due_at"),
         recorded_at=bindparam("b_now"),
+        owner=bindparam("b_owner"),
     )
     .inline()
 )
@@ -383,7 +452,9 @@ class JournalRows:
         # Times go in as UTCDateTime itself would bind them for this database.
         self._time = functools.partial(UTCDateTime().process_bind_param, dialect=db.engine.dialect)
 
-    def params(self, outcomes: Sequence[DeliveryOutcome], now: datetime) -> list[dict[str, Any]]:
+    def params(
+        self, outcomes: Sequence[DeliveryOutcome], now: datetime, owner: str
+    ) -> list[dict[str, Any]]:
         time = self._time
         recorded_at = time(now)
         return [
@@ -396,26 +467,34 @@ class JournalRows:
                 "b_next_attempt_at": time(outcome.next_attempt_at),
                 "b_next_due_at": time(outcome.next_due_at),
                 "b_now": recorded_at,
+                "b_owner": owner,
             }
             for outcome in outcomes
         ]
 
 
-def fold_journal(conn: Connection) -> int:
-    """Record and delete every journaled outcome, each as of the moment it was journaled.
+def fold_journal(conn: Connection, owner: str) -> int:
+    """Record and delete `owner`'s journaled outcomes, each as of the moment it was journaled.
+
+    Only that owner's rows, and only onto deliveries that owner still holds `claimed`. A
+    worker journals one transaction at a time, so every row it wrote up to the highest id
+    seen here is already visible, and anything it journals meanwhile gets a higher id: no
+    outcome is deleted unapplied, whatever other workers insert during the fold.
 
     Set-based: a handful of UPDATE ... FROM statements fold the whole journal, rather
     than a statement per outcome; folding 500 answers took 35 us each the other way.
     """
     j = OUTCOME_JOURNAL
-    count, last = conn.execute(select(func.count(), func.max(j.c.id))).one()
+    count, last = conn.execute(
+        select(func.count(), func.max(j.c.id)).where(j.c.owner == owner)
+    ).one()
     if not count:
         return 0
-    bound = {"last": last}
+    bound = {"last": last, "owner": owner}
     _drop_unrecordable(conn, bound)
     for statement in _FOLD:
         conn.execute(statement, bound)
-    conn.execute(sql_delete(j).where(j.c.id <= last))
+    conn.execute(sql_delete(j).where(j.c.id <= last, j.c.owner == owner))
     return int(count)
 
 
@@ -424,7 +503,7 @@ def _drop_unrecordable(conn: Connection, bound: dict[str, Any]) -> None:
     ignored = conn.execute(_UNRECORDABLE, bound).all()
     for row in ignored:
         _LOG.warning(
-            "ignored a %s outcome for subscriber %d day %d: not a claimed delivery",
+            "ignored a %s outcome for subscriber %d day %d: not a claimed delivery of its worker",
             row.state,
             row.subscriber_id,
             row.day,
@@ -435,18 +514,26 @@ def _drop_unrecordable(conn: Connection, bound: dict[str, Any]) -> None:
 
 
 _J, _D, _S = OUTCOME_JOURNAL, DELIVERIES, SUBSCRIBERS
-_UP_TO: Final = _J.c.id <= bindparam("last")
-_ITS_DELIVERY: Final = (_D.c.subscriber_id == _J.c.subscriber_id, _D.c.day == _J.c.day)
+_UP_TO: Final = and_(_J.c.id <= bindparam("last"), _J.c.owner == bindparam("owner"))
+# The delivery an outcome is for, while its journal's owner still holds it claimed.
+_ITS_CLAIM: Final = (
+    _D.c.subscriber_id == _J.c.subscriber_id,
+    _D.c.day == _J.c.day,
+    _D.c.state == DeliveryState.CLAIMED,
+    _D.c.claimed_by == _J.c.owner,
+)
 _FIRST_FOR_ITS_DELIVERY: Final = (
     select(func.min(_J.c.id)).where(_UP_TO).group_by(_J.c.subscriber_id, _J.c.day)
 )
-# An outcome counts only for a claimed delivery, and only the first one journaled for it: a
-# second finds the row no longer claimed, as it would have recorded one by one.
+# An outcome counts only for a delivery its owner holds claimed, and only the first one
+# journaled for it: a second finds the row no longer claimed, as it would have recorded one
+# by one. (A worker taken over as dead may still journal: its claims went back to
+# `retrying`, or to another worker, and its late outcomes are ignored.)
 _UNRECORDABLE: Final = select(_J.c.id, _J.c.subscriber_id, _J.c.day, _J.c.state).where(
     _UP_TO,
     or_(
         _J.c.id.not_in(_FIRST_FOR_ITS_DELIVERY),
-        ~select(_D.c.id).where(*_ITS_DELIVERY, _D.c.state == DeliveryState.CLAIMED).exists(),
+        ~select(_D.c.id).where(*_ITS_CLAIM).exists(),
     ),
 )
 _AT_ITS_LESSON: Final = (_S.c.id == _J.c.subscriber_id, _S.c.next_day == _J.c.day, _UP_TO)
@@ -454,7 +541,7 @@ _MOVES_ON: Final = _J.c.state.in_((DeliveryState.SENT, DeliveryState.FAILED))
 _FOLD: Final = (
     # Each delivery takes its outcome.
     update(_D)
-    .where(*_ITS_DELIVERY, _D.c.state == DeliveryState.CLAIMED, _UP_TO)
+    .where(*_ITS_CLAIM, _UP_TO)
     .values(
         state=_J.c.state,
         attempts=_D.c.attempts + 1,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Insert, bindparam, or_, select, update
 
 from course.errors import LedgerError
 from course.ledger.chunks import IN_CHUNK, in_chunks
@@ -67,6 +67,10 @@ class Roster:
         now = require_utc(now)
         wanted = _by_email_key(subscribers)
         with self._db.writing() as conn:
+            # Syncs take turns (on PostgreSQL, the leader syncs, but a `course send` may
+            # too): each reads what the previous one wrote. Unsubscribes do not wait for a
+            # sync; the statements below are conditional on what they may overwrite.
+            self._db.lock_for_transaction(conn, "roster")
             known = _load_known(conn)
             return _CsvSync(self._db, conn, now, first_due).run(wanted, known)
 
@@ -90,25 +94,21 @@ class Roster:
         """Suppress an address from now on; True if this call changed anything.
 
         An address the ledger has never seen is recorded too, so it stays suppressed if it
-        turns up in the CSV later. Unsubscribing twice keeps the first time and reason.
+        turns up in the CSV later. Unsubscribing twice keeps the first time and reason. One
+        statement (an upsert), so concurrent unsubscribes and syncs never collide.
         """
         now = require_utc(now)
         s = SUBSCRIBERS
-        key = email.lower()
-        suppressed = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+        stopped = stopped_values(SubscriberStatus.UNSUBSCRIBED, how, now)
+        upsert = self._db.upsert(
+            s,
+            suppressed_row(email, how, now),
+            key=("email_key",),
+            changed=stopped,
+            where=s.c.status.not_in((SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)),
+        )
         with self._db.writing() as conn:
-            status = conn.execute(select(s.c.status).where(s.c.email_key == key)).scalar()
-            if status in suppressed:
-                return False
-            if status is None:
-                conn.execute(insert(s).values(suppressed_row(email, how, now)))
-            else:
-                conn.execute(
-                    update(s)
-                    .where(s.c.email_key == key)
-                    .values(stopped_values(SubscriberStatus.UNSUBSCRIBED, how, now))
-                )
-        return True
+            return conn.execute(upsert).rowcount > 0
 
     def suppressions(self) -> list[SubscriberView]:
         """Unsubscribed and bounced addresses: one list that nothing is ever sent to."""
@@ -132,9 +132,9 @@ class Roster:
         s = SUBSCRIBERS
         with self._db.writing() as conn:
             row = conn.execute(
-                select(s.c.id, s.c.status, s.c.timezone, s.c.next_day).where(
-                    s.c.email_key == email.lower()
-                )
+                select(s.c.id, s.c.status, s.c.timezone, s.c.next_day)
+                .where(s.c.email_key == email.lower())
+                .with_for_update()  # PostgreSQL: nobody changes them until this commits
             ).first()
             if row is None:
                 return False
@@ -142,7 +142,7 @@ class Roster:
                 raise LedgerError(f"{email} has completed the course; there is nothing to resend")
             if row.status != SubscriberStatus.ACTIVE:
                 due = first_due(row.timezone, now)
-                resume(conn, row.id, row.next_day, due, now, REASON_REACTIVATED)
+                resume(conn, row.id, row.status, row.next_day, due, now, REASON_REACTIVATED)
         return True
 
     def set_meta(self, key: str, value: str) -> None:
@@ -181,13 +181,23 @@ def stopped_values(status: SubscriberStatus, reason: str, now: datetime) -> dict
 
 
 def resume(
-    conn: Connection, subscriber_id: int, next_day: int, due: datetime, now: datetime, reason: str
-) -> None:
-    """Make a subscriber active again from their next_day, due at `due`."""
+    conn: Connection,
+    subscriber_id: int,
+    status: SubscriberStatus,
+    next_day: int,
+    due: datetime,
+    now: datetime,
+    reason: str,
+) -> bool:
+    """Make a subscriber active again from their next_day, due at `due`.
+
+    Only if their status is still `status`, as read: an unsubscribe that landed meanwhile
+    wins. False if it did.
+    """
     s, d = SUBSCRIBERS, DELIVERIES
-    conn.execute(
+    resumed = conn.execute(
         update(s)
-        .where(s.c.id == subscriber_id)
+        .where(s.c.id == subscriber_id, s.c.status == status)
         .values(
             status=SubscriberStatus.ACTIVE,
             status_reason=reason,
@@ -196,6 +206,8 @@ def resume(
             updated_at=now,
         )
     )
+    if not resumed.rowcount:
+        return False
     # A lesson left retrying or bounced when they stopped already has its delivery row, which
     # keeps due() from offering it as a fresh lesson: retry that row instead, at `due`.
     conn.execute(
@@ -207,6 +219,7 @@ def resume(
         )
         .values(state=DeliveryState.RETRYING, next_attempt_at=due, updated_at=now)
     )
+    return True
 
 
 # --- sync -------------------------------------------------------------------------------------
@@ -259,30 +272,27 @@ def _load_known(conn: Connection) -> dict[str, _Known]:
     }
 
 
-_NEW_SUBSCRIBER: Final = (
-    insert(SUBSCRIBERS)
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "email",
-                "email_key",
-                "name",
-                "timezone",
-                "fields",
-                "joined_at",
-                "status",
-                "status_at",
-                "status_reason",
-                "next_day",
-                "next_due_at",
-                "created_at",
-                "updated_at",
-            )
-        }
-    )
-    .inline()  # no RETURNING of the new id: nothing reads it
+_NEW_SUBSCRIBER_COLUMNS: Final = (
+    "email",
+    "email_key",
+    "name",
+    "timezone",
+    "fields",
+    "joined_at",
+    "status",
+    "status_at",
+    "status_reason",
+    "next_day",
+    "next_due_at",
+    "created_at",
+    "updated_at",
 )
+
+
+def _new_subscriber(db: Database) -> Insert:
+    values: dict[str, Any] = {name: bindparam(name) for name in _NEW_SUBSCRIBER_COLUMNS}
+    # inline: no RETURNING of the new id, which nothing reads.
+    return db.insert_or_skip(SUBSCRIBERS).values(values).inline()
 
 
 class _CsvSync:
@@ -301,7 +311,9 @@ class _CsvSync:
         # New rows go straight to the driver, in its SQL (Database.driver_sql), with their
         # times converted by UTCDateTime itself: SQLAlchemy's per-row parameter processing
         # was 40% of a 1,000,000-row import.
-        self._insert_sql = db.driver_sql(_NEW_SUBSCRIBER)
+        # ON CONFLICT DO NOTHING: an address an unsubscribe recorded since this sync read the
+        # roster is theirs, not a collision.
+        self._insert_sql = db.driver_sql(_new_subscriber(db))
         self._to_db = functools.partial(UTCDateTime().process_bind_param, dialect=conn.dialect)
         self._now_db = self._to_db(now)
         self._inserts: list[dict[str, Any]] = []
@@ -372,7 +384,7 @@ class _CsvSync:
 
     def _rejoin(self, old: _Known, record: SubscriberRecord) -> None:
         due = self._first_due(record.timezone, self._now)
-        resume(self._conn, old.id, old.next_day, due, self._now, REASON_REJOINED)
+        resume(self._conn, old.id, old.status, old.next_day, due, self._now, REASON_REJOINED)
 
     def _remove_missing(
         self, wanted: Mapping[str, SubscriberRecord], known: Mapping[str, _Known]
@@ -385,7 +397,12 @@ class _CsvSync:
         ]
         removed = stopped_values(SubscriberStatus.REMOVED, REASON_REMOVED, self._now)
         for ids in in_chunks(gone, IN_CHUNK):
-            self._conn.execute(update(s).where(s.c.id.in_(ids)).values(removed))
+            # Still active: someone who unsubscribed meanwhile stays unsubscribed.
+            self._conn.execute(
+                update(s)
+                .where(s.c.id.in_(ids), s.c.status == SubscriberStatus.ACTIVE)
+                .values(removed)
+            )
         self._counts["removed"] = len(gone)
 
     def _flush_inserts(self) -> None:

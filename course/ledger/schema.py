@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -193,8 +194,8 @@ DELIVERIES: Final = Table(
     Column("message_id", Text, nullable=False),
     Column("last_reply", Text, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=False),
-    # Lease owner of the claiming runner ("" without a lease): recover_claims() leaves the
-    # live runner's claims alone.
+    # The worker (WORKERS.owner) that claimed it, "" for a claim outside any worker: the
+    # crash rule recovers only claims whose owner has no live worker row.
     Column("claimed_by", String(200), nullable=False),
     # Random per claim() call: tells that call which rows it actually won.
     Column("claim_token", String(32), nullable=False),
@@ -206,15 +207,19 @@ DELIVERIES: Final = Table(
     Index("ix_deliveries_state_next_attempt", "state", "next_attempt_at"),
 )
 
-RUNNER: Final = Table(
-    "runner",
+# The workers on this ledger: one row per running `course run`/`send`/`simulate` process,
+# kept fresh by its heartbeat. On SQLite it is the single-writer lease (at most one live
+# row); on PostgreSQL any number of workers share the work. The leader (elected through a
+# PostgreSQL advisory lock; on SQLite, the one worker) marks itself with leader_since.
+WORKERS: Final = Table(
+    "workers",
     METADATA,
-    Column("name", String(64), primary_key=True),
-    Column("owner", String(200), nullable=False),
-    Column("pid", Integer, nullable=False),
+    Column("owner", String(200), primary_key=True),  # unique per process run (a uuid4)
     Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("leader_since", UTCDateTime, nullable=True),
 )
 
 # Small facts about the ledger itself, e.g. the fingerprint of the CSV it last synced, so a
@@ -231,7 +236,9 @@ META: Final = Table(
 # it ends. Appending a row here costs a tenth of updating both tables and their indexes, and
 # a remote backend records every round of a few messages (the crash rule), so the pipeline
 # commits thousands of times a minute. No foreign key: its lookup would cost the insert twice.
-# record() passes through it too, so outcomes take effect one way only (sending.fold_journal).
+# record() passes through it too, so outcomes take effect one way only (queue.fold_journal).
+# Each row carries the worker that journaled it; a fold applies one owner's rows, and only
+# to deliveries that owner still holds claimed.
 OUTCOME_JOURNAL: Final = Table(
     "outcome_journal",
     METADATA,
@@ -244,6 +251,7 @@ OUTCOME_JOURNAL: Final = Table(
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("next_due_at", UTCDateTime, nullable=True),
     Column("recorded_at", UTCDateTime, nullable=False),
+    Column("owner", String(200), nullable=False, server_default=""),
 )
 
 
@@ -275,16 +283,45 @@ BOUNCE_NOTICES: Final = Table(
 Migration = Callable[[Connection], None]
 
 
+# Tables as earlier versions created them, for replaying those migrations exactly.
+_FROZEN: Final = MetaData()
+_V1_RUNNER: Final = Table(
+    "runner",
+    _FROZEN,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+_V2_OUTCOME_JOURNAL: Final = Table(
+    "outcome_journal",
+    _FROZEN,
+    Column("id", _Id, primary_key=True),
+    Column("subscriber_id", _Id, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("next_due_at", UTCDateTime, nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+
 def _v1_initial_schema(conn: Connection) -> None:
     """v1: subscribers, deliveries, the runner lease and meta."""
-    # v1 is the tables as declared above. Before a later migration changes one of them,
-    # freeze a copy of these v1 definitions here, so an empty database still replays v1 exactly.
-    METADATA.create_all(conn, tables=[SUBSCRIBERS, DELIVERIES, RUNNER, META])
+    # SUBSCRIBERS, DELIVERIES and META are still as v1 made them. Before a later migration
+    # changes one of them, freeze a copy of its v1 definition here (as _V1_RUNNER), so an
+    # empty database still replays v1 exactly.
+    METADATA.create_all(conn, tables=[SUBSCRIBERS, DELIVERIES, META])
+    _V1_RUNNER.create(conn)
 
 
 def _v2_outcome_journal(conn: Connection) -> None:
     """v2: the outcome journal."""
-    METADATA.create_all(conn, tables=[OUTCOME_JOURNAL])
+    _V2_OUTCOME_JOURNAL.create(conn)
 
 
 def _v3_bounce_notices(conn: Connection) -> None:
@@ -292,19 +329,48 @@ def _v3_bounce_notices(conn: Connection) -> None:
     METADATA.create_all(conn, tables=[BOUNCE_NOTICES])
 
 
+def _v4_workers(conn: Connection) -> None:
+    """v4: the worker table replaces the runner lease; journal rows carry their owner."""
+    METADATA.create_all(conn, tables=[WORKERS])
+    r = _V1_RUNNER.c
+    conn.execute(  # a runner of the previous version still holds its lease, as a worker
+        insert(WORKERS).from_select(
+            ["owner", "host", "pid", "started_at", "heartbeat_at", "leader_since"],
+            select(r.owner, r.host, r.pid, r.started_at, r.heartbeat_at, r.started_at),
+        )
+    )
+    _V1_RUNNER.drop(conn)
+    # Journal rows written before workers had owners belong to no one: any live worker
+    # folds them while recovering ("" has no worker row).
+    conn.execute(
+        text("ALTER TABLE outcome_journal ADD COLUMN owner VARCHAR(200) NOT NULL DEFAULT ''")
+    )
+
+
 # Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_outcome_journal, _v3_bounce_notices)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial_schema,
+    _v2_outcome_journal,
+    _v3_bounce_notices,
+    _v4_workers,
+)
 
 
 def upgrade(db: Database) -> None:
-    """Create or migrate the schema up to the latest version; LedgerError if it is newer."""
+    """Create or migrate the schema up to the latest version; LedgerError if it is newer.
+
+    Any number of workers may start at once on a new database: the one that takes the
+    schema lock (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL) migrates, and
+    the others, waiting on it, then find the schema up to date.
+    """
     # Look first without the write lock, so `course status` does not queue behind a sync.
     with db.reading() as conn:
         up_to_date = schema_version_of(conn) == len(MIGRATIONS)
     if not up_to_date:
         with db.writing() as conn:
+            db.lock_for_transaction(conn, "schema")
             # Looked up at call time: tests replace course.ledger.schema.MIGRATIONS.
-            migrate(conn, db.label, MIGRATIONS)  # looks again, now under the write lock
+            migrate(conn, db.label, MIGRATIONS)  # looks again, now under the lock
 
 
 def schema_version_of(conn: Connection) -> int:
