@@ -30,6 +30,7 @@ from course.ledger import (
     Ledger,
     SubscriberRecord,
     SubscriberStatus,
+    Verdict,
 )
 from course.ledger.workers import take_over
 
@@ -451,3 +452,45 @@ def test_an_unsubscribe_landing_during_a_sync_is_kept(
             assert view is not None
             assert view.status == SubscriberStatus.UNSUBSCRIBED
         other.close()
+
+
+def test_complaints_for_an_unseen_address_arriving_together_never_collide(
+    tmp_path: Path, url: str
+) -> None:
+    """Two workers take in reports for the same address nobody synced yet (two provider
+    events), while the leader syncs it in: one row, unsubscribed, no UNIQUE error."""
+    ledgers = [Ledger.open(url, base_dir=tmp_path) for _ in range(3)]
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run(action: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            action()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def complaint(ledger: Ledger, key: str) -> Callable[[], object]:
+        return lambda: ledger.take_notice(
+            key=key,
+            verdict=Verdict.COMPLAINED,
+            email="P00000@example.com",
+            detail="marked as spam",
+            source="webhook",
+            now=T0,
+        )
+
+    actions = [
+        complaint(ledgers[0], "event-1"),
+        complaint(ledgers[1], "event-2"),
+        lambda: ledgers[2].sync(people(1), now=T0, first_due=first_due),
+    ]
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert ledgers[0].status_counts() == {SubscriberStatus.UNSUBSCRIBED: 1}
+    for ledger in ledgers:
+        ledger.close()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from course.ledger.database import Database
-from course.ledger.roster import stopped_values, suppressed_row
+from course.ledger.roster import SUPPRESSED, stopped_values, unsubscribing
 from course.ledger.schema import (
     BOUNCE_NOTICES,
     DELIVERIES,
@@ -27,7 +27,6 @@ from course.ledger.schema import (
     require_utc,
 )
 
-SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 MAX_DETAIL = 500
 
 
@@ -97,7 +96,8 @@ class Notices:
         with self._db.writing() as conn:
             if conn.execute(insert_new.returning(BOUNCE_NOTICES.c.id)).first() is None:
                 return NoticeResult.DUPLICATE
-            if not _apply(conn, verdict, email, _reason(verdict, detail, source, evidence), now):
+            reason = _reason(verdict, detail, source, evidence)
+            if not _apply(self._db, conn, verdict, email, reason, now):
                 return NoticeResult.RECORDED
             n = BOUNCE_NOTICES
             conn.execute(update(n).where(n.c.event_key == row["event_key"]).values(changed=1))
@@ -172,29 +172,23 @@ def _reason(verdict: Verdict, detail: str, source: str, evidence: str) -> str:
     return f"{detail} ({where})" if detail else f"bounced ({where})"
 
 
-def _apply(conn: Connection, verdict: Verdict, email: str, reason: str, now: datetime) -> bool:
+def _apply(
+    db: Database, conn: Connection, verdict: Verdict, email: str, reason: str, now: datetime
+) -> bool:
+    """Suppress the address as the verdict says; whether that changed its status.
+
+    Each is one conditional statement, so a sync or an unsubscribe landing at the same
+    moment (another worker, the unsubscribe endpoint) never collides with it.
+    """
     s = SUBSCRIBERS
-    key = email.lower()
-    if verdict not in (Verdict.BOUNCED, Verdict.COMPLAINED, Verdict.UNSUBSCRIBED):
-        return False
-    status = conn.execute(select(s.c.status).where(s.c.email_key == key)).scalar()
-    if status in SUPPRESSED:
-        return False
     if verdict == Verdict.BOUNCED:
-        if status is None:
-            return False  # a bounce says nothing about an address we never sent to
-        conn.execute(
+        # A bounce says nothing about an address we never sent to: known ones only.
+        bounced = conn.execute(
             update(s)
-            .where(s.c.email_key == key)
+            .where(s.c.email_key == email.lower(), s.c.status.not_in(SUPPRESSED))
             .values(stopped_values(SubscriberStatus.BOUNCED, reason, now))
         )
-        return True
-    if status is None:
-        conn.execute(insert(s).values(suppressed_row(email, reason, now)))
-    else:
-        conn.execute(
-            update(s)
-            .where(s.c.email_key == key)
-            .values(stopped_values(SubscriberStatus.UNSUBSCRIBED, reason, now))
-        )
-    return True
+        return bounced.rowcount > 0
+    if verdict in (Verdict.COMPLAINED, Verdict.UNSUBSCRIBED):
+        return conn.execute(unsubscribing(db, email, reason, now)).rowcount > 0
+    return False

@@ -98,17 +98,8 @@ class Roster:
         statement (an upsert), so concurrent unsubscribes and syncs never collide.
         """
         now = require_utc(now)
-        s = SUBSCRIBERS
-        stopped = stopped_values(SubscriberStatus.UNSUBSCRIBED, how, now)
-        upsert = self._db.upsert(
-            s,
-            suppressed_row(email, how, now),
-            key=("email_key",),
-            changed=stopped,
-            where=s.c.status.not_in((SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)),
-        )
         with self._db.writing() as conn:
-            return conn.execute(upsert).rowcount > 0
+            return conn.execute(unsubscribing(self._db, email, how, now)).rowcount > 0
 
     def suppressions(self) -> list[SubscriberView]:
         """Unsubscribed and bounced addresses: one list that nothing is ever sent to."""
@@ -152,6 +143,25 @@ class Roster:
 
 
 # --- status changes ---------------------------------------------------------------------------
+
+SUPPRESSED: Final = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+
+
+def unsubscribing(db: Database, email: str, reason: str, now: datetime) -> Insert:
+    """One statement that unsubscribes `email` unless it is already suppressed.
+
+    An upsert: an address never seen is recorded as unsubscribed, a known one is stopped,
+    and concurrent writers (a sync, another unsubscribe) never collide on the address. The
+    row count says whether anything changed.
+    """
+    s = SUBSCRIBERS
+    return db.upsert(
+        s,
+        suppressed_row(email, reason, now),
+        key=("email_key",),
+        changed=stopped_values(SubscriberStatus.UNSUBSCRIBED, reason, now),
+        where=s.c.status.not_in(SUPPRESSED),
+    )
 
 
 def suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
