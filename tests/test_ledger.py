@@ -397,6 +397,27 @@ def test_sync_never_reactivates_a_stopped_subscriber(
     assert ledger.due(T0 + 9 * DAY) == []
 
 
+def test_unsubscribe_suppresses_known_and_unseen_addresses_once(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+
+    assert ledger.unsubscribe("ANN@example.com", how="one-click", now=T0 + HOUR) is True
+    assert ledger.unsubscribe("ann@example.com", how="by hand", now=T0 + 2 * HOUR) is False
+    assert ledger.unsubscribe("new@example.com", how="by hand", now=T0 + HOUR) is True
+    ledger.sync([person("ann@example.com"), person("new@example.com")], now=T0, first_due=first_due)
+
+    ann, new = ledger.subscriber("ann@example.com"), ledger.subscriber("new@example.com")
+    assert ann is not None
+    assert new is not None
+    assert (ann.status, ann.status_reason, ann.status_at) == (
+        "unsubscribed",
+        "one-click",
+        T0 + HOUR,
+    )
+    assert (new.status, new.status_reason) == ("unsubscribed", "by hand")
+    assert [v.email for v in ledger.suppressions()] == ["ann@example.com", "new@example.com"]
+    assert ledger.due(T0 + DAY) == []
+
+
 # --- due, claim, record -----------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import Connection, select, update
 
 from course.ledger.database import Database
-from course.ledger.roster import SUPPRESSED, stopped_values, unsubscribing
+from course.ledger.roster import SUPPRESSED, stopped_values, unsubscribe_in
 from course.ledger.schema import (
     BOUNCE_NOTICES,
     DELIVERIES,
@@ -190,5 +190,5 @@ def _apply(
         )
         return bounced.rowcount > 0
     if verdict in (Verdict.COMPLAINED, Verdict.UNSUBSCRIBED):
-        return conn.execute(unsubscribing(db, email, reason, now)).rowcount > 0
+        return unsubscribe_in(db, conn, email, reason, now)
     return False

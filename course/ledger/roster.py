@@ -99,7 +99,7 @@ class Roster:
         """
         now = require_utc(now)
         with self._db.writing() as conn:
-            return conn.execute(unsubscribing(self._db, email, how, now)).rowcount > 0
+            return unsubscribe_in(self._db, conn, email, how, now)
 
     def suppressions(self) -> list[SubscriberView]:
         """Unsubscribed and bounced addresses: one list that nothing is ever sent to."""
@@ -147,21 +147,25 @@ class Roster:
 SUPPRESSED: Final = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
-def unsubscribing(db: Database, email: str, reason: str, now: datetime) -> Insert:
-    """One statement that unsubscribes `email` unless it is already suppressed.
+def unsubscribe_in(db: Database, conn: Connection, email: str, reason: str, now: datetime) -> bool:
+    """Unsubscribe `email` in `conn`'s transaction unless it is already suppressed; whether
+    that changed anything.
 
-    An upsert: an address never seen is recorded as unsubscribed, a known one is stopped,
-    and concurrent writers (a sync, another unsubscribe) never collide on the address. The
-    row count says whether anything changed.
+    One statement, an upsert: an address never seen is recorded as unsubscribed, a known
+    one is stopped, and concurrent writers (a sync, another unsubscribe) never collide on
+    the address.
     """
     s = SUBSCRIBERS
-    return db.upsert(
+    upsert = db.upsert(
         s,
         suppressed_row(email, reason, now),
         key=("email_key",),
         changed=stopped_values(SubscriberStatus.UNSUBSCRIBED, reason, now),
         where=s.c.status.not_in(SUPPRESSED),
     )
+    # A row comes back when one was inserted or updated. (Not rowcount: for an INSERT that
+    # SQLAlchemy gives an implicit RETURNING, PostgreSQL's driver reports -1.)
+    return conn.execute(upsert.returning(s.c.id)).first() is not None
 
 
 def suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
