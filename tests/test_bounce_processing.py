@@ -52,8 +52,9 @@ def sign(kind: str, email: str, day: int) -> str:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open("sqlite:///state/course.db", base_dir=tmp_path) as opened:
+def ledger(tmp_path: Path, ledger_url: str) -> Iterator[Ledger]:
+    """The corpus's subscribers in a ledger, once on SQLite and once on PostgreSQL."""
+    with Ledger.open(ledger_url, base_dir=tmp_path) as opened:
         records = [SubscriberRecord(e, e.split("@")[0], "UTC", {}, None) for e in SUBSCRIBERS]
         opened.sync(records, now=NOW - timedelta(days=30), first_due=lambda _tz, t: t)
         yield opened
