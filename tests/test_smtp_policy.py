@@ -9,6 +9,7 @@ tests/test_smtp_postfix.py; these are the faults a test can script exactly.
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from course.backends.smtp import (
     SendingPaused,
     SmtpBackend,
 )
-from course.backends.smtp_connection import describe
+from course.backends.smtp_connection import SEND_BUFFER, SmtpConnection, describe
 from course.config import SmtpSettings, parse_settings
 from course.errors import DeliveryError
 
@@ -315,3 +316,31 @@ def test_a_refused_ehlo_names_our_helo(handler: ScriptedHandler) -> None:
 def test_server_replies_are_described_as_text_never_a_tuple() -> None:
     refused = smtplib.SMTPConnectError(421, b"4.7.0 mx.example.net Error: too many connections")
     assert describe(refused) == "421 4.7.0 mx.example.net Error: too many connections"
+
+
+def test_every_connection_has_nodelay_and_each_message_is_one_write(
+    handler: ScriptedHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    real_write = SmtpConnection.write
+
+    def counted(connection: SmtpConnection, data: bytes) -> None:
+        writes.append(data)
+        real_write(connection, data)
+
+    monkeypatch.setattr(SmtpConnection, "write", counted)
+    with (
+        smtp_server(handler, tls="starttls") as info,
+        SmtpBackend(
+            settings(info.port, security="starttls", ca_file=str(info.ca_file)), ""
+        ) as backend,
+    ):
+        deliver(backend, batch(3))
+        sock = backend._sessions[0].connection._socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= SEND_BUFFER
+    # One write for the first envelope, then one per message: its content (the TLS records
+    # of one SSL_write) with the next message's envelope behind it.
+    assert len(writes) == 4
+    assert [w.count(b"\r\n.\r\n") for w in writes] == [0, 1, 1, 1]
+    assert [w.count(b"MAIL FROM:") for w in writes] == [1, 1, 1, 0]
