@@ -138,7 +138,7 @@ class DkimSigner:
         self._relaxed_opening = (
             f"dkim-signature:v=1; a={algorithm}; c=relaxed/relaxed; d={domain}; s={selector}; t="
         ).encode("ascii")
-        self._h_tags: dict[tuple[bytes, ...], tuple[bytes, bytes]] = {}
+        self._plans: dict[tuple[bytes, ...], tuple[list[int], bytes, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"DkimSigner({self.algorithm} d={self.domain} s={self.selector})"
@@ -154,17 +154,8 @@ class DkimSigner:
     def signature(self, fields: CanonicalFields, body_hash: bytes, date: datetime) -> bytes:
         """The DKIM-Signature field (CRLF-terminated) for a message with these header
         fields (see `canonical_fields`) and body hash; it goes at the top of the message."""
-        present: dict[bytes, list[bytes]] = {}
-        for name, canonical_field in fields:
-            present.setdefault(name, []).append(canonical_field)
-        names: list[bytes] = []
-        signed_fields: list[bytes] = []
-        for wanted in SIGNED_HEADERS:
-            # Several instances are signed from the bottom up (RFC 6376 5.4.2).
-            for canonical_field in reversed(present.get(wanted, ())):
-                names.append(wanted)
-                signed_fields.append(canonical_field)
-        folded_h, relaxed_h = self._h_tag(tuple(names))
+        order, folded_h, relaxed_h = self._plan(tuple(name for name, _ in fields))
+        signed_fields = [fields[index][1] for index in order]
         stamp = str(int(date.timestamp())).encode("ascii")
         bh = base64.b64encode(body_hash)
         # The field as written, and the relaxed form a verifier computes from it (folds
@@ -178,13 +169,21 @@ class DkimSigner:
         chunks = [signed[i : i + _CHUNK] for i in range(0, len(signed), _CHUNK)]
         return unsigned + b"\r\n  ".join(chunks) + b"\r\n"
 
-    def _h_tag(self, names: tuple[bytes, ...]) -> tuple[bytes, bytes]:
-        """h= folded, and relaxed; the same few header sets recur, so they are kept."""
-        found = self._h_tags.get(names)
+    def _plan(self, names: tuple[bytes, ...]) -> tuple[list[int], bytes, bytes]:
+        """Which fields are signed in which order, and h= folded and relaxed, for messages
+        whose fields have these names. Every message of a lesson has the same names, so
+        this is worked out once per lesson."""
+        found = self._plans.get(names)
         if found is None:
-            folded = _fold_list(b":".join(names + SIGNED_HEADERS))
-            found = (folded, _WSP.sub(b" ", folded.replace(b"\r\n", b"")))
-            self._h_tags[names] = found
+            order: list[int] = []
+            for wanted in SIGNED_HEADERS:
+                # Several instances are signed from the bottom up (RFC 6376 5.4.2).
+                order += [i for i in reversed(range(len(names))) if names[i] == wanted]
+            listed = tuple(names[i] for i in order) + SIGNED_HEADERS
+            folded = _fold_list(b":".join(listed))
+            found = (order, folded, _WSP.sub(b" ", folded.replace(b"\r\n", b"")))
+            if len(self._plans) < 64:
+                self._plans[names] = found
         return found
 
     def _sign(self, digest: bytes) -> bytes:
