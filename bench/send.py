@@ -13,7 +13,8 @@ Part 1, against Postfix's smtp-sink (a C sink that answers at once), plaintext:
     time per connection): target >= 10x;
   - the pipeline with every message DKIM-signed (rsa-sha256 with a 2048-bit key,
     ed25519-sha256, both), next to the unsigned run: targets >= 1,000 messages/s with
-    rsa-sha256 and >= 3,000 with ed25519-sha256.
+    rsa-sha256 and >= 3,000 with ed25519-sha256. The unsigned and signed pipelines take
+    turns for a few rounds, each keeping its best.
 
 Part 2, against a real Postfix smtpd started here (tests/postfix_server.py: private
 config, self-signed CA passed to the pipeline as ca_file, messages discarded once
@@ -254,30 +255,48 @@ def naive(folder: Path, port: int, connections: int) -> float:
     return per_connection * connections / (time.perf_counter() - start)
 
 
-def sink_runs(count: int, connections: int) -> list[Figure]:
-    """Part 1: the pipeline, its two baselines, and DKIM signing, on smtp-sink."""
+def sink_runs(count: int, connections: int, repeat: int) -> list[Figure]:
+    """Part 1: the pipeline, its two baselines, and DKIM signing, on smtp-sink.
+
+    The unsigned and signed pipelines take turns for `repeat` rounds and each keeps its
+    best, as in part 2, so the DKIM ratios compare runs that met the same machine.
+    """
     port = free_port()
     smtp = {"port": port, "security": "none", "max_connections": connections}
-    folder = prepare("sink", count, smtp)
+    ours = f"pipeline, {connections} connections"
+    best: dict[str, tuple[float, float]] = {}  # name -> (messages/s, per CPU second)
+
+    def run(name: str, algorithms: Sequence[DkimAlgorithm] = ()) -> tuple[Path, int, int]:
+        folder = prepare(f"sink-{name}", count, smtp, algorithms)
+        with smtp_sink(port):
+            rate, sent, size, per_cpu = pipeline(folder)
+        if rate > best.get(name, (0.0, 0.0))[0]:
+            best[name] = (rate, per_cpu)
+        return folder, sent, size
+
+    folder, sent, size = run(ours)
     with smtp_sink(port):
-        rate, sent, size, per_cpu = pipeline(folder)
         source = Figure("smtp-source (C)", smtp_source(port, sent, size, connections))
         simple = Figure("naive Python", naive(folder, port, connections))
-    print(f"smtp-sink, plaintext: {sent:,} messages of {size:,} bytes per run")
-    ours = f"pipeline, {connections} connections"
-    unsigned = Figure(ours, rate, per_cpu)
+    for round_number in range(repeat):
+        if round_number:
+            run(ours)
+        for name, algorithms in DKIM_RUNS.items():
+            run(name, algorithms)
+    print(
+        f"smtp-sink, plaintext: {sent:,} messages of {size:,} bytes per run; "
+        f"pipelines best of {repeat} rounds"
+    )
+    unsigned = Figure(ours, *best[ours])
     figures = [
         source,
         simple,
-        Figure(ours, rate, per_cpu, source, 0.6),
-        Figure(ours, rate, per_cpu, simple, 10),
+        Figure(ours, *best[ours], source, 0.6),
+        Figure(ours, *best[ours], simple, 10),
     ]
-    for name, algorithms in DKIM_RUNS.items():
-        signed_folder = prepare(f"sink-dkim-{name}", count, smtp, algorithms)
-        with smtp_sink(port):
-            signed, _, _, signed_cpu = pipeline(signed_folder)
+    for name in DKIM_RUNS:
         target = DKIM_TARGETS.get(name, 0)
-        figures.append(Figure(f"DKIM {name}", signed, signed_cpu, unsigned, 0, target))
+        figures.append(Figure(f"DKIM {name}", *best[name], unsigned, 0, target))
     return figures
 
 
@@ -355,12 +374,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--postfix-messages", type=int, default=3_000)
-    parser.add_argument("--rounds", type=int, default=3, help="Postfix runs take turns, best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="runs take turns, best kept")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--only", choices=("sink", "postfix"), help="run one part")
     args = parser.parse_args()
     if args.only != "postfix":
-        for figure in sink_runs(args.subscribers, args.connections):
+        for figure in sink_runs(args.subscribers, args.connections, args.rounds):
             print(figure.line())
     if args.only == "sink":
         return
