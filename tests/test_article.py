@@ -684,7 +684,7 @@ def test_a_plain_table_of_contents_repeating_the_titles_is_dropped() -> None:
     ]
     assert course.welcome == ()
     assert course.notes == (
-        "sleep.txt: line 4: a table of contents dropped (lines 4-6): it repeats the items' titles",
+        "sleep.txt: line 3: a table of contents dropped (lines 3-6): it repeats the items' titles",
     )
 
 
@@ -693,3 +693,83 @@ def test_an_introduction_heading_is_no_title() -> None:
     course = parse_article(text, source="x.md")
     assert course.title == ""
     assert [type(b).__name__ for b in course.welcome] == ["Heading", "Paragraph"]
+
+
+# Web-page furniture, the page's footer, and the sign-off after the last item.
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Follow",
+        "5 min read",
+        "8 min read · Mar 3, 2023",
+        "1.2K",
+        "--",
+        "⬆ back to top",
+        "Posted on June 3, 2022 by Anna Example",
+        "Photo by Someone Example on Unsplash",
+        "Subscribe now",
+    ],
+)
+def test_a_line_of_web_page_furniture_is_dropped_with_a_note(line: str) -> None:
+    text = f"2 tips\n\nIntro.\n\n{line}\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n"
+    course = parse_article(text, source="a.txt")
+    assert [plain_text(b) for b in course.welcome] == ["Intro."]
+    assert "dropped as parts of the web page" in course.notes[0]
+    assert f"line 5 `{line}`" in course.notes[0]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Follow the recipe exactly the first time.",
+        "Share your plan with a friend.",
+        "It was June 3, 2022 when I started.",
+        "12 people came.",
+        "Listen to your body, not the plan.",
+    ],
+)
+def test_a_sentence_that_mentions_furniture_stays(line: str) -> None:
+    text = f"2 tips\n\nIntro.\n\n{line}\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n"
+    course = parse_article(text, source="a.txt")
+    assert [plain_text(b) for b in course.welcome] == ["Intro.", line]
+    assert course.notes == ()
+
+
+def test_the_page_footer_after_the_last_item_is_cut_with_a_note() -> None:
+    text = (
+        "2 tips\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n\nRelated\n\n"
+        "How to sleep better\n\nIn “Health”\n"
+    )
+    course = parse_article(text, source="a.txt")
+    assert [plain_text(b) for b in course.lessons[-1].blocks] == ["Text two."]
+    assert course.closing == ()
+    assert course.notes == (
+        "a.txt: lines 11-15 dropped: from `Related` on it reads as the web page's footer, not "
+        "the article",
+    )
+
+
+def test_a_sign_off_after_the_last_item_opens_the_closing() -> None:
+    text = (
+        "# 2 tips\n\n## 1. One\n\nText one.\n\n## 2. Two\n\nText two.\n\nMore on two.\n\n"
+        "### Your turn\n\nWhich of these will you try first?\n"
+    )
+    course = parse_article(text, source="a.md")
+    assert [plain_text(b) for b in course.lessons[-1].blocks] == ["Text two.", "More on two."]
+    assert course.closing == (
+        Section("Your turn", (Paragraph(runs_of("Which of these will you try first?"), 15),), 13),
+    )
+
+
+def test_a_last_item_with_only_a_sign_off_like_paragraph_keeps_it() -> None:
+    text = "2 tips\n\n1) One\n\nText one.\n\n2) Pick one\n\nThat's it: pick one and start.\n"
+    course = parse_article(text, source="a.txt")
+    assert [plain_text(b) for b in course.lessons[-1].blocks] == ["That's it: pick one and start."]
+    assert course.closing == ()
+
+
+def plain_text(block: Block) -> str:
+    assert isinstance(block, Paragraph | Quote | Heading)
+    return block.text

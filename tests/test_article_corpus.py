@@ -33,7 +33,7 @@ class Shape:
     welcome: tuple[str, ...] = ()  # block types of the welcome, when it matters
     closing: tuple[str | None, ...] = ()  # closing section headings
     last_blocks: tuple[str, ...] = ()  # block types of the last lesson, when it matters
-    dropped: tuple[int, int] | None = None  # source lines dropped with a note (first, last)
+    dropped: tuple[tuple[int, int], ...] = ()  # source lines dropped with a note (first, last)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -93,7 +93,11 @@ SHAPES = [
                 ),
             ),
         ),
-        notes=("image `assets/logo.png` (Tidy Desk logo) dropped", "`back to top` dropped"),
+        notes=(
+            "image `assets/logo.png` (Tidy Desk logo) dropped",
+            "dropped as parts of the web page (navigation, buttons, byline), not the article: "
+            "line 34 `back to top`",
+        ),
     ),
     Shape(
         "colon-numbers.txt",
@@ -111,6 +115,7 @@ SHAPES = [
                 ),
             ),
         ),
+        closing=(None,),
     ),
     Shape(
         "hash-dash.txt",
@@ -127,6 +132,7 @@ SHAPES = [
                 ),
             ),
         ),
+        closing=(None,),
     ),
     Shape(
         "hash-dot.txt",
@@ -341,6 +347,7 @@ SHAPES = [
         ),
         notes=("line 21: image `images/grid-setting.png` (The camera settings screen) dropped",),
         welcome=("Paragraph", "Image"),
+        closing=(None,),
     ),
     Shape(
         "step-noun.txt",
@@ -380,6 +387,7 @@ SHAPES = [
                 ),
             ),
         ),
+        closing=(None,),
     ),
     Shape(
         "bold-number-title.md",
@@ -398,6 +406,7 @@ SHAPES = [
                 ),
             ),
         ),
+        closing=(None,),
     ),
     Shape(
         "first-sentence-items.txt",
@@ -420,7 +429,8 @@ SHAPES = [
         "nested-steps.txt",
         "3 Ways to Make Your Home Office Quieter",
         (("way", ("Soften the room", "Seal the gaps", "Add steady background sound")),),
-        last_blocks=("Paragraph", "ListBlock", "Paragraph"),
+        last_blocks=("Paragraph", "ListBlock"),
+        closing=(None,),
     ),
     Shape(
         "countdown.txt",
@@ -452,9 +462,10 @@ SHAPES = [
                 ),
             ),
         ),
-        notes=("line 6: a table of contents dropped (lines 6-9)",),
+        notes=("line 5: a table of contents dropped (lines 5-9)",),
         welcome=("Paragraph",),
-        dropped=(5, 9),
+        dropped=((5, 9),),
+        closing=(None,),
     ),
     Shape(
         "loose-list-items.md",
@@ -462,7 +473,93 @@ SHAPES = [
         (("way", ("Sing it first", "Find the bass line", "Slow it down")),),
         notes=("line 6: `Table of contents` dropped", "line 8: a table of contents dropped"),
         welcome=("Paragraph",),
-        dropped=(6, 10),
+        dropped=((6, 10),),
+        closing=(None,),
+    ),
+    Shape(
+        "medium-copy.txt",
+        "7 Habits That Quietly Improved My Writing",
+        (
+            (
+                "habit",
+                (
+                    "I write the ending first",
+                    "I read every draft out loud",
+                    "I cut the first paragraph",
+                    "I keep a swipe file",
+                    "I set a word count, not a time",
+                    "I let drafts rest overnight",
+                    "I publish before I feel ready",
+                ),
+            ),
+        ),
+        notes=(
+            "no blank lines between paragraphs",
+            "dropped as parts of the web page (navigation, buttons, byline), not the article: "
+            "line 3 `Jordan Example`; line 4 `Follow`; line 5 `5 min read`; line 6 `·`; line 7 "
+            "`Mar 3, 2023`; line 8 `--`; line 9 `12`; line 10 `Listen`; line 11 `Share`; line 12 "
+            "`Photo by Someone Example on Unsplash`; line 30 `--`; line 31 `--`; line 32 `12`",
+            "lines 33-45 dropped: from `Written by Jordan Example` on it reads as the web page's "
+            "footer",
+        ),
+        welcome=("Paragraph", "Paragraph", "Paragraph"),
+        closing=(None,),
+        dropped=((33, 45),),
+    ),
+    Shape(
+        "substack-copy.txt",
+        "5 Lessons From a Year of Writing a Newsletter",
+        (
+            (
+                "lesson",
+                (
+                    "Consistency matters more than any single issue, because readers come to "
+                    "expect you on a certain day and notice when you are missing",
+                    "Write for one reader",
+                    "The subject line is half the work",
+                    "Ask questions at the end",
+                    "Growth is slow, then sudden",
+                ),
+            ),
+        ),
+        notes=(
+            "no blank lines between paragraphs",
+            "line 3 `Sam Example`; line 4 `Apr 14, 2024`; line 5 `18`; line 6 `4`; line 7 "
+            "`Share`; line 9 `Subscribe now`; line 20 `Thanks for reading! Subscribe for free",
+            "lines 21-22 dropped: from `Leave a comment` on",
+        ),
+        welcome=("Paragraph", "Paragraph"),
+        dropped=((21, 22),),
+    ),
+    Shape(
+        "wordpress-copy.txt",
+        "8 Simple Ways to Drink More Water",
+        (
+            (
+                "way",
+                (
+                    "Start the day with a glass",
+                    "Carry a bottle you like",
+                    "Flavour it naturally",
+                    "Drink before every meal",
+                    "Set reminders",
+                    "Eat your water",
+                    "Track it for a week",
+                    "Swap one drink a day",
+                ),
+            ),
+        ),
+        notes=(
+            "no blank lines between paragraphs",
+            "line 1 `Skip to content`; line 2 `Home » Blog » Health`; line 4 `Posted on June 3, "
+            "2022 by Anna Example`; line 8 `Toggle`",
+            "line 7: a table of contents dropped (lines 7-16)",
+            "lines 34-45 dropped: from `Share this:` on",
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+        dropped=((7, 7), (9, 16), (34, 45)),
+        extra={"disclosure": 1},
     ),
 ]
 IDS = [shape.file for shape in SHAPES]
@@ -652,15 +749,14 @@ def _visible_text(html: str) -> str:
     return " ".join(parser.parts)
 
 
-def _source_words(path: Path, dropped: tuple[int, int] | None) -> Counter[str]:
+def _source_words(path: Path, dropped: tuple[tuple[int, int], ...]) -> Counter[str]:
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("cp1252")
     lines = text.splitlines()
-    if dropped:
-        first, last = dropped
+    for first, last in dropped:
         lines[first - 1 : last] = [""] * (last - first + 1)
         text = "\n".join(lines)
     if lines and lines[0] in ("---", "+++"):
@@ -691,9 +787,10 @@ def _course_words(course: Course) -> Counter[str]:
     for section in course.closing:
         texts += [section.heading or "", *_block_words(section.blocks)]
     # Web-page furniture is dropped with a note that quotes it.
-    texts += [
-        m[1] for note in course.notes for m in re.finditer(r"`([^`]*)` dropped: it reads", note)
-    ]
+    for note in course.notes:
+        if "dropped as parts of the web page" in note:
+            texts += re.findall(r"line \d+ `([^`]*)`", note)
+        texts += re.findall(r"`([^`]*)` dropped: it reads", note)
     return Counter(word.casefold() for text in texts for word in WORD.findall(text))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from course.article.chunks import ChunkKind, Notes
 from course.article.encoding import read_article
 from course.article.frontmatter import FrontMatter, front_matter_lines
+from course.article.furniture import drop_furniture
 from course.article.lines import prepare, split_lines
 from course.article.shapes import count_of, quote
 from course.article.structure import Structure, structure
@@ -104,6 +105,7 @@ def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Co
         )
     if lines.single_newlines:
         notes.add(None, "no blank lines between paragraphs: read one paragraph per line")
+    chunks = drop_furniture(chunks, notes)
     title, chunks = find_title(chunks, front.title, is_md, notes)
     found = structure(chunks, title, is_md, notes, source)
     _check_counts(found, chunks_heading_lines(found, chunks), title, source, notes)

@@ -9,11 +9,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from course.article.chunks import Chunk, ChunkKind, Notes
+from course.article.furniture import DROPPED, footer_line, is_furniture
 from course.article.items import Candidate
 from course.article.runs import ItemRun
 from course.article.shapes import (
-    is_artefact,
     is_closing_heading,
+    is_sign_off,
     is_wrapped_quote,
     kind_of,
     kind_of_noun,
@@ -76,6 +77,7 @@ class Sections(ArticleView):
             for candidate in run.items
         }
         self.contents = self._table_of_contents()
+        self.end = self._footer_start()
 
     def structure(self) -> Structure:
         return self._assemble(self.kept)
@@ -93,15 +95,33 @@ class Sections(ArticleView):
                 continue
             chunks = {c.chunk for c in run.items}
             above = run.first.chunk - 1
+            start = run.first.line
             if above >= 0 and _CONTENTS.match(self.chunks[above].text):
                 chunks.add(above)
+                start = self.chunks[above].line
             dropped |= chunks
             self.notes.add(
-                run.first.line,
-                f"a table of contents dropped (lines {run.first.line}-{run.last.line}): it "
+                start,
+                f"a table of contents dropped (lines {start}-{run.last.line}): it "
                 "repeats the items' titles",
             )
         return dropped
+
+    def _footer_start(self) -> int:
+        """Where the web page's footer starts ("Share this:", "Related", "Written by"):
+        the article ends there. It and everything after it go, with a note."""
+        last = max(run.last.chunk for run in self.kept)
+        for index in range(last + 1, len(self.chunks)):
+            if footer_line(self.chunks[index]):
+                final = self.chunks[-1]
+                self.notes.add(
+                    None,
+                    f"lines {self.chunks[index].line}-{_last_line(final)} dropped: from "
+                    f"{quote(self.chunks[index].text, 40)} on it reads as the web page's "
+                    "footer, not the article",
+                )
+                return index
+        return len(self.chunks)
 
     def _assemble(self, kept: list[ItemRun]) -> Structure:
         plans: list[PartPlan] = []
@@ -137,11 +157,13 @@ class Sections(ArticleView):
         if first.heading is not None:
             welcome += self._blocks_between((first.heading, -1), first.items[0].position)
         closing_at = self._closing_start(plans[-1])
+        last, sign_off = _sign_off(bodies[-1])
+        bodies[-1] = last
         return Structure(
             tuple(plans),
             tuple(bodies),
             tuple(welcome),
-            self._closing(closing_at),
+            sign_off + self._closing(closing_at),
             tuple("" if p.heading is None else self.chunks[p.heading].text for p in plans),
         )
 
@@ -179,9 +201,9 @@ class Sections(ArticleView):
         body_seen = bool(last.rest) or (
             last.entry >= 0 and bool(self.chunks[last.chunk].entries[last.entry].blocks)
         )
-        for index in range(last.chunk + 1, len(self.chunks)):
+        for index in range(last.chunk + 1, self.end):
             chunk = self.chunks[index]
-            followed = index + 1 < len(self.chunks)
+            followed = index + 1 < self.end
             if chunk.is_heading:
                 if is_closing_heading(chunk.text):
                     return index
@@ -207,13 +229,13 @@ class Sections(ArticleView):
             elif self.markdown and _bold_line(chunk) and is_closing_heading(chunk.text):
                 return index
             body_seen = True
-        return len(self.chunks)
+        return self.end
 
     def _closing(self, start: int) -> tuple[Section, ...]:
         groups: list[tuple[Chunk | None, list[Block]]] = []
-        for index in range(start, len(self.chunks)):
+        for index in range(start, self.end):
             chunk = self.chunks[index]
-            followed = index + 1 < len(self.chunks)
+            followed = index + 1 < self.end
             opens = (
                 chunk.is_heading
                 or (chunk.kind is ChunkKind.RULE and followed)
@@ -301,10 +323,8 @@ class Sections(ArticleView):
         elif chunk.kind is ChunkKind.HEADING:
             yield Heading(chunk.runs, chunk.line)
         elif chunk.kind is ChunkKind.PARAGRAPH:
-            if len(chunk.lines) == 1 and is_artefact(chunk.text):
-                self.notes.add(
-                    chunk.line, f"{quote(chunk.text)} dropped: it reads as web-page navigation"
-                )
+            if len(chunk.lines) == 1 and is_furniture(chunk.text):
+                self.notes.add(chunk.line, f"{quote(chunk.text)} {DROPPED}")
             elif is_wrapped_quote(chunk.text):
                 yield Quote(chunk.runs, chunk.line)
             else:
@@ -326,6 +346,30 @@ def _list_blocks(pending: list[tuple[int, Inline, int, tuple[Block, ...]]]) -> I
 
 def _ordered(group: list[tuple[int, Inline, int]]) -> ListBlock:
     return ListBlock(tuple(runs for _, runs, _ in group), group[0][2], True, group[0][0])
+
+
+def _sign_off(body: tuple[Block, ...]) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
+    """(the last lesson, the sign-off that closes the article): trailing paragraphs from
+    the first that signs off ("That's it!", "Which will you try first?"), with the
+    sub-heading right above them; the lesson keeps at least its first block."""
+    start = len(body)
+    for index in range(len(body) - 1, 0, -1):
+        block = body[index]
+        if not isinstance(block, Paragraph | Quote):
+            break
+        if isinstance(block, Paragraph) and is_sign_off(block.text):
+            start = index
+    if start == len(body):
+        return body, ()
+    blocks = body[start:]
+    heading = body[start - 1]
+    if start > 1 and isinstance(heading, Heading):
+        return body[: start - 1], (Section(heading.text, blocks, heading.line),)
+    return body[:start], (Section(None, blocks, blocks[0].line),)
+
+
+def _last_line(chunk: Chunk) -> int:
+    return chunk.line + max(len(chunk.lines) - 1, 0)
 
 
 def _joined_lines(lines: Sequence[Inline]) -> Inline:

@@ -99,15 +99,22 @@ OPENING_WORDS = re.compile(
     r"(?:post|article)|tl;?dr)\b",
     re.IGNORECASE,
 )
-# Web-page furniture that copies along with an article's text.
-ARTEFACTS = re.compile(
-    r"^(?:top of page|back to top|skip to (?:main )?content|skip to navigation|menu|main menu|"
-    r"home|search|share(?: this(?: article| post)?)?:?|advertisement|sponsored content|"
-    r"toggle navigation|sign in|log ?in|subscribe|close|print|email|facebook|twitter|"
-    r"pinterest|whatsapp|linkedin|previous|next|read more|loading\.*|"
-    r"home\s*[>»/›].*)$",
+# A paragraph that signs off the whole article rather than saying more about its last item:
+# "That's it!", "Which of these will you try first?", "Let us know in the comments".
+SIGN_OFF = re.compile(
+    r"^(?:that[’']s (?:it|all)|that is all|there you (?:have it|go)|happy \w+ing\b|good luck|"
+    r"thanks? (?:you )?for reading|hope (?:this|these|that) help|i hope (?:this|these|you)|"
+    r"hopefully,? (?:this|these)|now (?:it[’']s|it is) your turn|over to you|your turn|"
+    r"let (?:me|us) know|which (?:of these|one|\w+ (?:works|will|do))|what do you think|"
+    r"what about you|have i missed|did i miss|do you have (?:any )?(?:other|more)|"
+    r"share your|pick one|start with one|try (?:one|them|these)|"
+    r"viel (?:erfolg|spaß|glück)|buena suerte|¡buena suerte|bonne (?:chance|nuit)|"
+    r"bon courage)\b"
+    r"|\b(?:in the comments|(?:these|those) (?:tips|tricks|ideas|ways|habits|steps|hacks|"
+    r"strategies|rules)\b|this (?:list|article|post)\b|for more (?:tips|ideas|advice))",
     re.IGNORECASE,
 )
+SIGN_OFF_MAX_WORDS = 30
 SENTENCE_END = ".!…:;,"
 CLOSING_MARKS = "”’\"')]»*_"
 QUOTE_PAIRS = (("“", "”"), ('"', '"'), ("„", "“"), ("«", "»"))
@@ -206,8 +213,9 @@ def is_closing_heading(text: str) -> bool:
     return CLOSING_WORDS.match(text.strip()) is not None
 
 
-def is_artefact(text: str) -> bool:
-    return ARTEFACTS.match(text.strip()) is not None
+def is_sign_off(text: str) -> bool:
+    """A short paragraph that closes the article, not its last item."""
+    return len(text.split()) <= SIGN_OFF_MAX_WORDS and SIGN_OFF.search(text.strip()) is not None
 
 
 def quote(text: str, limit: int = 80) -> str:

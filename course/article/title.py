@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from course.article.chunks import Chunk, ChunkKind, Notes
-from course.article.shapes import OPENING_WORDS, is_artefact, is_closing_heading, item_marker, quote
+from course.article.furniture import DROPPED, is_furniture
+from course.article.shapes import OPENING_WORDS, is_closing_heading, item_marker, quote
 from course.content import Inline
 
 MAX_TITLE_CHARS = 150
@@ -24,7 +25,7 @@ def find_title(
     rest = list(chunks)
     while rest and _is_artefact_chunk(rest[0]):
         dropped = rest.pop(0)
-        notes.add(dropped.line, f"{quote(dropped.text)} dropped: it reads as web-page navigation")
+        notes.add(dropped.line, f"{quote(dropped.text)} {DROPPED}")
     leading = next(
         (
             i
@@ -84,7 +85,7 @@ def _usable(text: str) -> bool:
     return (
         bool(text)
         and len(text) <= MAX_TITLE_CHARS
-        and not is_artefact(text)
+        and not is_furniture(text)
         and item_marker(text) is None
         and set(text) - set("-=*_#~ ") != set()
     )
@@ -99,7 +100,7 @@ def _is_artefact_chunk(chunk: Chunk) -> bool:
     return (
         chunk.kind in (ChunkKind.PARAGRAPH, ChunkKind.HEADING)
         and len(chunk.lines) == 1
-        and is_artefact(chunk.text)
+        and is_furniture(chunk.text)
     )
 
 

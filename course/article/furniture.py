@@ -1,0 +1,147 @@
+"""Web-page furniture that comes along when an article is copied from its page.
+
+Blog platforms wrap an article in things that are not the article: navigation ("Skip to
+content", "Home » Blog"), buttons ("Follow", "Listen", "Share", "Subscribe now"), counters
+(claps, comments), the byline and date, the reading time, photo credits, "back to top"
+links, and after the last word the page's footer ("Share this:", "Related", "Written by",
+"Leave a Reply", "Recommended from Medium"). In an email they are noise or, worse, buttons
+that do nothing.
+
+A line that is only furniture is dropped where it stands (`is_furniture`). A line that
+opens the page's footer (`opens_footer`) ends the article: the structure drops it and
+everything after it. Both are told by the whole line, never by a word inside a sentence,
+and each drop is noted, quoting the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from course.article.chunks import Chunk, ChunkKind, Notes
+from course.article.shapes import item_marker, quote
+
+FURNITURE_NOTE = "dropped as parts of the web page (navigation, buttons, byline), not the article"
+_LISTED = 20
+_PERSON = re.compile(r"[A-Z][\w'’-]+(?:\s+[A-Z][\w'’.-]*){1,3}")
+DROPPED = (
+    "dropped: it reads as part of the web page (navigation, a button, a byline), not the article"
+)
+# Symbols that decorate a furniture line: arrows on "back to top", bullets, separators.
+_DECORATION = " \t\u00a0⬆↑▲^↩←→»«›‹•·|*_-–—:()[]"
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DATE = (
+    rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?(?:\s+\d{{4}})?|\d{{1,2}}\s+{_MONTH},?(?:\s+\d{{4}})?"
+    r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})"
+)
+_NAME = r"[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*){0,3}"
+_FURNITURE = re.compile(
+    r"(?:top of page|back to top|go to top|scroll to top|skip to (?:main )?content|"
+    r"skip to navigation|menu|main menu|home|search|toggle|toggle navigation|"
+    r"share(?: this(?: article| post| story)?)?|share on \w+|tweet|pin it|email|print|"
+    r"facebook|twitter|x|pinterest|whatsapp|linkedin|reddit|copy link|"
+    r"advertisement|sponsored content|sign in|sign up|log ?in|subscribe|subscribe now|"
+    r"get the app|open in app|member-only story|listen|follow|following|clap|claps|save|"
+    r"bookmark|responses?|reply|close|previous|next|read more|continue reading|"
+    r"loading\.*|like loading\.*|cancel reply|"
+    rf"\d+\s*min(?:ute)?s?\s+read(?:\s*[·•|]\s*{_DATE})?|"
+    rf"(?:(?:posted|published|updated|last updated)(?:\s+on)?\s+)?{_DATE}(?:\s+by\s+{_NAME})?|"
+    rf"(?:posted|published|written)\s+by\s+{_NAME}(?:\s+on\s+{_DATE})?|"
+    r"(?:photo|image|picture)s?(?: credit)?(?: by| via|:)\s.{1,80}?"
+    r"(?:\s+(?:on|via|from)\s+(?:unsplash|pexels|pixabay|shutterstock|getty images|canva))?|"
+    r"(?:source|credit)s?:\s*(?:unsplash|pexels|pixabay|shutterstock|getty images|canva).*|"
+    r"thanks for reading[^.!]*[.!]?\s*subscribe\b.*|"
+    r"home\s*[>»/›].*"
+    r")",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}", re.IGNORECASE)
+# A counter on its own: "12", "1.2K" (claps, comments, likes).
+_COUNTER = re.compile(r"[\d.,]+\s*[kKmM]?")
+_FOOTER = re.compile(
+    r"(?:share this(?: article| post| story)?|like this|related(?: posts| articles| reading)?|"
+    r"you (?:may|might) also like|more from .{1,60}|recommended from .{1,40}|"
+    r"written by .{1,60}|leave a (?:reply|comment)(?: cancel reply)?|post navigation|"
+    r"\d+ (?:comments?|responses?)|comments?|responses?|"
+    r"keep reading with a .{1,40}|this post is for (?:paid )?subscribers)",
+    re.IGNORECASE,
+)
+
+
+def _core(text: str) -> str:
+    return " ".join(text.split()).strip(_DECORATION)
+
+
+def is_furniture(text: str) -> bool:
+    """A whole line that is web-page furniture, not the article's words."""
+    flat = " ".join(text.split())
+    core = _core(flat)
+    if not core:
+        # Nothing but separators and arrows ("--", "·", "⬆").
+        return bool(flat)
+    return _FURNITURE.fullmatch(core) is not None or _COUNTER.fullmatch(core) is not None
+
+
+def opens_footer(text: str) -> bool:
+    """A whole line that opens the page's footer: the article has ended above it."""
+    return _FOOTER.fullmatch(_core(text)) is not None
+
+
+def drop_furniture(chunks: Sequence[Chunk], notes: Notes) -> list[Chunk]:
+    """The chunks without the one-line paragraphs and headings that are furniture, and
+    without the author's name right above a byline's furniture ("Sam Example", then
+    "Follow" or the date). One note lists what went.
+
+    A line that opens the page's footer stays: the structure ends the article there."""
+    kept: list[Chunk] = []
+    dropped: list[Chunk] = []
+    footer = _footer_after_items(chunks)
+    for index, chunk in enumerate(chunks):
+        text = chunk.text
+        if index < footer and _one_line(chunk) and is_furniture(text) and not opens_footer(text):
+            if kept and _byline(text) and _is_name(kept[-1]):
+                dropped.append(kept.pop())
+            dropped.append(chunk)
+            continue
+        kept.append(chunk)
+    if dropped:
+        dropped.sort(key=lambda chunk: chunk.line)
+        listed = "; ".join(f"line {c.line} {quote(c.text, 60)}" for c in dropped[:_LISTED])
+        more = f"; and {len(dropped) - _LISTED} more" if len(dropped) > _LISTED else ""
+        notes.add(None, f"{FURNITURE_NOTE}: {listed}{more}")
+    return kept
+
+
+def _footer_after_items(chunks: Sequence[Chunk]) -> int:
+    """The first footer line after the last line that looks like an item: the structure
+    cuts the page's footer from there, so nothing after it is dropped line by line."""
+    last_item = max(
+        (i for i, c in enumerate(chunks) if c.lines and item_marker(c.text) is not None),
+        default=-1,
+    )
+    return next(
+        (i for i in range(last_item + 1, len(chunks)) if footer_line(chunks[i])), len(chunks)
+    )
+
+
+def _byline(text: str) -> bool:
+    """Furniture that follows an author's name: a follow button, a date, a reading time."""
+    core = _core(text).lower()
+    return core in ("follow", "following") or _BYLINE.fullmatch(core) is not None
+
+
+def _is_name(chunk: Chunk) -> bool:
+    """A line that is only a person's name: two to four capitalised words."""
+    return _one_line(chunk) and _PERSON.fullmatch(chunk.text.strip()) is not None
+
+
+def _one_line(chunk: Chunk) -> bool:
+    return chunk.kind in (ChunkKind.PARAGRAPH, ChunkKind.HEADING) and len(chunk.lines) == 1
+
+
+def footer_line(chunk: Chunk) -> bool:
+    """A heading or one-line paragraph that opens the page's footer."""
+    return _one_line(chunk) and opens_footer(chunk.text)
