@@ -63,13 +63,25 @@ def first_due(joined: datetime, timezone: str, timing: Timing) -> datetime:
     _require_aware(joined)
     if timing.first_lesson == "immediately":
         return joined.astimezone(UTC)
+    today = local_date(joined, zone(timezone))
+    candidate, later = _day_one_instants(today, timezone, timing)
+    if candidate is not None and candidate >= joined:
+        return candidate
+    return later
+
+
+# A list import asks for every row; its rows share a few zones and joining days.
+@lru_cache(maxsize=4096)
+def _day_one_instants(
+    today: date, timezone: str, timing: Timing
+) -> tuple[datetime | None, datetime]:
+    """The send instants day 1 can fall on for someone who joins on local date `today`:
+    today's (None unless a sending day) and the next sending day's."""
     tz = zone(timezone)
-    today = local_date(joined, tz)
+    candidate = None
     if today.weekday() in timing.send_days:
         candidate = send_instant(today, tz, timing.send_time)
-        if candidate >= joined:
-            return candidate
-    return send_instant(next_sending_day(today, timing.send_days), tz, timing.send_time)
+    return candidate, send_instant(next_sending_day(today, timing.send_days), tz, timing.send_time)
 
 
 def next_due(sent_at: datetime, timezone: str, timing: Timing) -> datetime:

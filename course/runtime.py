@@ -6,12 +6,15 @@ stay pure and take `now` as an argument.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 from course.backends.base import Backend
 from course.backends.factory import make_backend
@@ -20,15 +23,63 @@ from course.bounces.verp import ReturnPath
 from course.build import CourseBuild, build_course
 from course.config import Settings
 from course.delivery import Deliverer, Links, TickReport
-from course.ledger import Ledger, SubscriberRecord, SyncSummary
+from course.ledger import (
+    Departure,
+    Ledger,
+    ListRow,
+    SubscriberRecord,
+    SubscriberStatus,
+    SyncSummary,
+)
 from course.planner import Timing, first_due
-from course.subscribers import Subscriber, SubscriberList, fingerprint, load_subscribers, open_list
+from course.subscribers import (
+    RowNote,
+    Standing,
+    Subscriber,
+    SubscriberList,
+    fingerprint,
+    load_subscribers,
+    open_list,
+)
 from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course")
 CSV_FINGERPRINT = "subscribers_csv_fingerprint"
 # Row notes logged per import; a million-row export of people who left would flood the log.
 REPORT_LOG_ROWS = 200
+
+
+# What the ledger makes of a row that is not active: the suppression list for people who
+# unsubscribed, complained or bounced at the source; `removed` (until the list has them
+# active again) for the rest.
+_DEPARTURE_STATUS: Final = {
+    Standing.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
+    Standing.BOUNCED: SubscriberStatus.BOUNCED,
+    Standing.INACTIVE: SubscriberStatus.REMOVED,
+    Standing.UNCONFIRMED: SubscriberStatus.REMOVED,
+}
+
+
+def departure(note: RowNote, standing: Standing, source: str) -> Departure:
+    """A skipped row as the ledger records it: "kit.csv row 3: state 'cancelled'"."""
+    reason = f"{source} row {note.row}: {note.reason}"
+    return Departure(note.address, _DEPARTURE_STATUS[standing], reason)
+
+
+@contextmanager
+def _collector_set_aside() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what is already loaded while a list is synced.
+
+    A sync makes and drops millions of small objects, none of them in a cycle (reference
+    counting frees them); each collection they trigger also walked every object the program
+    had loaded (SQLAlchemy, the course, the templates). Frozen objects are skipped until
+    `gc.unfreeze()`; collection itself goes on as usual.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def read_subscribers(settings: Settings) -> SubscriberList:
@@ -107,7 +158,8 @@ class Runtime:
         if current == self.ledger.meta(CSV_FINGERPRINT):
             self._seen_csv = current
             return None
-        summary = self.ledger.sync(self._read_records(), now=now, first_due=self._first_due)
+        with _collector_set_aside():
+            summary = self.ledger.sync(self._list_rows(), now=now, first_due=self._first_due)
         self.ledger.set_meta(CSV_FINGERPRINT, current)
         self._seen_csv = current
         LOG.info(
@@ -117,30 +169,43 @@ class Runtime:
             summary.removed,
             summary.rejoined,
         )
+        if summary.stopped or summary.suppressed:
+            LOG.info(
+                "subscribers: %d stopped by their row's status; %d put on the suppression "
+                "list by the list (unsubscribed, complained or bounced at the source)",
+                summary.stopped,
+                summary.suppressed,
+            )
+        if summary.held:
+            LOG.warning(
+                "subscribers: %d listed as subscribed are on the suppression list and get "
+                "nothing; `course status` lists them, `course resubscribe EMAIL` lets one back",
+                summary.held,
+            )
         return summary
 
-    def _read_records(self) -> list[SubscriberRecord]:
-        """Stream the list into what the ledger needs, logging the report as it goes."""
+    def _list_rows(self) -> Iterator[ListRow]:
+        """Stream the list into what the ledger syncs, logging the report as it goes."""
         list_import = open_list(self.settings.subscribers, self.settings.list_import)
         for line in list_import.header_lines():
             LOG.info("%s", line)
-        wanted: list[SubscriberRecord] = []
+        source = self.settings.subscribers.name
         logged = 0
         for item in list_import.rows():
             if isinstance(item, Subscriber):
-                wanted.append(
-                    SubscriberRecord(
-                        item.email, item.first_name, item.timezone, item.fields, item.subscribed_at
-                    )
+                yield SubscriberRecord(
+                    item.email, item.first_name, item.timezone, item.fields, item.subscribed_at
                 )
-            elif logged < REPORT_LOG_ROWS:
+                continue
+            if item.standing is not None and item.address:
+                yield departure(item, item.standing, source)
+            if logged < REPORT_LOG_ROWS:
                 LOG.info("%s", item.line())
                 logged += 1
         if logged < list_import.counts.rejected + list_import.counts.skipped:
             LOG.info("... more rows not shown; `course subscribers --report FILE` lists them all")
         for line in list_import.closing_lines():
             LOG.info("%s", line)
-        return wanted
 
     def _first_due(self, timezone: str, joined: datetime) -> datetime:
         return first_due(joined, timezone, self.timing)

@@ -135,6 +135,71 @@ def test_rows_removed_from_the_csv_stop_receiving(runtime: Runtime) -> None:
     assert [d.day for d in runtime.ledger.history("kai@example.com")] == [1]
 
 
+def test_rows_turned_inactive_stop_from_the_next_tick_with_the_exports_reason(
+    project: Path,
+) -> None:
+    kit = "email_address,first_name,state\n"
+    configure(
+        project,
+        kit + "ann@example.com,Ann,active\nben@example.com,Ben,active\n"
+        "cleo@example.com,Cleo,active\nkim@example.com,Kim,active\n",
+    )
+    course(project, "send", "--now", "2026-03-02T12:00:00Z")
+    assert sorted(inbox(project)) == [
+        "ann@example.com",
+        "ben@example.com",
+        "cleo@example.com",
+        "kim@example.com",
+    ]
+
+    csv = project / "examples" / "subscribers.csv"
+    csv.write_text(
+        kit + "ann@example.com,Ann,cancelled\nben@example.com,Ben,inactive\n"
+        "kim@example.com,Kim,active\ndan@example.com,Dan,complained\n"
+    )
+    sent = course(project, "send", "--now", "2026-03-04T12:00:00Z")
+
+    received = inbox(project)
+    assert [day for day, _, _ in received["kim@example.com"]] == [1, 2]
+    for stopped in ("ann", "ben", "cleo"):
+        assert [day for day, _, _ in received[f"{stopped}@example.com"]] == [1]
+    assert "dan@example.com" not in received
+    assert "2 stopped by their row's status; 2 put on the suppression list" in sent.stderr
+
+    ann = course(project, "status", "--subscriber", "ann@example.com").stdout
+    assert ann.splitlines()[0] == (
+        "ann@example.com: unsubscribed since 2026-03-04 12:00 UTC "
+        "(subscribers.csv row 2: state 'cancelled')"
+    )
+    ben = course(project, "status", "--subscriber", "ben@example.com").stdout
+    assert ben.splitlines()[0] == (
+        "ben@example.com: removed since 2026-03-04 12:00 UTC "
+        "(subscribers.csv row 3: state 'inactive')"
+    )
+    status = course(project, "status").stdout
+    assert status.startswith("subscribers: 5 (1 active, 2 unsubscribed, 2 removed)")
+    suppressed = status.split("unsubscribed and bounced")[1].split("\n\n")[0]
+    assert "ann@example.com  unsubscribed  2026-03-04 12:00  subscribers.csv row 2: state" in (
+        suppressed
+    )
+    assert "dan@example.com  unsubscribed  2026-03-04 12:00  subscribers.csv row 5: state" in (
+        suppressed
+    )
+    stopped = status.split("stopped by the list")[1].split("\n\n")[0]
+    assert "ben@example.com   2026-03-04 12:00  subscribers.csv row 3: state 'inactive'" in stopped
+    assert "cleo@example.com  2026-03-04 12:00  removed from CSV" in stopped
+
+    # Listed as active again: the inactive row comes back, the unsubscribe holds.
+    csv.write_text(
+        kit + "ann@example.com,Ann,active\nben@example.com,Ben,active\nkim@example.com,Kim,active\n"
+    )
+    sent = course(project, "send", "--now", "2026-03-06T12:00:00Z")
+    received = inbox(project)
+    assert [day for day, _, _ in received["ben@example.com"]] == [1, 2]
+    assert [day for day, _, _ in received["ann@example.com"]] == [1]
+    assert "1 listed as subscribed are on the suppression list" in sent.stderr
+
+
 def test_three_days_of_downtime_shift_the_course(runtime: Runtime) -> None:
     runtime.tick(START)  # day 1 for both
     day_two = START + timedelta(days=1, hours=1)  # 13:00 UTC is 08:00 in New York

@@ -27,8 +27,10 @@ from course.ledger import (
     DeliveryOutcome,
     DeliveryState,
     DeliveryView,
+    Departure,
     DueLesson,
     Ledger,
+    ListRow,
     SubscriberRecord,
     SubscriberStatus,
     SyncSummary,
@@ -392,7 +394,8 @@ def test_sync_never_reactivates_a_stopped_subscriber(
     summary = ledger.sync([person("ann@example.com")], now=T0 + DAY, first_due=first_due)
     ledger.sync([person("ann@example.com", "Ann")], now=T0 + DAY, first_due=first_due)
 
-    assert summary == SyncSummary(added=0, updated=0, removed=0, rejoined=0, unchanged=1)
+    held = int(status != SubscriberStatus.COMPLETED)  # on the suppression list, yet listed
+    assert summary == SyncSummary(added=0, updated=0, removed=0, rejoined=0, unchanged=1, held=held)
     assert status_of(ledger, "ann@example.com") == status
     assert ledger.due(T0 + 9 * DAY) == []
 
@@ -416,6 +419,208 @@ def test_unsubscribe_suppresses_known_and_unseen_addresses_once(ledger: Ledger) 
     assert (new.status, new.status_reason) == ("unsubscribed", "by hand")
     assert [v.email for v in ledger.suppressions()] == ["ann@example.com", "new@example.com"]
     assert ledger.due(T0 + DAY) == []
+
+
+# --- sync: rows that say someone is not subscribed ------------------------------------------
+
+
+def leaving(
+    email: str, status: SubscriberStatus, reason: str = "list.csv row 3: state 'x'"
+) -> Departure:
+    return Departure(email, status, reason)
+
+
+def test_a_row_turned_inactive_stops_them_with_its_reason_until_it_is_active_again(
+    ledger: Ledger,
+) -> None:
+    ledger.sync([person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due)
+    send_due(ledger, T0 + 2 * HOUR, next_due_at=T0 + DAY)
+
+    reason = "list.csv row 2: status 'inactive'"
+    summary = ledger.sync(
+        [leaving("ann@example.com", SubscriberStatus.REMOVED, reason), person("bob@example.com")],
+        now=T0 + 3 * HOUR,
+        first_due=first_due,
+    )
+
+    assert summary == SyncSummary(added=0, updated=0, removed=0, rejoined=0, unchanged=1, stopped=1)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.status_reason, ann.status_at, ann.next_due_at) == (
+        "removed",
+        reason,
+        T0 + 3 * HOUR,
+        None,
+    )
+    assert lessons(ledger.due(T0 + 2 * DAY)) == [("bob@example.com", 2)]
+    assert ledger.latest_with_status([SubscriberStatus.REMOVED], limit=50) == [ann]
+
+    # Active in a later export: back where they left off.
+    summary = ledger.sync(
+        [person("ann@example.com"), person("bob@example.com")],
+        now=T0 + 2 * DAY,
+        first_due=first_due,
+    )
+    assert summary.rejoined == 1
+    assert sorted(lessons(ledger.due(T0 + 2 * DAY + 2 * HOUR))) == [
+        ("ann@example.com", 2),
+        ("bob@example.com", 2),
+    ]
+
+
+@pytest.mark.parametrize("status", [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED])
+def test_a_row_that_says_they_left_suppresses_them_and_no_later_list_undoes_it(
+    ledger: Ledger, status: SubscriberStatus
+) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    reason = "kit.csv row 2: state 'cancelled'"
+
+    summary = ledger.sync(
+        [leaving("ann@example.com", status, reason)], now=T0 + HOUR, first_due=first_due
+    )
+
+    assert summary == SyncSummary(
+        added=0, updated=0, removed=0, rejoined=0, unchanged=0, stopped=1, suppressed=1
+    )
+    assert [(v.email, v.status, v.status_reason, v.status_at) for v in ledger.suppressions()] == [
+        ("ann@example.com", status, reason, T0 + HOUR)
+    ]
+    # The tool lists them as subscribed again (or an old export is read): still suppressed.
+    summary = ledger.sync([person("ann@example.com")], now=T0 + DAY, first_due=first_due)
+    assert (summary.held, summary.rejoined) == (1, 0)
+    assert status_of(ledger, "ann@example.com") == status
+    assert ledger.due(T0 + 9 * DAY) == []
+    # Only the operator lets them back.
+    assert ledger.reactivate("ann@example.com", now=T0 + 2 * DAY, first_due=first_due)
+    assert status_of(ledger, "ann@example.com") == "active"
+
+
+def test_an_address_that_left_before_it_was_ever_synced_is_suppressed_all_the_same(
+    ledger: Ledger,
+) -> None:
+    summary = ledger.sync(
+        [
+            person("ann@example.com"),
+            leaving("gone@example.com", SubscriberStatus.BOUNCED, "cleaned.csv row 2: cleaned"),
+            leaving("pending@example.com", SubscriberStatus.REMOVED),
+        ],
+        now=T0,
+        first_due=first_due,
+    )
+
+    assert summary == SyncSummary(
+        added=1, updated=0, removed=0, rejoined=0, unchanged=0, suppressed=1
+    )
+    assert [(v.email, v.status) for v in ledger.suppressions()] == [("gone@example.com", "bounced")]
+    assert ledger.subscriber("pending@example.com") is None  # never mailed, nothing to keep
+    summary = ledger.sync(
+        [person("ann@example.com"), person("gone@example.com")], now=T0 + DAY, first_due=first_due
+    )
+    assert (summary.added, summary.held) == (0, 1)
+    assert lessons(ledger.due(T0 + 9 * DAY)) == [("ann@example.com", 1)]
+
+
+def test_an_earlier_unsubscribe_keeps_its_own_reason_and_time(ledger: Ledger) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    assert ledger.unsubscribe("ann@example.com", how="one-click", now=T0 + HOUR)
+
+    summary = ledger.sync(
+        [leaving("ann@example.com", SubscriberStatus.UNSUBSCRIBED)],
+        now=T0 + DAY,
+        first_due=first_due,
+    )
+
+    assert (summary.stopped, summary.suppressed) == (0, 0)
+    ann = ledger.subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.status_reason, ann.status_at) == (
+        "unsubscribed",
+        "one-click",
+        T0 + HOUR,
+    )
+
+
+def test_the_strongest_word_on_an_address_wins_whatever_the_row_order(ledger: Ledger) -> None:
+    people = [person(f"p{i}@example.com") for i in range(4)]
+    ledger.sync(people, now=T0, first_due=first_due)
+    removed, left = SubscriberStatus.REMOVED, SubscriberStatus.UNSUBSCRIBED
+    # p0, p1: both words in one batch; p2, p3: 6,000 rows apart, in different batches.
+    filler = [person(f"filler{i}@example.com") for i in range(6_000)]
+    rows: list[ListRow] = [
+        leaving("p0@example.com", removed, "pending"),
+        leaving("p0@example.com", left, "cancelled"),
+        leaving("p1@example.com", left, "cancelled"),
+        leaving("p1@example.com", removed, "pending"),
+        leaving("p2@example.com", removed, "pending"),
+        leaving("p3@example.com", left, "cancelled"),
+        *filler,
+        leaving("p2@example.com", left, "cancelled"),
+        leaving("p3@example.com", removed, "pending"),
+    ]
+
+    ledger.sync(rows, now=T0 + HOUR, first_due=first_due)
+
+    for view in (ledger.subscriber(f"p{i}@example.com") for i in range(4)):
+        assert view is not None
+        assert (view.status, view.status_reason) == ("unsubscribed", "cancelled")
+
+
+def test_an_address_listed_as_subscribed_and_as_gone_is_not_mailed(ledger: Ledger) -> None:
+    # Two spellings the list could not tell apart; the row that says they left wins.
+    summary = ledger.sync(
+        [person("Ann@example.com"), leaving("ann@example.com", SubscriberStatus.UNSUBSCRIBED)],
+        now=T0,
+        first_due=first_due,
+    )
+
+    assert status_of(ledger, "ann@example.com") == "unsubscribed"
+    assert summary.suppressed == 1
+    assert ledger.due(T0 + 9 * DAY) == []
+
+
+def test_sync_streams_its_rows_in_batches(ledger: Ledger) -> None:
+    """A generator is read once, across several batches, and nobody it names is removed."""
+    count = 12_345
+    consumed = 0
+
+    def rows(names: str) -> Iterator[SubscriberRecord]:
+        nonlocal consumed
+        for i in range(count):
+            consumed += 1
+            yield person(f"p{i}@example.com", f"{names}{i}")
+
+    first = ledger.sync(rows("P"), now=T0, first_due=first_due)
+    assert (first.added, consumed) == (count, count)
+
+    # Everyone again, one renamed, one missing, and the first of them repeated at the end.
+    def changed() -> Iterator[ListRow]:
+        for row in rows("P"):
+            if row.email == "p7000@example.com":
+                continue
+            yield person(row.email, "Renamed") if row.email == "p3@example.com" else row
+        yield person("p0@example.com", "Repeated")
+
+    summary = ledger.sync(changed(), now=T0 + HOUR, first_due=first_due)
+
+    assert summary == SyncSummary(added=0, updated=1, removed=1, rejoined=0, unchanged=count - 2)
+    assert status_of(ledger, "p7000@example.com") == "removed"
+    assert ledger.status_counts() == {"active": count - 1, "removed": 1}
+    view = ledger.subscriber("p0@example.com")
+    assert view is not None
+    assert view.name == "P0"  # the first row wins
+
+
+def test_a_repeated_address_in_a_later_batch_of_a_first_import_is_not_added_twice(
+    ledger: Ledger,
+) -> None:
+    rows = [person(f"p{i}@example.com") for i in range(5_001)] + [person("P0@example.com", "Two")]
+
+    summary = ledger.sync(rows, now=T0, first_due=first_due)
+
+    assert summary.added == 5_001
+    view = ledger.subscriber("p0@example.com")
+    assert view is not None
+    assert (view.email, view.name) == ("p0@example.com", "p0")
 
 
 # --- due, claim, record -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from course.subscribers import (
     Field,
     ImportOptions,
     RowOutcome,
+    Standing,
     StatusColumn,
     SubscriberList,
     Unconfirmed,
@@ -138,6 +139,72 @@ def test_an_unknown_status_value_is_skipped_and_says_what_to_do() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "standing"),
+    [
+        ("state", "cancelled", Standing.UNSUBSCRIBED),
+        ("state", "complained", Standing.UNSUBSCRIBED),
+        ("status", "blocklisted", Standing.UNSUBSCRIBED),
+        ("Status", "Abgemeldet", Standing.UNSUBSCRIBED),
+        ("state", "bounced", Standing.BOUNCED),
+        ("status", "Hard-Bounce", Standing.BOUNCED),
+        ("state", "inactive", Standing.INACTIVE),
+        ("status", "disabled", Standing.INACTIVE),
+        ("status", "vip", Standing.INACTIVE),  # nobody knows it: skipped, not suppressed
+        ("status", "pending", Standing.UNCONFIRMED),
+    ],
+)
+def test_what_a_skipped_row_says_about_the_person(
+    header: str, value: str, standing: Standing
+) -> None:
+    result = parse(f"email,{header}\nAnn@Example.com,{value}\n")
+    (note,) = result.notes
+    assert (note.outcome, note.address, note.standing) == (
+        RowOutcome.SKIPPED,
+        "Ann@example.com",
+        standing,
+    )
+
+
+def test_substack_disabled_email_and_mailchimp_exports_of_people_who_left() -> None:
+    substack = parse("email,email_disabled,name\nann@example.com,true,Ann\n")
+    assert substack.notes[0].standing is Standing.UNSUBSCRIBED
+    mailchimp = "Email Address,MEMBER_RATING,LEID,{}\nann@example.com,1,3,2024-01-01\n"
+    unsubscribed = parse(mailchimp.format("UNSUB_TIME"))
+    cleaned = parse(mailchimp.format("CLEAN_TIME"))
+    assert unsubscribed.notes[0].standing is Standing.UNSUBSCRIBED
+    assert (cleaned.notes[0].standing, cleaned.notes[0].reason) == (
+        Standing.BOUNCED,
+        "in Mailchimp's cleaned export",
+    )
+
+
+def test_the_status_column_that_keeps_mail_away_most_speaks_for_the_row() -> None:
+    result = parse(
+        "email,status,subscription_status\n"
+        "ann@example.com,pending,unsubscribed\n"
+        "ben@example.com,bounced,unsubscribed\n"
+        "cat@example.com,disabled,pending\n"
+    )
+    assert [(n.row, n.reason, n.standing) for n in result.notes] == [
+        (2, "subscription_status 'unsubscribed'", Standing.UNSUBSCRIBED),
+        (3, "status 'bounced'", Standing.BOUNCED),
+        (4, "status 'disabled'", Standing.INACTIVE),
+    ]
+
+
+def test_a_configured_status_column_still_knows_who_unsubscribed() -> None:
+    text = (
+        "email,Mitglied\n"
+        "ann@example.com,ja\nben@example.com,gekündigt\ncat@example.com,unsubscribed\n"
+    )
+    result = parse(text, status=StatusColumn("mitglied", ("ja",)))
+    assert [(n.row, n.standing) for n in result.notes] == [
+        (3, Standing.INACTIVE),
+        (4, Standing.UNSUBSCRIBED),
+    ]
+
+
 def test_unconfirmed_rows_are_skipped_unless_included() -> None:
     text = "email,status\nann@example.com,pending\n"
     assert parse(text).subscribers == ()
@@ -155,6 +222,8 @@ def test_an_address_marked_gone_in_any_row_is_never_mailed() -> None:
         (4, "skipped", "state 'cancelled'"),
     ]
     assert [n.address for n in result.notes] == ["ann@example.com", "ANN@example.com"]
+    # The active row of an address marked gone says what the gone row says.
+    assert [n.standing for n in result.notes] == [Standing.UNSUBSCRIBED] * 2
 
 
 def test_a_first_name_too_long_to_be_a_name_is_cut_with_a_note() -> None:

@@ -435,15 +435,16 @@ def test_an_unsubscribe_landing_during_a_sync_is_kept(
         ledger.sync(people(2, "ann"), now=T0, first_due=first_due)
         ledger.sync(people(1, "ann"), now=T0, first_due=first_due)  # ann00001 removed
         other = Ledger.open(url, base_dir=tmp_path)
-        real_load = course.ledger.roster._load_known
+        sync = course.ledger.roster._ListSync
+        real_known = sync._known
 
-        def unsubscribe_after_reading(conn: Any) -> Any:
-            known = real_load(conn)
+        def unsubscribe_after_reading(self: Any, keys: Any) -> Any:
+            known = real_known(self, keys)
             other.unsubscribe("ann00000@example.com", how="one-click", now=T0 + HOUR)
             other.unsubscribe("ann00001@example.com", how="one-click", now=T0 + HOUR)
             return known
 
-        monkeypatch.setattr(course.ledger.roster, "_load_known", unsubscribe_after_reading)
+        monkeypatch.setattr(sync, "_known", unsubscribe_after_reading)
         # ann00000 missing from the CSV now (would be removed); ann00001 back (would rejoin).
         ledger.sync(people(2, "ann")[1:], now=T0 + 2 * HOUR, first_due=first_due)
         monkeypatch.undo()

@@ -387,13 +387,16 @@ def _overall_status(ledger: Ledger) -> None:
         print()
         rows = [(str(d), *(str(counts.get((d, s), 0)) for s in DeliveryState)) for d in days]
         print_table(("day", *DeliveryState), rows)
-    suppressed = ledger.suppressions()[-50:]
+    suppressed = ledger.latest_with_status(
+        (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED), limit=50
+    )
     if suppressed:
         print("\nunsubscribed and bounced (latest 50):")
         print_table(
             ("subscriber", "status", "since (UTC)", "how"),
             [(v.email, v.status, _when(v.status_at), v.status_reason) for v in suppressed],
         )
+    _stopped_by_the_list(ledger)
     problems = ledger.problems(limit=50)
     if problems:
         print("\nproblems (latest 50):")
@@ -443,6 +446,17 @@ def _ago(age: timedelta) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min ago"
     return f"{seconds // 3600} h ago"
+
+
+def _stopped_by_the_list(ledger: Ledger) -> None:
+    """Who stopped because the list no longer has them, or has them as not subscribed."""
+    removed = ledger.latest_with_status([SubscriberStatus.REMOVED], limit=50)
+    if removed:
+        print("\nstopped by the list: not in it now, or not subscribed there (latest 50):")
+        print_table(
+            ("subscriber", "since (UTC)", "why"),
+            [(v.email, _when(v.status_at), v.status_reason) for v in removed],
+        )
 
 
 def _subscriber_status(ledger: Ledger, email: str) -> int:

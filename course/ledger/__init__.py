@@ -17,7 +17,7 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,9 @@ from course.ledger.queue import Queue
 from course.ledger.records import (
     DeliveryOutcome,
     DeliveryView,
+    Departure,
     DueLesson,
+    ListRow,
     SubscriberRecord,
     SubscriberView,
     SyncSummary,
@@ -44,8 +46,10 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryState",
     "DeliveryView",
+    "Departure",
     "DueLesson",
     "Ledger",
+    "ListRow",
     "NoticeResult",
     "NoticeView",
     "SubscriberRecord",
@@ -106,12 +110,12 @@ class Ledger:
 
     def sync(
         self,
-        subscribers: Sequence[SubscriberRecord],
+        rows: Iterable[ListRow],
         *,
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
     ) -> SyncSummary:
-        return self._roster.sync(subscribers, now=now, first_due=first_due)
+        return self._roster.sync(rows, now=now, first_due=first_due)
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime
@@ -210,6 +214,11 @@ class Ledger:
 
     def subscriber(self, email: str) -> SubscriberView | None:
         return self._reports.subscriber(email)
+
+    def latest_with_status(
+        self, statuses: Collection[SubscriberStatus], *, limit: int
+    ) -> list[SubscriberView]:
+        return self._reports.latest_with_status(statuses, limit=limit)
 
     def history(self, email: str) -> list[DeliveryView]:
         return self._reports.history(email)

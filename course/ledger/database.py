@@ -19,6 +19,7 @@ from sqlalchemy import (
     ClauseElement,
     ColumnElement,
     Connection,
+    Dialect,
     Engine,
     Insert,
     Table,
@@ -38,6 +39,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from course.errors import LedgerError
 
@@ -195,6 +197,24 @@ class Database:
             # (the PostgreSQL dialect's own paramstyle) does too.
             return str(statement.compile(dialect=sqlite.dialect(paramstyle="named")))
         return str(statement.compile(dialect=self.engine.dialect))
+
+    def driver_sql_positional(self, statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
+        """`statement` as this driver's SQL taking its parameters as a tuple, and the names
+        of the parameters in the order the tuple must give them.
+
+        For the largest writes (a list sync inserts a million rows): the drivers bind a tuple
+        faster than a dict, and a tuple is cheaper to build.
+        """
+        dialect: Dialect
+        if self.dialect == "sqlite":
+            dialect = sqlite.dialect(paramstyle="qmark")
+        else:
+            # psycopg takes %s with a tuple (SQLAlchemy's dialect class is not annotated).
+            dialect = postgresql.psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"not a SQL statement: {statement!r}")
+        return str(compiled), tuple(compiled.positiontup or ())
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, select
 
 from course.ledger.database import Database
@@ -55,6 +57,21 @@ class Reports:
         with self._db.reading() as conn:
             row = conn.execute(select(s).where(s.c.email_key == email.lower())).first()
         return None if row is None else subscriber_view(row)
+
+    def latest_with_status(
+        self, statuses: Collection[SubscriberStatus], *, limit: int
+    ) -> list[SubscriberView]:
+        """The last `limit` subscribers to take one of `statuses`, oldest first."""
+        s = SUBSCRIBERS
+        query = (
+            select(s)
+            .where(s.c.status.in_(list(statuses)))
+            .order_by(s.c.status_at.desc(), s.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.reading() as conn:
+            rows = conn.execute(query).all()
+        return [subscriber_view(row) for row in reversed(rows)]
 
     def history(self, email: str) -> list[DeliveryView]:
         """Every delivery row of this subscriber, by day."""

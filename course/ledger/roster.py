@@ -7,16 +7,31 @@ address that left never comes back by accident (only `reactivate` brings someone
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
+from itertools import islice
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, Insert, bindparam, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Update,
+    bindparam,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from course.errors import LedgerError
 from course.ledger.chunks import IN_CHUNK, in_chunks
 from course.ledger.database import Database
 from course.ledger.records import (
+    Departure,
+    ListRow,
     SubscriberRecord,
     SubscriberView,
     SyncSummary,
@@ -50,29 +65,37 @@ class Roster:
 
     def sync(
         self,
-        subscribers: Sequence[SubscriberRecord],
+        rows: Iterable[ListRow],
         *,
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
     ) -> SyncSummary:
-        """Make the ledger follow the CSV's current rows, in one transaction.
+        """Make the ledger follow the list's current rows, in one transaction.
 
-        New addresses become active from day 1, joined at their subscribed_at (or now), due at
-        first_due(timezone, joined_at). Known ones get a changed email spelling, name, timezone
-        or fields. Active subscribers missing from the CSV become `removed` (never deleted:
-        their history stays); a removed subscriber who reappears is active again from their
-        next_day, due at first_due(timezone, now). Unsubscribed, bounced and completed
-        subscribers are never reactivated here. Duplicate addresses: the first row wins.
+        `rows` is streamed in batches: neither the list nor the roster is ever held whole.
+
+        A SubscriberRecord is someone the list has as subscribed. A new address becomes active
+        from day 1, joined at its subscribed_at (or now), due at first_due(timezone, joined_at).
+        A known one gets a changed email spelling, name, timezone or fields; a removed
+        subscriber who is listed again is active again from their next_day, due at
+        first_due(timezone, now). Unsubscribed, bounced and completed subscribers are never
+        reactivated here (unsubscribed and bounced ones are counted as `held`). Duplicate
+        addresses: the first row wins.
+
+        A Departure is a row that says its address is not to be mailed: an active subscriber
+        stops with the row's reason. One that says `unsubscribed` or `bounced` puts the
+        address on the suppression list, even if the ledger never knew it.
+
+        Active subscribers the list no longer names become `removed` (never deleted: their
+        history stays).
         """
         now = require_utc(now)
-        wanted = _by_email_key(subscribers)
         with self._db.writing() as conn:
             # Syncs take turns (on PostgreSQL, the leader syncs, but a `course send` may
             # too): each reads what the previous one wrote. Unsubscribes do not wait for a
             # sync; the statements below are conditional on what they may overwrite.
             self._db.lock_for_transaction(conn, "roster")
-            known = _load_known(conn)
-            return _CsvSync(self._db, conn, now, first_due).run(wanted, known)
+            return _ListSync(self._db, conn, now, first_due).run(rows)
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime
@@ -238,18 +261,26 @@ def resume(
 
 # --- sync -------------------------------------------------------------------------------------
 
-# Rows per executemany() call during sync: big enough to amortise the round trip,
-# small enough that the parameter lists of a 1,000,000-row import never sit in memory at once.
+# List rows per batch: each batch looks up its addresses, then writes in one executemany() per
+# kind of change. Big enough to amortise the round trips, small enough that a 1,000,000-row
+# import never holds more than a batch of rows and parameters.
 _SYNC_CHUNK: Final = 5_000
+_ACTIVE: Final = SubscriberStatus.ACTIVE.value
+# How strongly a departure keeps mail away: of two for one address, the stronger is applied.
+_DEPARTURE_WEIGHT: Final = {
+    SubscriberStatus.REMOVED: 1,
+    SubscriberStatus.UNSUBSCRIBED: 2,
+    SubscriberStatus.BOUNCED: 2,
+}
 
 
 class _Known(NamedTuple):
-    """An existing subscriber, as sync() needs it for diffing against the CSV."""
+    """An existing subscriber, as sync() needs it for diffing against the list."""
 
     id: int
-    # _csv_digest() of what a CSV row can change. Keeping a million names and field sets
-    # instead would double sync's memory; a 64-bit hash collision (odds about 1 in 10^19 per
-    # changed row) would only hold one rename back until that row changes again.
+    # _csv_digest() of what a list row can change, rather than the row itself; a 64-bit hash
+    # collision (odds about 1 in 10^19 per changed row) would only hold one rename back until
+    # that row changes again.
     digest: int
     status: SubscriberStatus
     next_day: int
@@ -257,33 +288,6 @@ class _Known(NamedTuple):
 
 def _csv_digest(email: str, name: str, timezone: str, fields_json: str) -> int:
     return hash((email, name, timezone, fields_json))
-
-
-def _by_email_key(subscribers: Iterable[SubscriberRecord]) -> dict[str, SubscriberRecord]:
-    wanted: dict[str, SubscriberRecord] = {}
-    for record in subscribers:
-        wanted.setdefault(record.email.lower(), record)
-    return wanted
-
-
-def _load_known(conn: Connection) -> dict[str, _Known]:
-    s = SUBSCRIBERS
-    rows = conn.execute(
-        select(
-            s.c.email_key,
-            s.c.id,
-            s.c.email,
-            s.c.name,
-            s.c.timezone,
-            s.c.fields,
-            s.c.status,
-            s.c.next_day,
-        )
-    )
-    return {
-        key: _Known(subscriber_id, _csv_digest(email, name, zone, fields), _STATUS[status], day)
-        for key, subscriber_id, email, name, zone, fields, status, day in rows
-    }
 
 
 _NEW_SUBSCRIBER_COLUMNS: Final = (
@@ -305,12 +309,110 @@ _NEW_SUBSCRIBER_COLUMNS: Final = (
 
 def _new_subscriber(db: Database) -> Insert:
     values: dict[str, Any] = {name: bindparam(name) for name in _NEW_SUBSCRIBER_COLUMNS}
-    # inline: no RETURNING of the new id, which nothing reads.
+    # ON CONFLICT DO NOTHING: an address recorded meanwhile (an unsubscribe, or an earlier
+    # row of this list under another spelling) keeps its row. Inline: no RETURNING of the id.
     return db.insert_or_skip(SUBSCRIBERS).values(values).inline()
 
 
-class _CsvSync:
-    """One sync() pass inside one transaction: classifies each CSV row, writes in chunks."""
+def _suppress_from_list(db: Database) -> Insert:
+    """Put an address on the suppression list, known or not, unless it is on it already."""
+    s = SUBSCRIBERS
+    values: dict[str, Any] = {name: bindparam(name) for name in _NEW_SUBSCRIBER_COLUMNS}
+    stopped = ("status", "status_reason", "status_at", "updated_at")
+    changed: dict[str, Any] = {name: bindparam(name) for name in stopped}
+    changed["next_due_at"] = null()
+    # The statuses as parameters of their own: the statement goes to the driver as it is
+    # (Database.driver_sql), and an IN list would need SQLAlchemy to expand it.
+    suppressed = s.c.status.not_in([bindparam("unsubscribed"), bindparam("bounced")])
+    return db.upsert(s, values, key=("email_key",), changed=changed, where=suppressed)
+
+
+def _stop_from_list() -> Update:
+    """Stop an active subscriber whose row says they are not subscribed now."""
+    s = SUBSCRIBERS
+    return (
+        update(s)
+        .where(s.c.email_key == bindparam("key"), s.c.status == bindparam("active"))
+        .values(
+            status=bindparam("removed"),
+            status_reason=bindparam("reason"),
+            status_at=bindparam("now"),
+            next_due_at=null(),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+# The constant parameters of those two statements.
+_SUPPRESS_CONSTANTS: Final = {status.value: status.value for status in SUPPRESSED}
+_STOP_CONSTANTS: Final = {
+    "active": SubscriberStatus.ACTIVE.value,
+    "removed": SubscriberStatus.REMOVED.value,
+}
+
+_KNOWN_COLUMNS: Final = (
+    SUBSCRIBERS.c.email_key,
+    SUBSCRIBERS.c.id,
+    SUBSCRIBERS.c.email,
+    SUBSCRIBERS.c.name,
+    SUBSCRIBERS.c.timezone,
+    SUBSCRIBERS.c.fields,
+    SUBSCRIBERS.c.status,
+    SUBSCRIBERS.c.next_day,
+)
+_LOOKUP: Final = select(*_KNOWN_COLUMNS).where(
+    SUBSCRIBERS.c.email_key.in_(bindparam("keys", expanding=True))
+)
+
+
+class _InsertWriter:
+    """Runs the sync's bulk inserts on a thread of their own, one batch behind the reading.
+
+    The database drivers release the GIL while the database works, so reading and preparing
+    the next batch of the list overlaps writing this one, on a machine with a core to spare.
+    At most one batch is in flight. Every other statement of the sync calls `wait()` first,
+    so it sees every row inserted before it, and the connection is never used by two threads
+    at once.
+    """
+
+    def __init__(self, conn: Connection, sql: str) -> None:
+        self._conn = conn
+        self._sql = sql
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="course-sync")
+        self._pending: Future[int] | None = None
+        self.inserted = 0
+
+    def submit(self, rows: list[tuple[Any, ...]]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._insert, rows)
+
+    def wait(self) -> None:
+        """Until the batch in flight is written; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.inserted += pending.result()
+
+    def close(self) -> None:
+        """Wait for the batch in flight (after an error too), then end the thread."""
+        try:
+            if self._pending is not None:
+                wait([self._pending])
+        finally:
+            self._pool.shutdown()
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        added = self._conn.exec_driver_sql(self._sql, rows).rowcount
+        # Rows an ON CONFLICT skipped were not added (a driver that cannot say counts all).
+        return added if added >= 0 else len(rows)
+
+
+class _ListSync:
+    """One sync() inside one transaction: the list streamed through in batches.
+
+    Which known subscribers the list still names is kept as one byte per subscriber id that
+    existed when the sync began (the `ceiling`), so finding those it no longer names needs
+    neither the list nor the roster in memory.
+    """
 
     def __init__(
         self,
@@ -325,30 +427,80 @@ class _CsvSync:
         # New rows go straight to the driver, in its SQL (Database.driver_sql), with their
         # times converted by UTCDateTime itself: SQLAlchemy's per-row parameter processing
         # was 40% of a 1,000,000-row import.
-        # ON CONFLICT DO NOTHING: an address an unsubscribe recorded since this sync read the
-        # roster is theirs, not a collision.
-        self._insert_sql = db.driver_sql(_new_subscriber(db))
+        insert_sql, order = db.driver_sql_positional(_new_subscriber(db))
+        if order != _NEW_SUBSCRIBER_COLUMNS:
+            raise LedgerError(f"bug: the new-subscriber insert takes {order}")
+        self._writer = _InsertWriter(conn, insert_sql)
+        self._suppress_sql = db.driver_sql(_suppress_from_list(db))
+        self._stop_sql = db.driver_sql(_stop_from_list())
         self._to_db = functools.partial(UTCDateTime().process_bind_param, dialect=conn.dialect)
         self._now_db = self._to_db(now)
-        self._inserts: list[dict[str, Any]] = []
+        ceiling = conn.execute(select(func.max(SUBSCRIBERS.c.id))).scalar()
+        self._ceiling: int = ceiling or 0
+        self._named = bytearray(self._ceiling + 1)
+        self._inserts: list[tuple[Any, ...]] = []
+        self._due_now: dict[str, Any] = {}
         self._updates: list[dict[str, Any]] = []
-        self._counts = dict.fromkeys(("added", "updated", "removed", "rejoined", "unchanged"), 0)
+        self._counts = dict.fromkeys(SyncSummary.__slots__, 0)
 
-    def run(
-        self, wanted: Mapping[str, SubscriberRecord], known: Mapping[str, _Known]
-    ) -> SyncSummary:
-        for key, record in wanted.items():
-            self._apply(key, record, known.get(key))
-        self._flush_inserts()
-        self._flush_updates()
-        self._remove_missing(wanted, known)
+    def run(self, rows: Iterable[ListRow]) -> SyncSummary:
+        stream = iter(rows)
+        try:
+            while batch := list(islice(stream, _SYNC_CHUNK)):
+                self._batch(batch)
+            self._writer.wait()
+        finally:
+            # Before the transaction ends, whatever ended the sync: no insert runs after it.
+            self._writer.close()
+        self._counts["added"] = self._writer.inserted
+        self._remove_unnamed()
         return SyncSummary(**self._counts)
 
-    def _apply(self, key: str, record: SubscriberRecord, old: _Known | None) -> None:
-        fields_json = fields_to_json(record.fields)
+    def _batch(self, batch: list[ListRow]) -> None:
+        records: dict[str, SubscriberRecord] = {}
+        departures: dict[str, Departure] = {}
+        # Into a ledger that was empty when the sync began, every record is new: an address
+        # repeated under another spelling meets the insert's ON CONFLICT (the first wins).
+        add = None if self._ceiling else self._add
+        for row in batch:
+            key = row.email.lower()
+            if isinstance(row, SubscriberRecord):
+                if add is not None:
+                    add(key, row)
+                else:
+                    records.setdefault(key, row)
+                continue
+            earlier = departures.get(key)
+            if earlier is None or _DEPARTURE_WEIGHT[row.status] > _DEPARTURE_WEIGHT[earlier.status]:
+                departures[key] = row
+        known = self._known([*records, *departures]) if self._ceiling else {}
+        for key, record in records.items():
+            self._record(key, record, known.get(key))
+        self._flush_inserts()
+        self._flush_updates()
+        # After the records: a departure for an address also listed as subscribed wins.
+        self._departures(departures, known)
+
+    def _known(self, keys: list[str]) -> dict[str, _Known]:
+        self._writer.wait()
+        found: dict[str, _Known] = {}
+        for chunk in in_chunks(keys, IN_CHUNK):
+            rows = self._conn.execute(_LOOKUP, {"keys": chunk})
+            for key, subscriber_id, email, name, zone, fields, status, day in rows:
+                digest = _csv_digest(email, name, zone, fields)
+                found[key] = _Known(subscriber_id, digest, _STATUS[status], day)
+        return found
+
+    def _record(self, key: str, record: SubscriberRecord, old: _Known | None) -> None:
         if old is None:
-            self._add(key, record, fields_json)
+            self._add(key, record)
             return
+        if old.id > self._ceiling or self._named[old.id]:
+            return  # added or named by an earlier batch of this sync: the first row wins
+        self._named[old.id] = 1
+        if old.status in SUPPRESSED:
+            self._counts["held"] += 1
+        fields_json = fields_to_json(record.fields)
         changed = _csv_digest(record.email, record.name, record.timezone, fields_json) != old.digest
         if changed:
             self._update(old.id, record, fields_json)
@@ -358,29 +510,36 @@ class _CsvSync:
         else:
             self._counts["updated" if changed else "unchanged"] += 1
 
-    def _add(self, key: str, record: SubscriberRecord, fields_json: str) -> None:
-        now, now_db, to_db = self._now, self._now_db, self._to_db
-        joined_at = record.subscribed_at or now
+    def _add(self, key: str, record: SubscriberRecord) -> None:
+        now_db, zone = self._now_db, record.timezone
+        joined_at = record.subscribed_at
+        if joined_at is None:
+            # Joining now: day 1's due time depends only on the zone.
+            joined_db = now_db
+            due_db = self._due_now.get(zone)
+            if due_db is None:
+                due_db = self._due_now[zone] = self._to_db(self._first_due(zone, self._now))
+        else:
+            joined_db = self._to_db(joined_at)
+            due_db = self._to_db(self._first_due(zone, joined_at))
+        # In the order of _NEW_SUBSCRIBER_COLUMNS.
         self._inserts.append(
-            {
-                "email": record.email,
-                "email_key": key,
-                "name": record.name,
-                "timezone": record.timezone,
-                "fields": fields_json,
-                "joined_at": now_db if joined_at is now else to_db(joined_at),
-                "status": SubscriberStatus.ACTIVE.value,
-                "status_at": now_db,
-                "status_reason": REASON_ADDED,
-                "next_day": 1,
-                "next_due_at": to_db(self._first_due(record.timezone, joined_at)),
-                "created_at": now_db,
-                "updated_at": now_db,
-            }
+            (
+                record.email,
+                key,
+                record.name,
+                zone,
+                fields_to_json(record.fields),
+                joined_db,
+                _ACTIVE,
+                now_db,
+                REASON_ADDED,
+                1,
+                due_db,
+                now_db,
+                now_db,
+            )
         )
-        self._counts["added"] += 1
-        if len(self._inserts) >= _SYNC_CHUNK:
-            self._flush_inserts()
 
     def _update(self, subscriber_id: int, record: SubscriberRecord, fields_json: str) -> None:
         self._updates.append(
@@ -393,39 +552,94 @@ class _CsvSync:
                 "updated_at": self._now,
             }
         )
-        if len(self._updates) >= _SYNC_CHUNK:
-            self._flush_updates()
 
     def _rejoin(self, old: _Known, record: SubscriberRecord) -> None:
+        self._writer.wait()
         due = self._first_due(record.timezone, self._now)
         resume(self._conn, old.id, old.status, old.next_day, due, self._now, REASON_REJOINED)
 
-    def _remove_missing(
-        self, wanted: Mapping[str, SubscriberRecord], known: Mapping[str, _Known]
-    ) -> None:
+    def _departures(self, departures: Mapping[str, Departure], known: Mapping[str, _Known]) -> None:
+        suppress: list[dict[str, Any]] = []
+        stop: list[dict[str, Any]] = []
+        for key, departure in departures.items():
+            old = known.get(key)
+            if old is not None and old.id <= self._ceiling:
+                self._named[old.id] = 1
+            was_active = old is not None and old.status == SubscriberStatus.ACTIVE
+            if departure.status in SUPPRESSED:
+                if old is None or old.status not in SUPPRESSED:
+                    suppress.append(self._suppressed_row(key, departure))
+                    self._counts["suppressed"] += 1
+                    self._counts["stopped"] += was_active
+            else:
+                # By key whatever the lookup said: an address added earlier in this sync
+                # under another spelling stops too.
+                stop.append(
+                    {**_STOP_CONSTANTS, "key": key, "reason": departure.reason, "now": self._now_db}
+                )
+                self._counts["stopped"] += was_active
+        if suppress or stop:
+            self._writer.wait()
+        if suppress:
+            self._conn.exec_driver_sql(self._suppress_sql, suppress)
+        if stop:
+            self._conn.exec_driver_sql(self._stop_sql, stop)
+
+    def _suppressed_row(self, key: str, departure: Departure) -> dict[str, Any]:
+        now_db = self._now_db
+        return {
+            "email": departure.email,
+            "email_key": key,
+            "name": "",
+            "timezone": "UTC",
+            "fields": "{}",
+            "joined_at": now_db,
+            "status": departure.status.value,
+            "status_at": now_db,
+            "status_reason": departure.reason,
+            "next_day": 1,
+            "next_due_at": None,
+            "created_at": now_db,
+            "updated_at": now_db,
+            **_SUPPRESS_CONSTANTS,
+        }
+
+    def _remove_unnamed(self) -> None:
+        """Active subscribers who were in the ledger before this sync and the list no longer
+        names become `removed`."""
+        if not self._ceiling:
+            return
         s = SUBSCRIBERS
-        gone = [
-            old.id
-            for key, old in known.items()
-            if old.status == SubscriberStatus.ACTIVE and key not in wanted
-        ]
+        named = self._named
+        # Streamed (a server-side cursor on PostgreSQL), not fetched whole.
+        active = (
+            select(s.c.id)
+            .where(s.c.status == SubscriberStatus.ACTIVE, s.c.id <= self._ceiling)
+            .execution_options(yield_per=10_000)
+        )
+        gone = array("q")
+        streamed = self._conn.execute(active)
+        for (subscriber_id,) in streamed:
+            if not named[subscriber_id]:
+                gone.append(subscriber_id)
         removed = stopped_values(SubscriberStatus.REMOVED, REASON_REMOVED, self._now)
         for ids in in_chunks(gone, IN_CHUNK):
             # Still active: someone who unsubscribed meanwhile stays unsubscribed.
-            self._conn.execute(
+            result = self._conn.execute(
                 update(s)
-                .where(s.c.id.in_(ids), s.c.status == SubscriberStatus.ACTIVE)
+                .where(s.c.id.in_(list(ids)), s.c.status == SubscriberStatus.ACTIVE)
                 .values(removed)
             )
-        self._counts["removed"] = len(gone)
+            self._counts["removed"] += result.rowcount
 
     def _flush_inserts(self) -> None:
         if self._inserts:
-            self._conn.exec_driver_sql(self._insert_sql, self._inserts)
+            self._writer.submit(self._inserts)
             self._inserts = []
 
     def _flush_updates(self) -> None:
         if self._updates:
+            self._writer.wait()
             s = SUBSCRIBERS
             self._conn.execute(update(s).where(s.c.id == bindparam("b_id")), self._updates)
             self._updates = []

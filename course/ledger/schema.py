@@ -141,9 +141,14 @@ def require_utc(value: datetime, what: str = "now") -> datetime:
 
 
 def one_of(column: str, values: type[StrEnum], *, name: str) -> CheckConstraint:
-    """CHECK (column IN (...every member of the enum...)), so the database refuses a typo."""
-    allowed = ", ".join(f"'{member.value}'" for member in values)
-    return CheckConstraint(f"{column} IN ({allowed})", name=name)
+    """CHECK (column = 'a' OR column = 'b' ...), one term per member of the enum, so the
+    database refuses a typo.
+
+    Not `column IN (...)`, which means the same: SQLite builds a lookup table for an IN list
+    each time it checks a row, which was a tenth of a 1,000,000-row list import.
+    """
+    allowed = " OR ".join(f"{column} = '{member.value}'" for member in values)
+    return CheckConstraint(allowed, name=name)
 
 
 # SQLite only aliases the rowid for exactly INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.

@@ -20,13 +20,13 @@ from course.subscribers.reader import (
     NO_FIELDS,
     Counts,
     ListImport,
-    RowFields,
     RowNote,
     RowOutcome,
     Subscriber,
     read_list,
 )
 from course.subscribers.records import Source
+from course.subscribers.statuses import Standing
 
 __all__ = [
     "NO_FIELDS",
@@ -35,9 +35,9 @@ __all__ = [
     "Field",
     "ImportOptions",
     "ListImport",
-    "RowFields",
     "RowNote",
     "RowOutcome",
+    "Standing",
     "StatusColumn",
     "Subscriber",
     "SubscriberList",

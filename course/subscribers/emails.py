@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
 
 _DOMAIN_CACHE_MAX = 100_000
 _EMAIL_MAX_BYTES = 254
 _ROLE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_UNSEEN: Final = ("", 0)  # a domain not in the cache yet
 
 
 class InvalidAddress(Exception):
@@ -31,18 +34,20 @@ class EmailNormalizer:
     def normalize(self, raw: str) -> str:
         """The normalised address; raises InvalidAddress with the library's reason if invalid."""
         local, _, domain = raw.partition("@")
-        if DOT_ATOM_TEXT.match(local) and local.lower() not in _ROLE_MAILBOXES:
+        known = self._domains.get(domain, _UNSEEN)
+        if known is _UNSEEN:
             known = self._domain(domain)
-            if known is not None and len(local) + 1 + known[1] <= _EMAIL_MAX_BYTES:
-                return local + "@" + known[0]
+        if (
+            known is not None
+            and DOT_ATOM_TEXT.match(local)
+            and local.lower() not in _ROLE_MAILBOXES
+            and len(local) + 1 + known[1] <= _EMAIL_MAX_BYTES
+        ):
+            return local + "@" + known[0]
         return normalize_email(raw)
 
     def _domain(self, domain: str) -> tuple[str, int] | None:
         """(normalised domain, longest UTF-8 length of its forms), None if not known good."""
-        try:
-            return self._domains[domain]
-        except KeyError:
-            pass
         # Bounded so that a file of a million distinct domains cannot grow the cache unchecked.
         if len(self._domains) >= _DOMAIN_CACHE_MAX:
             return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from course.errors import ConfigError, SubscribersError
 from course.subscribers.fields import FIELD_LABELS, Field, field_for, header_key, template_name
 from course.subscribers.options import ImportOptions
-from course.subscribers.statuses import RuleKind, StatusRule
+from course.subscribers.statuses import RuleKind, Standing, StatusRule
 from course.subscribers.text import shown
 from course.subscribers.tools import Tool, recognise
 
@@ -43,6 +43,7 @@ class Layout:
     # The names every row's template fields have (extras, then full_name/last_name if known).
     field_names: tuple[str, ...]
     everyone_left: str = ""
+    everyone_left_as: Standing = Standing.UNSUBSCRIBED
     how: dict[int, str] = field(default_factory=dict)
 
     def label(self, index: int) -> str:
@@ -100,6 +101,7 @@ def build_layout(
         extra_names=extra_names,
         field_names=field_names,
         everyone_left=tool.everyone_left if tool else "",
+        everyone_left_as=tool.left_as if tool else Standing.UNSUBSCRIBED,
         how=how,
     )
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
 from course.displaynames import MAX_NAME_LENGTH, shorten_name
@@ -43,8 +43,9 @@ class Subscriber:
     first_name: str
     timezone: str
     subscribed_at: datetime | None
-    fields: Mapping[str, str]
-    row: int
+    # Read-only; left out of the hash (a mapping has none), not out of equality.
+    fields: Mapping[str, str] = field(hash=False)
+    row: int = 0
 
 
 class RowOutcome(StrEnum):
@@ -64,8 +65,10 @@ class RowNote:
     email: str  # as the row has it, made safe to print
     reason: str
     outcome: RowOutcome
-    # The normalised address of a skipped row ('' if it has none): the ledger stops it.
+    # For a skipped row: its normalised address ('' if it has none) and what its status
+    # says, so the ledger can stop that address for the same reason.
     address: str = ""
+    standing: Standing | None = None
 
     def line(self) -> str:
         where = f" ({self.email})" if self.email else ""
@@ -94,33 +97,10 @@ class Counts:
         return f"{source}: " + ", ".join(parts)
 
 
-class RowFields(Mapping[str, str]):
-    """The template fields of one row: a name index shared by all rows plus this row's values."""
-
-    __slots__ = ("_index", "_values")
-
-    def __init__(self, index: Mapping[str, int], values: tuple[str, ...]) -> None:
-        self._index = index
-        self._values = values
-
-    def __getitem__(self, key: str) -> str:
-        return self._values[self._index[key]]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self.items()))
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
-# Rows without template fields all share this one object: a million rows cost no extra memory.
-NO_FIELDS: Final = RowFields(MappingProxyType({}), ())
+# Rows without template fields all share this one empty mapping.
+NO_FIELDS: Final[Mapping[str, str]] = MappingProxyType({})
+# What one record becomes: a subscriber or a note, both (a list), or nothing (a blank line).
+Built: TypeAlias = Subscriber | RowNote | list[Subscriber | RowNote] | None
 
 
 class Rejected(Exception):
@@ -131,9 +111,10 @@ class Rejected(Exception):
 class _Census:
     """What the first pass learned about the whole list."""
 
-    # Raw-address hashes seen more than once, and for those marked gone, the first such row.
+    # Raw-address hashes seen more than once, and for those marked gone, the row that says
+    # so most strongly (the first of its weight) and what it says.
     repeated: frozenset[int] = frozenset()
-    gone_rows: dict[int, int] = field(default_factory=dict)
+    gone_rows: dict[int, tuple[int, Standing]] = field(default_factory=dict)
     date_order: DateOrder = DateOrder.MONTH_FIRST
     date_note: str = ""
 
@@ -192,8 +173,14 @@ class ListImport:
         with self.source.open() as stream:
             stream_records = records(stream, self.layout.delimiter)
             _skip_header(stream_records, self.source.name)
+            build = builder.build
             for record in stream_records:
-                yield from builder.build(record)
+                built = build(record)
+                # Most rows are one subscriber and nothing to say: no generator per row.
+                if isinstance(built, list):
+                    yield from built
+                elif built is not None:
+                    yield built
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -203,46 +190,62 @@ class ListImport:
         return build_layout(header, delimiter, self.options, self.source.name)
 
     def _take_census(self) -> _Census:
-        """The first pass: repeats, addresses marked gone anywhere, and the dates' order."""
+        """The first pass: repeats, addresses marked gone anywhere, and the dates' order.
+
+        Its memory is a few numbers per row in arrays, whatever the file: the hash of each
+        address, and for rows that are not active, the row and what it says.
+        """
         layout = self.layout
         email = layout.email
         hashes: array[int] = array("q")
-        gone: dict[int, int] = {}
+        gone_keys: array[int] = array("q")
+        gone_rows: array[int] = array("q")
+        gone_said: list[Standing] = []  # shares the few enum members
         evidence = SlashEvidence()
         joined = layout.sources[Field.JOINED_AT]
         standing = _StandingReader(layout, self.options)
+        has_status = bool(layout.statuses or layout.everyone_left)
+        append = hashes.append
         with self.source.open() as stream:
             stream_records = records(stream, layout.delimiter)
             _skip_header(stream_records, self.source.name)
-            for record in stream_records:
-                values = record.values
+            for row, _, _, values in stream_records:
                 if isinstance(values, str) or email >= len(values):
                     continue
                 key = hash(values[email].strip().lower())
-                hashes.append(key)
+                append(key)
                 for index in joined:
                     if index < len(values) and "/" in values[index]:
                         evidence.observe(values[index])
-                if standing.read(values)[0] is not Standing.ACTIVE:
-                    gone.setdefault(key, record.row)
-        ordered = sorted(hashes)
+                if has_status:
+                    said = standing.read(values)[0]
+                    if said is not Standing.ACTIVE:
+                        gone_keys.append(key)
+                        gone_rows.append(row)
+                        gone_said.append(said)
+        repeated = _repeated(hashes)
         del hashes
-        repeated = frozenset(a for a, b in pairwise(ordered) if a == b)
-        del ordered
+        gone: dict[int, tuple[int, Standing]] = {}
+        for key, row, said in zip(gone_keys, gone_rows, gone_said, strict=True):
+            if key in repeated:
+                earlier = gone.get(key)
+                if earlier is None or said.weight > earlier[1].weight:
+                    gone[key] = (row, said)
         column = " / ".join(layout.label(i) for i in joined) or "joined at"
         order, note = evidence.decide(self.options.date_order, column)
-        return _Census(
-            repeated=repeated,
-            gone_rows={key: row for key, row in gone.items() if key in repeated},
-            date_order=order,
-            date_note=note,
-        )
+        return _Census(repeated=repeated, gone_rows=gone, date_order=order, date_note=note)
 
     def _keys(self) -> tuple[str, ...]:
         return tuple(header_key(h) for h in self.layout.headers)
 
     def _named(self) -> list[str]:
         return [h for h in self.layout.headers if h]
+
+
+def _repeated(hashes: array[int]) -> frozenset[int]:
+    """The values that occur more than once."""
+    ordered = sorted(hashes)
+    return frozenset(a for a, b in pairwise(ordered) if a == b)
 
 
 def _skip_header(stream_records: Iterator[Record], source: str) -> list[str]:
@@ -258,36 +261,38 @@ def _skip_header(stream_records: Iterator[Record], source: str) -> list[str]:
 
 
 class _StandingReader:
-    """A row's standing by all its status columns: any column saying 'gone' wins."""
+    """A row's standing by all its status columns: the one keeping mail away most wins."""
 
     def __init__(self, layout: Layout, options: ImportOptions) -> None:
         self._statuses = layout.statuses
         self._labels = {index: layout.label(index) for index, _ in layout.statuses}
         self._everyone_left = layout.everyone_left
+        self._everyone_left_as = layout.everyone_left_as
         self._include_unconfirmed = options.unconfirmed is Unconfirmed.INCLUDE
 
     def read(self, values: list[str]) -> tuple[Standing, str]:
         """(standing, why) where why is '' for an active row."""
         if self._everyone_left:
-            return Standing.INACTIVE, self._everyone_left
+            return self._everyone_left_as, self._everyone_left
         result, why = Standing.ACTIVE, ""
         for index, rule in self._statuses:
             value = values[index].strip() if index < len(values) else ""
             standing, known = rule.standing(value)
-            if standing is Standing.ACTIVE:
+            if standing.weight <= result.weight:
                 continue
             if standing is Standing.UNCONFIRMED:
-                if self._include_unconfirmed or result is Standing.INACTIVE:
+                if self._include_unconfirmed:
                     continue
-                result = Standing.UNCONFIRMED
                 label = self._labels[index][1:-1]
-                why = f"unconfirmed: {label} '{shown(value)}' (double opt-in pending)"
+                result, why = (
+                    standing,
+                    f"unconfirmed: {label} '{shown(value)}' (double opt-in pending)",
+                )
                 continue
             label = self._labels[index][1:-1]
-            why = f"{label} '{shown(value)}'"
+            result, why = standing, f"{label} '{shown(value)}'"
             if not known:
                 why += " is not a status we know; name the active values in subscribers.status"
-            return Standing.INACTIVE, why
         return result, why
 
 
@@ -305,35 +310,38 @@ class _RowBuilder:
         self._emails = EmailNormalizer()
         self._firsts: dict[int, int] = {}
         self._width = len(layout.headers)
-        self._field_index: Mapping[str, int] = MappingProxyType(
-            {name: i for i, name in enumerate(layout.field_names)}
-        )
         self._first_names = layout.sources[Field.FIRST_NAME]
         self._last_names = layout.sources[Field.LAST_NAME]
         self._full_names = layout.sources[Field.FULL_NAME]
         self._timezones = layout.sources[Field.TIMEZONE]
         self._joined = layout.sources[Field.JOINED_AT]
         self._named = bool(self._full_names or self._last_names)
+        self._email = layout.email
+        self._extra_names = layout.extra_names
+        self._has_status = bool(layout.statuses or layout.everyone_left)
+        self._has_attributes = layout.attributes is not None
+        self._repeated = list_import._census.repeated
 
-    def build(self, record: Record) -> Iterator[Subscriber | RowNote]:
+    def build(self, record: Record) -> Built:
+        """The row's subscriber, or its note, or both (a list), or None for a blank line."""
         values = record.values
         try:
             if isinstance(values, str):
                 raise Rejected(values)
             cleaned = self._clean(record, values)
             if cleaned is None:
-                return
-            yield from self._row(record.row, cleaned)
+                return None
+            return self._row(record.row, cleaned)
         except Rejected as rejection:
             self._counts.rejected += 1
-            yield RowNote(record.row, self._raw_email(values), str(rejection), RowOutcome.REJECTED)
+            return RowNote(record.row, self._raw_email(values), str(rejection), RowOutcome.REJECTED)
 
-    def _row(self, row: int, values: list[str]) -> Iterator[Subscriber | RowNote]:
-        raw = values[self._layout.email]
-        standing, why = self._standing.read(values)
-        if standing is not Standing.ACTIVE:
-            yield self._skip(row, raw, why)
-            return
+    def _row(self, row: int, values: list[str]) -> Built:
+        raw = values[self._email]
+        if self._has_status:
+            standing, why = self._standing.read(values)
+            if standing is not Standing.ACTIVE:
+                return self._skip(row, raw, why, standing)
         if not raw:
             raise Rejected("no email address")
         try:
@@ -341,19 +349,20 @@ class _RowBuilder:
         except InvalidAddress as error:
             raise Rejected(str(error)) from None
         key = hash(raw.lower())
-        if key in self._census.repeated:
-            gone_row = self._census.gone_rows.get(key)
-            if gone_row is not None:
-                yield self._skip(row, raw, f"row {gone_row} says this address is not subscribed")
-                return
+        if key in self._repeated:
+            gone = self._census.gone_rows.get(key)
+            if gone is not None:
+                gone_row, said = gone
+                reason = f"row {gone_row} says this address is not subscribed"
+                return self._skip(row, raw, reason, said)
             first = self._firsts.get(key)
             if first is not None:
                 raise Rejected(f"duplicate of row {first}")
             self._firsts[key] = row
         notes: list[tuple[RowOutcome, str]] = []
-        attributes = self._attributes(values, notes)
+        attributes = self._attributes(values, notes) if self._has_attributes else None
         zone = self._zone(values, attributes, notes)
-        joined = self._joined_at(values, zone, notes)
+        joined = self._joined_at(values, zone, notes) if self._joined else None
         first_name, full_name, last_name = self._names(values, attributes)
         if len(first_name) > MAX_NAME_LENGTH:
             notes.append(
@@ -364,7 +373,7 @@ class _RowBuilder:
                 )
             )
             first_name = shorten_name(first_name)
-        if not email.partition("@")[0].isascii():
+        if not email.isascii() and not email.partition("@")[0].isascii():
             notes.append(
                 (
                     RowOutcome.FLAGGED,
@@ -373,28 +382,29 @@ class _RowBuilder:
                 )
             )
         subscriber = Subscriber(
-            email=email,
-            first_name=first_name,
-            timezone=zone.key,
-            subscribed_at=joined,
-            fields=self._fields(values, attributes, full_name, last_name),
-            row=row,
+            email,
+            first_name,
+            zone.key,
+            joined,
+            self._fields(values, attributes, full_name, last_name),
+            row,
         )
         self._counts.accepted += 1
-        yield subscriber
+        if not notes:
+            return subscriber
         outcomes = {outcome for outcome, _ in notes}
         self._counts.adjusted += RowOutcome.ADJUSTED in outcomes
         self._counts.flagged += RowOutcome.FLAGGED in outcomes
-        for outcome, reason in notes:
-            yield RowNote(row, shown(raw), reason, outcome)
+        shown_raw = shown(raw)
+        return [subscriber, *(RowNote(row, shown_raw, reason, o) for o, reason in notes)]
 
-    def _skip(self, row: int, raw: str, why: str) -> RowNote:
+    def _skip(self, row: int, raw: str, why: str, standing: Standing) -> RowNote:
         self._counts.skipped += 1
         try:
             address = self._emails.normalize(raw) if raw else ""
         except InvalidAddress:
             address = ""
-        return RowNote(row, shown(raw), why, RowOutcome.SKIPPED, address)
+        return RowNote(row, shown(raw), why, RowOutcome.SKIPPED, address, standing)
 
     def _clean(self, record: Record, raw: list[str]) -> list[str] | None:
         """Stripped values padded to the header's width; None for a blank line."""
@@ -408,7 +418,7 @@ class _RowBuilder:
         # " Ann" into the next column, which is worse than skipping the row.
         if len(raw) > width:
             raise Rejected(self._too_wide_reason(len(raw)))
-        values = [value.strip() for value in raw]
+        values = list(map(str.strip, raw))
         if len(values) < width:
             values += [""] * (width - len(values))
         return values
@@ -504,16 +514,18 @@ class _RowBuilder:
         last_name: str,
     ) -> Mapping[str, str]:
         extras = self._layout.extras
-        if not extras and not self._named and attributes is None:
-            return NO_FIELDS
-        row_values = tuple(map(values.__getitem__, extras))
+        if attributes is None and not self._named:
+            if not extras:
+                return NO_FIELDS
+            # The common shape: the row's own columns, nothing to merge.
+            named = zip(self._extra_names, map(values.__getitem__, extras), strict=True)
+            return MappingProxyType(dict(named))
+        row_values = list(map(values.__getitem__, extras))
         if self._named:
             row_values += (full_name, last_name)
-        if attributes is None:
-            return RowFields(self._field_index, row_values)
-        merged = dict(attributes)
-        merged.update(zip(self._layout.field_names, row_values, strict=True))
-        return MappingProxyType(merged)
+        fields = dict(attributes) if attributes else {}
+        fields.update(zip(self._layout.field_names, row_values, strict=True))
+        return MappingProxyType(fields)
 
     def _raw_email(self, values: list[str] | str) -> str:
         index = self._layout.email
@@ -548,7 +560,6 @@ def read_list(source: Source, options: ImportOptions) -> ListImport:
 __all__ = [
     "Counts",
     "ListImport",
-    "RowFields",
     "RowNote",
     "RowOutcome",
     "Subscriber",

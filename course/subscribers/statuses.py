@@ -3,6 +3,12 @@
 A value that says someone left (unsubscribed, cancelled, bounced, blocklisted, ...) keeps them
 from ever being mailed. A value nobody recognises does too: mailing someone whose source marks
 them gone is worse than leaving someone out, and the report names the value and the fix.
+
+Not every "not subscribed" is the same. A person who unsubscribed or complained, and an address
+that bounced, have said no: the course puts them on its suppression list, and a later export
+listing them again does not bring them back (only `course resubscribe` does). A row that is
+merely not active now (inactive, disabled, unconfirmed, a value nobody knows) stops them the way
+a row that disappeared does, and they are back when the export lists them as active again.
 """
 
 from __future__ import annotations
@@ -14,12 +20,29 @@ from typing import Final
 
 
 class Standing(StrEnum):
-    """What a row's status says about the person."""
+    """What a row's status says about the person, from mailable to gone for good."""
 
     ACTIVE = "active"
     # Double opt-in still pending: skipped unless `subscribers.unconfirmed: include`.
     UNCONFIRMED = "unconfirmed"
+    # Not subscribed now, for a reason that can pass (inactive, disabled, a value nobody
+    # knows): skipped, and back on the course when a later export has them active.
     INACTIVE = "inactive"
+    # The person left (unsubscribed, cancelled, complained, blocklisted): suppressed.
+    UNSUBSCRIBED = "unsubscribed"
+    # The address takes no mail (bounced, cleaned): suppressed.
+    BOUNCED = "bounced"
+
+    @property
+    def suppresses(self) -> bool:
+        """Whether the address goes on the suppression list, beyond skipping the row."""
+        return self in (Standing.UNSUBSCRIBED, Standing.BOUNCED)
+
+    @property
+    def weight(self) -> int:
+        """How strongly the value keeps mail away: of several status columns, the heaviest
+        speaks for the row."""
+        return _WEIGHTS[self]
 
 
 # Values seen in the status columns of Kit, listmonk, MailerLite, Beehiiv, Mailchimp and
@@ -65,49 +88,61 @@ UNCONFIRMED_VALUES: Final = frozenset(
         "pendiente",
     }
 )
-INACTIVE_VALUES: Final = frozenset(
+# The person said no (or the tool says no on their behalf): the suppression list.
+UNSUBSCRIBED_VALUES: Final = frozenset(
     {
-        "inactive",
         "unsubscribed",
         "unsubscribe",
         "optedout",
         "optout",
         "cancelled",
         "canceled",
-        "bounced",
-        "hardbounce",
-        "hardbounced",
-        "softbounced",
         "complained",
         "spam",
         "spamcomplaint",
         "junk",
-        "cleaned",
         "blocklisted",
         "blacklisted",
         "blocked",
+        "suppressed",
+        "left",
+        "abgemeldet",
+        "désabonné",
+        "desabonne",
+        "désinscrit",
+        "baja",
+        "dadodebaja",
+    }
+)
+# The address does not take mail: the suppression list, as bounced.
+BOUNCED_VALUES: Final = frozenset({"bounced", "hardbounce", "hardbounced", "cleaned"})
+# Not subscribed now, for reasons that can pass: skipped, not suppressed.
+INACTIVE_VALUES: Final = frozenset(
+    {
+        "inactive",
+        "softbounced",
+        "softbounce",
         "disabled",
         "deleted",
         "removed",
-        "suppressed",
         "archived",
         "invalid",
         "needsattention",
         "transactional",
         "expired",
-        "left",
         "inaktiv",
-        "abgemeldet",
         "gelöscht",
-        "désabonné",
-        "desabonne",
-        "désinscrit",
         "inactif",
         "inactivo",
-        "baja",
-        "dadodebaja",
     }
 )
+_WEIGHTS: Final = {
+    Standing.ACTIVE: 0,
+    Standing.UNCONFIRMED: 1,
+    Standing.INACTIVE: 2,
+    Standing.UNSUBSCRIBED: 3,
+    Standing.BOUNCED: 3,
+}
 TRUE_VALUES: Final = frozenset({"true", "yes", "y", "1", "t", "x", "wahr", "ja", "vrai", "oui"})
 FALSE_VALUES: Final = frozenset({"false", "no", "n", "0", "f", "", "falsch", "nein", "faux", "non"})
 
@@ -153,16 +188,34 @@ class StatusRule:
         """The row's standing by this value, and whether the value was recognised."""
         key = value_key(value)
         if self.kind is RuleKind.WHOLE_FILE:
-            return Standing.INACTIVE, True
+            return Standing.UNSUBSCRIBED, True
         if self.kind is RuleKind.DISABLED_FLAG:
             if key in FALSE_VALUES:
                 return Standing.ACTIVE, True
-            return Standing.INACTIVE, key in TRUE_VALUES
+            # Substack switches email off when the reader asks or the address bounces.
+            return (
+                (Standing.UNSUBSCRIBED, True) if key in TRUE_VALUES else (Standing.INACTIVE, False)
+            )
         if self.kind is RuleKind.ACTIVE_LIST:
-            return (Standing.ACTIVE if key in self.active else Standing.INACTIVE), True
+            if key in self.active:
+                return Standing.ACTIVE, True
+            # Not one of the operator's active values; a value that says the person left
+            # still puts them on the suppression list.
+            return _leaving(key) or Standing.INACTIVE, True
         if not key or key in ACTIVE_VALUES:
             # An empty status says nothing about leaving.
             return Standing.ACTIVE, True
         if key in UNCONFIRMED_VALUES:
             return Standing.UNCONFIRMED, True
+        left = _leaving(key)
+        if left is not None:
+            return left, True
         return Standing.INACTIVE, key in INACTIVE_VALUES
+
+
+def _leaving(key: str) -> Standing | None:
+    if key in UNSUBSCRIBED_VALUES:
+        return Standing.UNSUBSCRIBED
+    if key in BOUNCED_VALUES:
+        return Standing.BOUNCED
+    return None

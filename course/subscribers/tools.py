@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from course.subscribers.fields import Field
-from course.subscribers.statuses import RuleKind, StatusRule
+from course.subscribers.statuses import RuleKind, Standing, StatusRule
 
 # The header keys in file order.
 Keys = tuple[str, ...]
@@ -28,8 +28,10 @@ class Tool:
     columns: Mapping[str, Field] = field(default_factory=dict)
     # Header key -> how that status column reads; keys absent from the file are ignored.
     statuses: Mapping[str, StatusRule] = field(default_factory=dict)
-    # Why every row of this file is out (Mailchimp's unsubscribed/cleaned exports), or "".
+    # Why every row of this file is out (Mailchimp's unsubscribed/cleaned exports), or "",
+    # and how they left: unsubscribed, or bounced (Mailchimp "cleans" addresses that bounce).
     everyone_left: str = ""
+    left_as: Standing = Standing.UNSUBSCRIBED
     evidence: tuple[str, ...] = ()
 
     def evidence_in(self, keys: Keys) -> list[str]:
@@ -47,11 +49,12 @@ def _mailchimp(keys: Keys) -> bool:
     return "emailaddress" in keys and len(_MAILCHIMP_MARKERS.intersection(keys)) >= 2
 
 
-def _mailchimp_left(marker: str, what: str) -> Tool:
+def _mailchimp_left(marker: str, what: str, left_as: Standing) -> Tool:
     return Tool(
         f"Mailchimp's {what}-members export",
         lambda keys: _mailchimp(keys) and marker in keys,
         everyone_left=f"in Mailchimp's {what} export",
+        left_as=left_as,
         evidence=("emailaddress", "memberrating", "leid", marker),
     )
 
@@ -90,8 +93,8 @@ _FORM_TIMESTAMPS = (
 )
 
 TOOLS: Final = (
-    _mailchimp_left("unsubtime", "unsubscribed"),
-    _mailchimp_left("cleantime", "cleaned"),
+    _mailchimp_left("unsubtime", "unsubscribed", Standing.UNSUBSCRIBED),
+    _mailchimp_left("cleantime", "cleaned", Standing.BOUNCED),
     Tool(
         "Mailchimp's subscribed-members export",
         _mailchimp,
