@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from course.article import load_article, parse_article
+from course.article.shapes import item_marker
 from course.content import (
     Block,
     Course,
@@ -773,3 +774,41 @@ def test_a_last_item_with_only_a_sign_off_like_paragraph_keeps_it() -> None:
 def plain_text(block: Block) -> str:
     assert isinstance(block, Paragraph | Quote | Heading)
     return block.text
+
+
+@pytest.mark.parametrize(
+    ("line", "number", "title"),
+    [
+        ("1 - Cats need a routine", 1, "Cats need a routine"),
+        ("12 – Publish", 12, "Publish"),
+        ("Step Three: Loosen the roots", 3, "Loosen the roots"),
+        ("Astuce n°2 : Éviter les écrans", 2, "Éviter les écrans"),
+        ("Tipp Nr. 4: Früh ins Bett", 4, "Früh ins Bett"),
+        ("IV. Send the decisions", 4, "Send the decisions"),
+        ("3\ufe0f\u20e3 A thermometer", 3, "A thermometer"),
+        ("\U0001f51f The last one", 10, "The last one"),
+        ("🔥 1. Start with the hardest", 1, "Start with the hardest"),
+        ("2、把相似的工作放在一起", 2, "把相似的工作放在一起"),
+        ("十二、最后", 12, "最后"),
+        ("（3）第三", 3, "第三"),
+    ],
+)
+def test_item_markers_of_other_shapes(line: str, number: int, title: str) -> None:
+    marker = item_marker(line)
+    assert marker is not None
+    assert (marker.number, line[marker.length :]) == (number, title)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2 - 3 cups of flour",
+        "1.5 cups of flour",
+        "V. S. Naipaul wrote it",
+        "2019. A good year",
+        "Figure 2: the setup",
+        "One: two",
+    ],
+)
+def test_lines_that_only_look_like_items(line: str) -> None:
+    assert item_marker(line) is None

@@ -561,6 +561,154 @@ SHAPES = [
         dropped=((7, 7), (9, 16), (34, 45)),
         extra={"disclosure": 1},
     ),
+    Shape(
+        "emoji-keycaps.md",
+        "5 Tiny Kitchen Upgrades Under $20 🍳",
+        (
+            (
+                "lesson",
+                (
+                    "A sharp paring knife",
+                    "A bench scraper",
+                    "An instant-read thermometer",
+                    "A microplane",
+                    "Good kitchen towels",
+                ),
+            ),
+        ),
+        closing=("🏁 Final thoughts",),
+    ),
+    Shape(
+        "emoji-fire.md",
+        "Productivity Tricks for Remote Developers",
+        (
+            (
+                "trick",
+                (
+                    "Start with the hardest ticket",
+                    "Batch your code reviews",
+                    "Write tomorrow's first step tonight",
+                    "Walk after standup",
+                ),
+            ),
+        ),
+        closing=(None,),
+    ),
+    Shape(
+        "spelled-out.txt",
+        "How to Repot a Houseplant in Four Steps",
+        (
+            (
+                "step",
+                (
+                    "Water the plant the day before",
+                    "Choose a pot one size up",
+                    "Loosen the roots",
+                    "Fill and firm",
+                ),
+            ),
+        ),
+        closing=(None,),
+    ),
+    Shape(
+        "roman.md",
+        "Four Rules for Better Meetings",
+        (
+            (
+                "rule",
+                (
+                    "Every meeting has a written goal",
+                    "Invite only the people who decide",
+                    "End five minutes early",
+                    "Send the decisions the same day",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "dash-number.txt",
+        "6 Things I Wish I Knew Before Adopting a Cat",
+        (
+            (
+                "lesson",
+                (
+                    "Cats need a routine",
+                    "Scratching is not bad behaviour",
+                    "Two litter boxes are better than one",
+                    "Play is exercise",
+                    "Vets like to see them young",
+                    "They choose you",
+                ),
+            ),
+        ),
+    ),
+    Shape(
+        "dash-title-body.txt",
+        "12 Writing Tips for Busy Bloggers",
+        (
+            (
+                "tip",
+                (
+                    "Relevance",
+                    "Sentence length",
+                    "Headings",
+                    "Lists",
+                    "Active voice",
+                    "Cut adverbs",
+                    "One idea per paragraph",
+                    "Links",
+                    "Images",
+                    "Read it aloud",
+                    "Sleep on it",
+                    "Publish",
+                ),
+            ),
+        ),
+        closing=(None,),
+    ),
+    Shape(
+        "french.txt",
+        "7 astuces pour mieux dormir",
+        (
+            (
+                "lesson",
+                (
+                    "Se coucher à heure fixe",
+                    "Éviter les écrans le soir",
+                    "Garder la chambre fraîche",
+                    "Limiter le café",
+                    "Dîner léger",
+                    "Bouger dans la journée",
+                    "Noter ses soucis",
+                ),
+            ),
+        ),
+        closing=(None,),
+    ),
+    Shape(
+        "chinese.txt",
+        "提高工作效率的五个方法",
+        (
+            (
+                "lesson",
+                (
+                    "一次只做一件事",
+                    "把相似的工作放在一起",
+                    "每天确定三件最重要的事",
+                    "定时休息",
+                    "晚上准备好第二天的计划",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+    ),
+    Shape(
+        "chinese-numerals.md",
+        "学习一门新语言的四个建议",
+        (("lesson", ("每天坚持十五分钟", "多听多说", "用新语言记日记", "找一个语言伙伴")),),
+        welcome=("Paragraph",),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -715,10 +863,13 @@ MARKUP = re.compile(
     re.MULTILINE,
 )
 WORD = re.compile(r"[^\W_]+")
+NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 ITEM_MARKER = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]+)?(?:\*\*)?(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?"
-    r"|[A-Za-z]+\.?[ \t]+#?\d{1,3}[ \t]*[:.)–—-])(?=[ \t])",
-    re.MULTILINE,
+    r"^[ \t]*(?:#{1,6}[ \t]+)?(?:\*\*)?(?:[^\w\s#(*]+[ \t]*)?"
+    r"(?:(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?|\d{1,3}[ \t]*[–—-]|\d\ufe0f?\u20e3"
+    rf"|[IVX]{{1,5}}[.)]|[A-Za-z]+\.?[ \t]+(?:#|n°)?(?:\d{{1,3}}|{NUMBER_WORDS})[ \t]*[:.)–—-])"
+    r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、)",
+    re.MULTILINE | re.IGNORECASE,
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from course.article.shapes import count_words
 from course.content import CodeBlock, Course, Image, Lesson, block_texts
 from course.errors import ArticleError
 
@@ -26,9 +27,9 @@ def lesson_words(lesson: Lesson) -> int:
         if isinstance(block, Image):
             words += IMAGE_WORDS
         elif isinstance(block, CodeBlock):
-            words += len(block.text.split())
+            words += count_words(block.text)
         else:
-            words += sum(len(text.split()) for text in block_texts(block))
+            words += sum(count_words(text) for text in block_texts(block))
     return words
 
 

@@ -17,7 +17,10 @@ from course.article.shapes import Marker, item_marker
 from course.content import Block, Inline, Paragraph, Run, plain
 
 MAX_TITLE_CHARS = 100
-_SENTENCE = re.compile(r"[.?!:](?=\s+\S)")
+_SENTENCE = re.compile(r"[.?!:](?=\s+\S)|[。！？：](?=\S)")
+# "Relevance – the text…": a short lead, a spaced dash, then the text.
+_DASHED_LEAD = re.compile(r"\s[–—-]\s+(?=\S)")
+MAX_LEAD_CHARS = 60
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st.", "no.")
 _TITLE_SEPARATORS = ":.–—-|"
 
@@ -144,10 +147,14 @@ def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, .
     joined = _joined(lines)
     whole = plain(joined).strip()
     end = _first_sentence_end(whole)
-    if end is None:
+    dash = _DASHED_LEAD.search(whole, 0, MAX_LEAD_CHARS + 1)
+    if dash is not None and (end is None or dash.start() < end):
+        title, cut = whole[: dash.start()], dash.end()
+    elif end is None:
         return _clean_title(whole), ()
-    title = whole[: end + 1]
-    rest = trim_start(drop_prefix(joined, len(_leading_space(joined)) + end + 1), " ")
+    else:
+        title, cut = whole[: end + 1], end + 1
+    rest = trim_start(drop_prefix(joined, len(_leading_space(joined)) + cut), " ")
     return _clean_title(title), _body((rest,), line)
 
 
@@ -168,7 +175,9 @@ def _reads_as_title_line(first: str, second: str) -> bool:
     if len(first) > MAX_TITLE_CHARS or first.endswith((",", ";", "-", "–")):
         return False
     opener = second.lstrip()[:1]
-    return bool(opener) and (opener.isupper() or not opener.isalpha())
+    # Not a lower-case letter: upper case, a digit, a quotation mark, or a script without
+    # case (Chinese, Japanese).
+    return bool(opener) and not opener.islower()
 
 
 def _clean_title(text: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from course.article.chunks import Chunk, ChunkKind, Notes
 from course.article.runs import ItemRun
-from course.article.shapes import announces, count_of, item_marker, reads_as_heading
+from course.article.shapes import announces, count_of, count_words, item_marker, reads_as_heading
 from course.content import block_texts
 
 Position = tuple[int, int]  # (chunk, entry); entry -1 is the whole chunk
@@ -62,7 +62,7 @@ class ArticleView:
     def item_words(self, run: ItemRun, index: int) -> int:
         """Words of an item's own text: what follows its title, up to the next candidate."""
         candidate = run.items[index]
-        words = sum(len(text.split()) for b in candidate.rest for text in block_texts(b))
+        words = sum(count_words(text) for b in candidate.rest for text in block_texts(b))
         if candidate.entry >= 0:
             chunk = self.chunks[candidate.chunk]
             if candidate.entry < len(chunk.entries) - 1:
@@ -74,8 +74,8 @@ class ArticleView:
                 not candidate.is_heading or chunk.level <= candidate.family.heading_level
             ):
                 break
-            words += len(chunk.text.split()) + sum(
-                len(t.split()) for b in chunk.blocks for t in block_texts(b)
+            words += count_words(chunk.text) + sum(
+                count_words(t) for b in chunk.blocks for t in block_texts(b)
             )
         return words
 
