@@ -16,6 +16,7 @@ from course.article import load_article, parse_article
 from course.article.shapes import item_marker
 from course.content import (
     Block,
+    CodeBlock,
     Course,
     Heading,
     Inline,
@@ -812,3 +813,45 @@ def test_item_markers_of_other_shapes(line: str, number: int, title: str) -> Non
 )
 def test_lines_that_only_look_like_items(line: str) -> None:
     assert item_marker(line) is None
+
+
+# What static-site generators add to a post.
+
+
+def test_template_tags_in_code_stay_as_written() -> None:
+    text = (
+        '# 2 tips for Hugo\n\n## 1. Use a figure\n\nWrite `{{< figure src="a.png" >}}` in '
+        'the post:\n\n```\n{{< figure src="a.png" >}}\n{% include x.html %}\n```\n\n'
+        "## 2. Use notices\n\n{{< notice >}}\nText in a notice.\n{{< /notice >}}\n"
+    )
+    course = parse_article(text, source="a.md")
+    first, second = course.lessons
+    assert first.blocks[0] == Paragraph(
+        (Run("Write "), Run('{{< figure src="a.png" >}}', code=True), Run(" in the post:")), 5
+    )
+    assert first.blocks[1] == CodeBlock('{{< figure src="a.png" >}}\n{% include x.html %}', 7)
+    assert [plain_text(b) for b in second.blocks] == ["Text in a notice."]
+    assert course.notes == (
+        "a.md: template tags dropped (the blog's generator runs them, an email cannot): "
+        "line 14 `{{< notice >}}`",
+    )
+
+
+def test_a_liquid_highlight_becomes_code_and_a_comment_goes_with_its_text() -> None:
+    text = (
+        "# 2 tips\n\n## 1. One\n\n{% comment %}\nA draft note.\n{% endcomment %}\nText one.\n\n"
+        "## 2. Two\n\n{% highlight python %}\nprint('hi')\n{% endhighlight %}\n\nText two.\n"
+    )
+    course = parse_article(text, source="a.md")
+    assert [plain_text(b) for b in course.lessons[0].blocks] == ["Text one."]
+    assert course.lessons[1].blocks[0] == CodeBlock("print('hi')", 12)
+    assert course.notes == (
+        "a.md: template tags dropped (the blog's generator runs them, an email cannot): "
+        "line 5 `{% comment %}`",
+    )
+
+
+def test_a_github_alert_becomes_a_bold_label() -> None:
+    text = "# 2 tips\n\n> [!TIP]\n> Read this first.\n\n## 1. One\n\nText.\n\n## 2. Two\n\nText.\n"
+    course = parse_article(text, source="a.md")
+    assert course.welcome == (Quote((Run("Tip:", strong=True), Run(" Read this first.")), 3),)

@@ -85,6 +85,22 @@ def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Co
         is_md = True
     if not is_md:
         raw = [line.rstrip() for line in raw]
+    elif "{" in text or ":::" in text or "[!" in text or "import " in text or "export " in text:
+        from course.article.templating import untemplate
+
+        untemplated = untemplate(raw, span)
+        raw = untemplated.lines
+        if untemplated.dropped:
+            listed = "; ".join(
+                f"line {line} {quote(tag, 50)}" for line, tag in untemplated.dropped[:12]
+            )
+            more = len(untemplated.dropped) - 12
+            notes.add(
+                None,
+                "template tags dropped (the blog's generator runs them, an email cannot): "
+                + listed
+                + (f"; and {more} more" if more > 0 else ""),
+            )
     lines = prepare(raw, verbatim, markdown=is_md)
     if is_md:
         # Imported here: markdown-it-py (and YAML for front matter) cost more to import

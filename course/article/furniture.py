@@ -59,6 +59,9 @@ _FURNITURE = re.compile(
     re.IGNORECASE,
 )
 _BYLINE = re.compile(rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}", re.IGNORECASE)
+_NAV_SEPARATOR = re.compile(r"\s*[•|·]\s*|\s+[–—/]\s+")
+_NAV_PARTS = 3
+_NAV_WORDS = 3
 # A counter on its own: "12", "1.2K" (claps, comments, likes).
 _COUNTER = re.compile(r"[\d.,]+\s*[kKmM]?")
 _FOOTER = re.compile(
@@ -98,9 +101,16 @@ def drop_furniture(chunks: Sequence[Chunk], notes: Notes) -> list[Chunk]:
     A line that opens the page's footer stays: the structure ends the article there."""
     kept: list[Chunk] = []
     dropped: list[Chunk] = []
-    footer = _footer_after_items(chunks)
+    first_item, last_item = _item_span(chunks)
+    footer = next(
+        (i for i in range(last_item + 1, len(chunks)) if footer_line(chunks[i])), len(chunks)
+    )
     for index, chunk in enumerate(chunks):
         text = chunk.text
+        outside = index < first_item or index > last_item
+        if outside and index < footer and _one_line(chunk) and is_nav_line(text):
+            dropped.append(chunk)
+            continue
         if index < footer and _one_line(chunk) and is_furniture(text) and not opens_footer(text):
             if kept and _byline(text) and _is_name(kept[-1]):
                 dropped.append(kept.pop())
@@ -115,15 +125,28 @@ def drop_furniture(chunks: Sequence[Chunk], notes: Notes) -> list[Chunk]:
     return kept
 
 
-def _footer_after_items(chunks: Sequence[Chunk]) -> int:
-    """The first footer line after the last line that looks like an item: the structure
-    cuts the page's footer from there, so nothing after it is dropped line by line."""
-    last_item = max(
-        (i for i, c in enumerate(chunks) if c.lines and item_marker(c.text) is not None),
-        default=-1,
-    )
-    return next(
-        (i for i in range(last_item + 1, len(chunks)) if footer_line(chunks[i])), len(chunks)
+def _item_span(chunks: Sequence[Chunk]) -> tuple[int, int]:
+    """The first and the last chunk that look like items (a numbered line or list). The
+    structure cuts the page's footer after the last, so nothing after the first footer line
+    there is dropped line by line; navigation is looked for only outside the items."""
+    items = [
+        i
+        for i, c in enumerate(chunks)
+        if c.kind is ChunkKind.LIST or (c.lines and item_marker(c.text) is not None)
+    ]
+    return (items[0], items[-1]) if items else (len(chunks), -1)
+
+
+def is_nav_line(text: str) -> bool:
+    """A line of three or more short names between separators: "Website • Contributing •
+    License", "Home | About | Contact"."""
+    parts = [part.strip() for part in _NAV_SEPARATOR.split(text.strip())]
+    return len(parts) >= _NAV_PARTS and all(
+        part
+        and len(part.split()) <= _NAV_WORDS
+        and part[-1] not in ".,;:!?"
+        and not part[0].islower()
+        for part in parts
     )
 
 

@@ -15,6 +15,12 @@ from html.parser import HTMLParser
 from course.content import LINE_BREAK, Inline, Run, plain
 
 _ABSOLUTE = re.compile(r"https?://[^\s<>\"]+\Z", re.IGNORECASE)
+_BADGE = re.compile(
+    r"^https?://(?:img\.shields\.io|shields\.io|badgen\.net|badge\.fury\.io|"
+    r"(?:[\w-]+\.)?(?:travis-ci|circleci|codecov|coveralls|codacy|appveyor|awesome)\.\w+)/"
+    r"|/badges?(?:[/.?_-]|$)|[/_-]badge\.svg",
+    re.IGNORECASE,
+)
 _BLOCK_TAGS = frozenset(
     [
         "p",
@@ -65,6 +71,11 @@ class ImageRef:
     @property
     def usable(self) -> bool:
         return _ABSOLUTE.match(self.src.strip()) is not None
+
+    @property
+    def is_badge(self) -> bool:
+        """A project badge (build passing, licence, "awesome"): README decoration."""
+        return _BADGE.search(self.src) is not None
 
 
 Segment = Inline | ImageRef

@@ -322,6 +322,12 @@ def _usable(segments: list[Segment], line: int, notes: Notes) -> list[Inline | I
     for segment in segments:
         if not isinstance(segment, ImageRef):
             kept.append(segment)
+        elif segment.is_badge:
+            notes.add(
+                line,
+                f"badge {quote(segment.alt or segment.src, 60)} dropped: it decorates a "
+                "project page",
+            )
         elif segment.usable:
             kept.append(Image(segment.src, segment.alt, line, segment.href))
         else:

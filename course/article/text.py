@@ -143,7 +143,13 @@ def inline_text(text: str, line: int, notes: Notes) -> tuple[Inline, list[Image]
         runs: list[Run] = []
         for segment in builder.finish():
             if isinstance(segment, ImageRef):
-                if segment.usable:
+                if segment.is_badge:
+                    notes.add(
+                        line,
+                        f"badge `{segment.alt or segment.src}` dropped: it decorates a "
+                        "project page",
+                    )
+                elif segment.usable:
                     images.append(Image(segment.src, segment.alt, line, segment.href))
                 else:
                     notes.add(line, f"image `{segment.src}` dropped: not at an http(s) address")
