@@ -320,6 +320,70 @@ def test_load_article_reads_windows_1252_with_a_note(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_load_article_reads_utf_16_without_a_byte_order_mark(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "wide.txt"
+    path.write_bytes("Title\n\n1) Café au lait\n\nA long, slow drink.\n".encode(encoding))
+    course = load_article(path)
+    assert course.lessons[0].title == "Café au lait"
+    assert course.notes == (
+        f"{path}: not UTF-8; read it as {encoding.upper()} (no byte order mark). Check the "
+        "emails' accents and quotation marks, and save the file as UTF-8 to silence this note",
+    )
+
+
+def test_load_article_does_not_read_cyrillic_as_windows_1252(tmp_path: Path) -> None:
+    path = tmp_path / "ru.txt"
+    text = (
+        "5 советов, как лучше спать\n\nХороший сон начинается задолго до сна.\n\n"
+        "1) Ложитесь в одно и то же время\n\nОрганизм любит режим, даже в выходные.\n"
+    )
+    path.write_bytes(text.encode("cp1251"))
+    course = load_article(path)
+    assert course.title == "5 советов, как лучше спать"
+    assert course.notes[0] == (
+        f"{path}: not UTF-8; read it as cp1251. Check the emails' accents and quotation marks, "
+        "and save the file as UTF-8 to silence this note"
+    )
+
+
+def test_load_article_reads_shift_jis(tmp_path: Path) -> None:
+    path = tmp_path / "ja.txt"
+    text = (
+        "仕事を早く終わらせるコツ\n\n毎日残業していませんか。今日から使える方法を紹介します。\n\n"
+        "1. 朝いちばんに難しい仕事をする\n集中力は朝がいちばん高いです。最初にやりましょう。\n\n"
+        "2. メールは決まった時間に読む\n通知が来るたびに読むと集中が切れてしまいます。\n"
+    )
+    path.write_bytes(text.encode("shift_jis"))
+    course = load_article(path)
+    assert [lesson.title for lesson in course.lessons] == [
+        "朝いちばんに難しい仕事をする",
+        "メールは決まった時間に読む",
+    ]
+    assert "read it as cp932" in course.notes[0]
+
+
+def test_load_article_repairs_utf_8_once_read_as_windows_1252(tmp_path: Path) -> None:
+    path = tmp_path / "mojibake.txt"
+    text = "Title\n\n1) It’s café time – really\n\nA long, slow drink.\n"
+    path.write_text(text.encode("utf-8").decode("cp1252"), encoding="utf-8")
+    course = load_article(path)
+    assert course.lessons[0].title == "It’s café time – really"
+    assert course.notes == (
+        f"{path}: 3 characters were UTF-8 read as Windows-1252 before the text was copied "
+        "(like `â€™` for `’`); repaired. Check the emails' quotation marks and accents",
+    )
+
+
+def test_german_quotation_marks_are_no_mojibake(tmp_path: Path) -> None:
+    path = tmp_path / "de.txt"
+    text = "Titel\n\n1) „Straße“ und „Fuß“\n\nEin langer Text über Wege.\n"
+    path.write_text(text, encoding="utf-8")
+    course = load_article(path)
+    assert course.lessons[0].title == "„Straße“ und „Fuß“"
+    assert course.notes == ()
+
+
 def test_load_article_refuses_an_encoding_it_cannot_tell(tmp_path: Path) -> None:
     path = tmp_path / "mixed.txt"
     # Bytes that are neither UTF-8 nor text in any single-byte encoding.

@@ -808,6 +808,43 @@ SHAPES = [
         closing=("Contributing", "License"),
         dropped=((8, 12), (20, 28)),
     ),
+    Shape(
+        "cp1251.txt",
+        "5 советов, как лучше спать",
+        (
+            (
+                "lesson",
+                (
+                    "Ложитесь в одно и то же время",
+                    "Уберите телефон",
+                    "Проветрите спальню",
+                    "Не пейте кофе после обеда",
+                    "Запишите свои мысли",
+                ),
+            ),
+        ),
+        notes=("not UTF-8; read it as cp1251.",),
+        extra={"encoding": "cp1251"},
+    ),
+    Shape(
+        "utf16-no-bom.txt",
+        "5 consejos para ahorrar dinero cada mes",
+        (
+            (
+                "lesson",
+                (
+                    "Haz un presupuesto (y revísalo cada domingo)",
+                    "Automatiza el ahorro",
+                    "Espera 48 horas antes de comprar",
+                    "Cocina en casa",
+                    "Revisa tus suscripciones",
+                ),
+            ),
+        ),
+        notes=("not UTF-8; read it as UTF-16-LE (no byte order mark).",),
+        closing=("Conclusión",),
+        extra={"encoding": "utf-16-le"},
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -877,7 +914,9 @@ def test_notes_welcome_and_closing(shape: Shape, courses: dict[str, Course]) -> 
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_every_paragraph_is_accounted_for(shape: Shape, courses: dict[str, Course]) -> None:
     course = courses[shape.file]
-    assert _course_words(course, shape.dropped) == _source_words(CORPUS / shape.file, shape.dropped)
+    encoding = str(shape.extra.get("encoding", "utf-8"))
+    source = _source_words(CORPUS / shape.file, shape.dropped, encoding)
+    assert _course_words(course, shape.dropped) == source
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
@@ -1005,10 +1044,12 @@ def _visible_text(html: str) -> str:
     return " ".join(parser.parts)
 
 
-def _source_words(path: Path, dropped: tuple[tuple[int, int], ...]) -> Counter[str]:
+def _source_words(
+    path: Path, dropped: tuple[tuple[int, int], ...], encoding: str = "utf-8"
+) -> Counter[str]:
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError:
         text = data.decode("cp1252")
     lines = text.splitlines()

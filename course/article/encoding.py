@@ -8,11 +8,16 @@ PDF/Word/ZIP signature), each with a message that says what to do instead.
 from __future__ import annotations
 
 import codecs
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from course.errors import ArticleError
+
+if TYPE_CHECKING:
+    from charset_normalizer import CharsetMatch
 
 # A long listicle is 100 KB; at 1 MB a course would be hundreds of emails.
 MAX_BYTES = 1_000_000
@@ -34,6 +39,31 @@ _BOMS = (
 # Characters a Western article in Windows-1252 is made of; anything else means the guess
 # is not Windows-1252.
 _WESTERN_PUNCTUATION = frozenset("’‘“”„–—…•€ ©®°·«»×÷¿¡§¶™‹›†‡‰")
+# Over this share of accented letters, text is not Western European in Windows-1252.
+_MAX_ACCENTED_SHARE = 0.3
+_SAMPLE_BYTES = 4096
+_MIN_NUL_SHARE = 0.6
+# Multi-byte encodings of Chinese, Japanese and Korean: decoding them without error is
+# itself strong evidence, where charset-normalizer's language coherence stays low.
+_CJK_ENCODINGS = frozenset(
+    (
+        "cp932",
+        "shift_jis",
+        "euc_jp",
+        "iso2022_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "big5hkscs",
+        "cp950",
+        "euc_kr",
+        "cp949",
+        "johab",
+    )
+)
+_CJK_MAX_CHAOS = 0.05
+_CJK_MIN_CHARS = 20
 _RESAVE = (
     "save it as UTF-8 (VS Code: 'Save with Encoding' > UTF-8; Notepad: Save As > "
     "Encoding: UTF-8; TextEdit: Plain Text, UTF-8) and try again"
@@ -82,14 +112,81 @@ def decode(data: bytes, source: str) -> Decoded:
             return Decoded(data.decode(encoding), _note(source, encoding.upper()))
     nul = data.find(b"\0")
     if nul >= 0:
+        wide = _utf16_without_bom(data)
+        if wide is not None:
+            return Decoded(data.decode(wide), _note(source, f"{wide.upper()} (no byte order mark)"))
         raise ArticleError(
             f"{source}: byte {nul + 1}: not a text file (it contains NUL bytes); save the "
             "article as plain text (.txt) or Markdown (.md)"
         )
     try:
-        return Decoded(data.decode("utf-8-sig"))
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return _guess(data, error, source)
+    repaired, count = repair_mojibake(text)
+    if count:
+        return Decoded(
+            repaired,
+            f"{source}: {count} characters were UTF-8 read as Windows-1252 before the text was "
+            "copied (like `â€™` for `’`); repaired. Check the emails' quotation marks and accents",
+        )
+    return Decoded(text)
+
+
+def _byte(char: str) -> int:
+    return ord(char) if ord(char) < 0x100 else char.encode("cp1252")[0]
+
+
+# What a UTF-8 continuation byte (0x80-0xBF) looks like once read as Windows-1252 or Latin-1.
+_CONTINUATION = "".join(
+    sorted(
+        {chr(b) for b in range(0x80, 0xC0)}
+        | {bytes([b]).decode("cp1252", "ignore") for b in range(0x80, 0xC0)} - {""}
+    )
+)
+_CONT = "[" + re.escape(_CONTINUATION) + "]"
+_MOJIBAKE = re.compile(
+    rf"[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}}"
+)
+
+
+def repair_mojibake(text: str) -> tuple[str, int]:
+    """Text whose UTF-8 was once read as Windows-1252 (`â€™`, `Ã©`) and saved again, put
+    back; (text, characters repaired). Only when there are two or more such sequences, or
+    one that is unmistakable (`â€`): a lone `Ã©` could be meant."""
+    if text.isascii():
+        return text, 0
+    found = list(_MOJIBAKE.finditer(text))
+    if not found or (len(found) < 2 and "€" not in found[0][0]):
+        return text, 0
+    pieces: list[str] = []
+    position = 0
+    repaired = 0
+    for match in found:
+        try:
+            fixed = bytes(_byte(char) for char in match[0]).decode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError):
+            continue
+        if not _plausible(fixed):
+            continue
+        pieces.append(text[position : match.start()])
+        pieces.append(fixed)
+        position = match.end()
+        repaired += 1
+    pieces.append(text[position:])
+    return ("".join(pieces), repaired) if repaired else (text, 0)
+
+
+def _plausible(char: str) -> bool:
+    """A character a Western, Greek or Cyrillic text or an emoji would hold, not a rare
+    script that a German "ß“" would make."""
+    point = ord(char)
+    return (
+        0xA0 <= point <= 0x24F
+        or 0x370 <= point <= 0x4FF
+        or 0x2000 <= point <= 0x2BFF
+        or point >= 0x1F000
+    )
 
 
 def _guess(data: bytes, error: UnicodeDecodeError, source: str) -> Decoded:
@@ -100,9 +197,10 @@ def _guess(data: bytes, error: UnicodeDecodeError, source: str) -> Decoded:
     from charset_normalizer import from_bytes  # only for files that are not UTF-8
 
     best = from_bytes(data).best()
-    if best is not None and best.chaos <= 0.1 and best.coherence >= 0.2:
+    if best is not None and best.chaos <= 0.1:
         text = str(best)
-        if not _has_controls(text):
+        confident = best.coherence >= 0.2 or _reads_as_cjk(best.encoding, best, text)
+        if confident and not _has_controls(text):
             return Decoded(text, _note(source, best.encoding))
     line = data[: error.start].count(b"\n") + 1
     raise ArticleError(
@@ -111,7 +209,19 @@ def _guess(data: bytes, error: UnicodeDecodeError, source: str) -> Decoded:
     )
 
 
+def _reads_as_cjk(encoding: str, guess: CharsetMatch, text: str) -> bool:
+    """A multi-byte Chinese, Japanese or Korean encoding that decodes into a real amount
+    of such text: charset-normalizer's coherence stays low for these even when right."""
+    if encoding not in _CJK_ENCODINGS or guess.chaos > _CJK_MAX_CHAOS:
+        return False
+    wide = sum(1 for char in text if "\u3040" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af")
+    return wide >= _CJK_MIN_CHARS
+
+
 def _as_windows_1252(data: bytes) -> str | None:
+    """The text as Windows-1252, if it reads as a Western text: mostly ASCII letters with
+    some accented ones. Cyrillic or Greek in their own code pages also decode as letters
+    here ("ñîâåòîâ"), but then nearly every letter is accented."""
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError:
@@ -121,7 +231,29 @@ def _as_windows_1252(data: bytes) -> str | None:
             continue
         if not unicodedata.category(char).startswith("L"):
             return None
+    letters = sum(1 for char in text if char.isalpha())
+    accented = sum(1 for char in text if char.isalpha() and not char.isascii())
+    if letters and accented / letters > _MAX_ACCENTED_SHARE:
+        return None
     return text
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 saved without a byte order mark: a NUL in every other byte of mostly-ASCII
+    text (odd bytes for little-endian, even for big-endian)."""
+    sample = data[: _SAMPLE_BYTES - _SAMPLE_BYTES % 2]
+    if len(sample) < 2:
+        return None
+    pairs = len(sample) // 2
+    for encoding, offset in (("utf-16-le", 1), ("utf-16-be", 0)):
+        nuls = sample[offset::2].count(0)
+        if nuls >= pairs * _MIN_NUL_SHARE and sample[1 - offset :: 2].count(0) == 0:
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            return encoding if not _has_controls(text) else None
+    return None
 
 
 def _has_controls(text: str) -> bool:

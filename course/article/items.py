@@ -21,6 +21,7 @@ _SENTENCE = re.compile(r"[.?!:](?=\s+\S)|[。！？：](?=\S)")
 # "Relevance – the text…": a short lead, a spaced dash, then the text.
 _DASHED_LEAD = re.compile(r"\s[–—-]\s+(?=\S)")
 MAX_LEAD_CHARS = 60
+_TEXT_WORDS = 12
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "st.", "no.")
 _TITLE_SEPARATORS = ":.–—-|"
 
@@ -148,7 +149,7 @@ def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, .
     whole = plain(joined).strip()
     end = _first_sentence_end(whole)
     dash = _DASHED_LEAD.search(whole, 0, MAX_LEAD_CHARS + 1)
-    if dash is not None and (end is None or dash.start() < end):
+    if dash is not None and (end is None or dash.start() < end) and _is_text(whole[dash.end() :]):
         title, cut = whole[: dash.start()], dash.end()
     elif end is None:
         return _clean_title(whole), ()
@@ -156,6 +157,13 @@ def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, .
         title, cut = whole[: end + 1], end + 1
     rest = trim_start(drop_prefix(joined, len(_leading_space(joined)) + cut), " ")
     return _clean_title(title), _body((rest,), line)
+
+
+def _is_text(tail: str) -> bool:
+    """What follows a dash is the item's text, not the rest of its title ("Sleep – the
+    habit nobody tracks"): a sentence, or a long run of words."""
+    tail = tail.strip().rstrip("”’\"')")
+    return tail.endswith((".", "!", "?", "…")) or len(tail.split()) >= _TEXT_WORDS
 
 
 def _first_sentence_end(text: str) -> int | None:
