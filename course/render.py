@@ -300,9 +300,14 @@ def course_summary(course: Course) -> str:
 
 
 def preheader(lesson: Lesson, limit: int = 140) -> str:
-    """The lesson's opening sentence, which inbox lists show beside the subject."""
+    """The lesson's opening sentence, which inbox lists show beside the subject (a
+    sub-heading that opens the lesson is no sentence)."""
     first = next(
-        (b.text for b in lesson.blocks if not isinstance(b, ListBlock | Image | CodeBlock)),
+        (
+            b.text
+            for b in lesson.blocks
+            if not isinstance(b, ListBlock | Image | CodeBlock | Heading)
+        ),
         lesson.title,
     )
     sentence = re.split(r"(?<=[.!?…])\s+", first.strip(), maxsplit=1)[0]

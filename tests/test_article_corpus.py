@@ -845,6 +845,60 @@ SHAPES = [
         closing=("Conclusión",),
         extra={"encoding": "utf-16-le"},
     ),
+    Shape(
+        "parts.md",
+        "Training for Your First Half Marathon: 6 Tips",
+        (
+            (
+                "tip",
+                (
+                    "Get your shoes fitted",
+                    "Build a base first",
+                    "Pick a plan you can keep",
+                    "Run most runs slowly",
+                    "Practise race-day food",
+                    "Taper properly",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+        closing=("Good luck!",),
+        extra={"part_headings": ("Part 1: Before you start",), "opens": {4: "Heading"}},
+    ),
+    Shape(
+        "parts-restart.txt",
+        "Learn to Bake Bread: A Two-Part Guide",
+        (
+            ("lesson", ("Flour", "Yeast", "Salt")),
+            ("lesson", ("Mix and knead", "Let it rise", "Shape and bake")),
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+        extra={"part_headings": ("Part 1: Ingredients", "Part 2: Method")},
+    ),
+    Shape(
+        "grouped-numbering.md",
+        "9 Ways to Cut Your Energy Bill",
+        (
+            (
+                "way",
+                (
+                    "Put a lid on it",
+                    "Only boil what you need",
+                    "Defrost the freezer",
+                    "Switch off at the wall",
+                    "Close the curtains at dusk",
+                    "Swap to LED bulbs",
+                    "Shorter showers",
+                    "Fix dripping taps",
+                    "Insulate the tank",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+        closing=("Conclusion",),
+        extra={"part_headings": ("In the kitchen",), "opens": {4: "Heading", 7: "Heading"}},
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -900,6 +954,14 @@ def test_notes_welcome_and_closing(shape: Shape, courses: dict[str, Course]) -> 
     if shape.welcome:
         assert [type(block).__name__ for block in course.welcome] == list(shape.welcome)
     assert tuple(section.heading for section in course.closing) == shape.closing
+    if "part_headings" in shape.extra:
+        assert tuple(part.heading for part in course.parts) == shape.extra["part_headings"]
+    opens = shape.extra.get("opens", {})
+    assert isinstance(opens, dict)
+    for lesson in course.lessons:
+        # A lesson opens with a sub-heading only where the group it heads begins.
+        first = type(lesson.blocks[0]).__name__
+        assert (first == "Heading") == (opens.get(lesson.day) == "Heading"), lesson.day
     if "code" in shape.extra:
         expected = shape.extra["code"]
         assert isinstance(expected, tuple)
@@ -1011,7 +1073,8 @@ NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 ITEM_MARKER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]+)?(?:\*\*)?(?:[^\w\s#(*]+[ \t]*)?"
     r"(?:(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?|\d{1,3}[ \t]*[–—-]|\d\ufe0f?\u20e3"
-    rf"|[IVX]{{1,5}}[.)]|[A-Za-z]+\.?[ \t]+(?:#|n°)?(?:\d{{1,3}}|{NUMBER_WORDS})[ \t]*[:.)–—-])"
+    rf"|[IVX]{{1,5}}[.)]|(?!part\b)[A-Za-z]+\.?[ \t]+(?:#|n°)?(?:\d{{1,3}}|{NUMBER_WORDS})"
+    r"[ \t]*[:.)–—-])"
     r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、)",
     re.MULTILINE | re.IGNORECASE,
 )

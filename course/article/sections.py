@@ -67,8 +67,9 @@ class Sections(ArticleView):
         source: str,
         runs: Sequence[ItemRun],
         kept: Sequence[ItemRun],
+        groups: frozenset[int] = frozenset(),
     ) -> None:
-        super().__init__(chunks, title, markdown, notes, source, runs)
+        super().__init__(chunks, title, markdown, notes, source, runs, groups)
         self.kept = list(kept)
         self.content_runs: dict[Position, ItemRun] = {
             candidate.position: run
@@ -137,6 +138,7 @@ class Sections(ArticleView):
             )
         bodies: list[tuple[Block, ...]] = []
         for number, plan in enumerate(plans):
+            part_start = len(bodies)
             for index, candidate in enumerate(plan.items):
                 if index + 1 < len(plan.items):
                     end: Position = plan.items[index + 1].position
@@ -151,6 +153,7 @@ class Sections(ArticleView):
                     # The text between a part's heading and its first item opens that item.
                     body = self._blocks_between((plan.heading, -1), candidate.position) + body
                 bodies.append(tuple(body))
+            _carry_trailing_headings(bodies, part_start)
         first = plans[0]
         welcome_end = first.heading if first.heading is not None else first.items[0].chunk
         welcome = self._blocks_between((-1, -1), (welcome_end, -1))
@@ -177,7 +180,7 @@ class Sections(ArticleView):
             kind = kind_of_noun(nouns[0])
             if kind is not None:
                 return kind
-        if parts == 1:
+        if parts == 1 or (heading is not None and self.is_group(self.chunks[heading])):
             return kind_of(self.title) or Kind.LESSON
         if parts == 2:
             if number == 0:
@@ -320,7 +323,7 @@ class Sections(ArticleView):
     def _chunk_blocks(self, chunk: Chunk) -> Iterator[Block]:
         if chunk.kind is ChunkKind.BLOCK:
             yield from chunk.blocks
-        elif chunk.kind is ChunkKind.HEADING:
+        elif chunk.is_heading or (chunk.kind is ChunkKind.PARAGRAPH and self.is_group(chunk)):
             yield Heading(chunk.runs, chunk.line)
         elif chunk.kind is ChunkKind.PARAGRAPH:
             if len(chunk.lines) == 1 and is_furniture(chunk.text):
@@ -346,6 +349,20 @@ def _list_blocks(pending: list[tuple[int, Inline, int, tuple[Block, ...]]]) -> I
 
 def _ordered(group: list[tuple[int, Inline, int]]) -> ListBlock:
     return ListBlock(tuple(runs for _, runs, _ in group), group[0][2], True, group[0][0])
+
+
+def _carry_trailing_headings(bodies: list[tuple[Block, ...]], start: int) -> None:
+    """A heading at the very end of an item's text heads the items that follow ("In the
+    living room" between items 3 and 4, "Part 2" of a list numbered on): it opens the
+    next lesson instead of closing this one with nothing under it."""
+    for index in range(len(bodies) - 1, start, -1):
+        previous = bodies[index - 1]
+        cut = len(previous)
+        while cut > 1 and isinstance(previous[cut - 1], Heading):
+            cut -= 1
+        if cut < len(previous):
+            bodies[index - 1] = previous[:cut]
+            bodies[index] = previous[cut:] + bodies[index]
 
 
 def _sign_off(body: tuple[Block, ...]) -> tuple[tuple[Block, ...], tuple[Section, ...]]:

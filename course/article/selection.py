@@ -21,6 +21,7 @@ from course.article.checks import median_of
 from course.article.items import Candidate, Family
 from course.article.runs import ItemRun
 from course.article.shapes import (
+    GROUPING_NOUNS,
     OPENING_WORDS,
     announces,
     count_of,
@@ -234,6 +235,32 @@ class Selection(ArticleView):
                 f"{quote(first.source)}; number it from 1, or check that item 1 has its number "
                 "and a blank line before it"
             )
+
+
+def grouping_runs(runs: Sequence[ItemRun]) -> list[ItemRun]:
+    """Numbered lines that head groups of items rather than being items: "Part 1:",
+    "Chapter 2:" (a grouping noun), each (or all but one) with another list's items under
+    it, numbered on from group to group or from 1 in each."""
+    groupers = []
+    for run in runs:
+        if run.family.noun not in GROUPING_NOUNS or len(run.items) < 2:
+            continue
+        others = [
+            candidate.position
+            for other in runs
+            if other is not run and len(other.items) > 1 and other.family.noun not in GROUPING_NOUNS
+            for candidate in other.items
+        ]
+        starts = [candidate.position for candidate in run.items]
+        ends = [*starts[1:], (1 << 30, 0)]
+        filled = sum(
+            1
+            for start, end in zip(starts, ends, strict=True)
+            if any(start < p < end for p in others)
+        )
+        if filled >= max(2, len(starts) - 1):
+            groupers.append(run)
+    return groupers
 
 
 def _outranks(outer: ItemRun, inner: ItemRun) -> bool:

@@ -42,6 +42,44 @@ ITEM_NOUNS: tuple[str, ...] = (
     "method",
     "benefit",
 )
+# Nouns of numbered lines that may head groups of items ("Part 1:", "Chapter 2:").
+GROUPING_NOUNS = frozenset(
+    (
+        "part",
+        "chapter",
+        "section",
+        "phase",
+        "stage",
+        "module",
+        "unit",
+        "level",
+        "week",
+        "teil",
+        "kapitel",
+        "partie",
+        "chapitre",
+        "parte",
+        "capítulo",
+        "capitulo",
+    )
+)
+ITEM_NOUNS += (
+    "chapter",
+    "section",
+    "phase",
+    "stage",
+    "module",
+    "unit",
+    "level",
+    "week",
+    "teil",
+    "kapitel",
+    "partie",
+    "chapitre",
+    "parte",
+    "capítulo",
+    "capitulo",
+)
 # Item nouns of other languages: "Tipp 1:", "Astuce n°1 :", "Consejo 1:", "Passo 1:".
 ITEM_NOUNS += (
     "tipp",
@@ -213,7 +251,7 @@ SIGN_OFF = re.compile(
     r"hopefully,? (?:this|these)|now (?:it[’']s|it is) your turn|over to you|your turn|"
     r"let (?:me|us) know|which (?:of these|one|\w+ (?:works|will|do))|what do you think|"
     r"what about you|have i missed|did i miss|do you have (?:any )?(?:other|more)|"
-    r"share your|pick one|start with one|try (?:one|them|these)|"
+    r"share your|pick one|start with one|try (?:one|them|these)|enjoy(?:!| your| the results)|"
     r"viel (?:erfolg|spaß|glück)|buena suerte|¡buena suerte|bonne (?:chance|nuit)|"
     r"bon courage)\b"
     r"|\b(?:in the comments|(?:these|those) (?:tips|tricks|ideas|ways|habits|steps|hacks|"

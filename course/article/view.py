@@ -24,8 +24,12 @@ class ArticleView:
         notes: Notes,
         source: str,
         runs: Sequence[ItemRun] = (),
+        groups: frozenset[int] = frozenset(),
     ) -> None:
         self.chunks = chunks
+        # Numbered lines that head a group of items ("Part 2: Method"): headings here.
+        self.groups = groups
+        self._group_chunks = {id(chunks[index]) for index in groups}
         self.title = title
         self.markdown = markdown
         # Markdown headings are explicit; Markdown without any (web copy with some **bold**)
@@ -132,12 +136,15 @@ class ArticleView:
             return chunk.is_heading
         return self.plain_heading(chunk)
 
-    @staticmethod
-    def plain_heading(chunk: Chunk) -> bool:
-        """A one-line paragraph that reads as a heading (and is not a numbered line)."""
+    def plain_heading(self, chunk: Chunk) -> bool:
+        """A one-line paragraph that reads as a heading (and is not a numbered line, unless
+        it heads a group of items)."""
         return (
             chunk.kind is ChunkKind.PARAGRAPH
             and len(chunk.lines) == 1
             and reads_as_heading(chunk.text)
-            and item_marker(chunk.text) is None
+            and (item_marker(chunk.text) is None or id(chunk) in self._group_chunks)
         )
+
+    def is_group(self, chunk: Chunk) -> bool:
+        return id(chunk) in self._group_chunks
