@@ -919,3 +919,49 @@ def test_a_github_alert_becomes_a_bold_label() -> None:
     text = "# 2 tips\n\n> [!TIP]\n> Read this first.\n\n## 1. One\n\nText.\n\n## 2. Two\n\nText.\n"
     course = parse_article(text, source="a.md")
     assert course.welcome == (Quote((Run("Tip:", strong=True), Run(" Read this first.")), 3),)
+
+
+# Items that number nothing: questions and answers, bold lines.
+
+
+def test_questions_and_answers_on_their_own_paragraphs() -> None:
+    text = (
+        "Sleep FAQ\n\nQ. Why is sleep important?\n\nA. It restores the body and the mind.\n\n"
+        "Q. Is napping bad?\n\nA. Not if it is short: twenty minutes is plenty.\n"
+    )
+    course = parse_article(text, source="faq.txt")
+    assert [(lesson.kind.value, lesson.title) for lesson in course.lessons] == [
+        ("question", "Why is sleep important?"),
+        ("question", "Is napping bad?"),
+    ]
+    assert [plain_text(b) for b in course.lessons[1].blocks] == [
+        "Not if it is short: twenty minutes is plenty."
+    ]
+
+
+def test_bold_lines_with_their_text_in_the_next_paragraph() -> None:
+    text = (
+        "# Habits of Calm Parents\n\nNobody is calm all the time.\n\n"
+        "**They pause before answering.**\n\nA pause turns a reaction into a response.\n\n"
+        "**They name the feeling.**\n\nNaming helps more than hushing.\n\n"
+        "**They pick their battles.**\n\nNot every odd sock is worth an argument.\n"
+    )
+    course = parse_article(text, source="calm.md")
+    assert [lesson.title for lesson in course.lessons] == [
+        "They pause before answering",
+        "They name the feeling",
+        "They pick their battles",
+    ]
+    assert course.lessons[0].kind.value == "habit"
+    assert [plain_text(b) for b in course.lessons[2].blocks] == [
+        "Not every odd sock is worth an argument."
+    ]
+
+
+def test_two_bold_lines_in_an_essay_are_no_list() -> None:
+    text = (
+        "# A walk in the park\n\n**It rained.**\n\nWe walked anyway.\n\n"
+        "**It stopped.**\n\nThe sun came out.\n"
+    )
+    with pytest.raises(ArticleError, match="no numbered items found"):
+        parse_article(text, source="walk.md")

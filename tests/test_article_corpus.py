@@ -899,6 +899,56 @@ SHAPES = [
         closing=("Conclusion",),
         extra={"part_headings": ("In the kitchen",), "opens": {4: "Heading", 7: "Heading"}},
     ),
+    Shape(
+        "qa-lines.txt",
+        "Sleep Questions, Answered",
+        (
+            (
+                "question",
+                (
+                    "How much sleep does an adult need?",
+                    "Is it bad to sleep in at weekends?",
+                    "Does a nightcap help?",
+                    "What about naps?",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+    ),
+    Shape(
+        "faq-headings.md",
+        "Houseplant Watering FAQ: 5 Questions Answered",
+        (
+            (
+                "question",
+                (
+                    "How often should I water?",
+                    "Is tap water safe?",
+                    "Should I water from the top or the bottom?",
+                    "What are the signs of overwatering?",
+                    "Do plants need less water in winter?",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+    ),
+    Shape(
+        "bold-lines.md",
+        "Ways to Make Your Laptop Battery Last Longer",
+        (
+            (
+                "way",
+                (
+                    "Keep it between 20 and 80 percent",
+                    "Turn the screen down",
+                    "Close what you are not using",
+                    "Keep it cool",
+                    "Update the system",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -1075,7 +1125,7 @@ ITEM_MARKER = re.compile(
     r"(?:(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?|\d{1,3}[ \t]*[–—-]|\d\ufe0f?\u20e3"
     rf"|[IVX]{{1,5}}[.)]|(?!part\b)[A-Za-z]+\.?[ \t]+(?:#|n°)?(?:\d{{1,3}}|{NUMBER_WORDS})"
     r"[ \t]*[:.)–—-])"
-    r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、)",
+    r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、|[QA][.:](?=[ \t]))",
     re.MULTILINE | re.IGNORECASE,
 )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from course.article.chunks import Notes
 from course.article.items import Candidate, Family
-from course.article.shapes import quote
+from course.article.shapes import UNNUMBERED, quote
 from course.errors import ArticleError
 
 _ALL_ONES_MINIMUM = 3
@@ -49,6 +49,18 @@ class ItemRun:
     @property
     def next_number(self) -> int:
         return self.last.number - 1 if self.descending else self.last.number + 1
+
+
+def number_unnumbered(found: Sequence[Candidate]) -> list[Candidate]:
+    """Markers without a number ("Q:") numbered 1, 2, 3… in order, within their family."""
+    counters: dict[Family, int] = {}
+    numbered: list[Candidate] = []
+    for candidate in found:
+        if candidate.number == UNNUMBERED:
+            counters[candidate.family] = counters.get(candidate.family, 0) + 1
+            candidate = replace(candidate, number=counters[candidate.family])
+        numbered.append(candidate)
+    return numbered
 
 
 def renumber_all_ones(found: Sequence[Candidate], notes: Notes) -> list[Candidate]:

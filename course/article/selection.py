@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from course.article.checks import median_of
-from course.article.items import Candidate, Family
+from course.article.chunks import Chunk, ChunkKind
+from course.article.items import Candidate, Family, split_title
 from course.article.runs import ItemRun
 from course.article.shapes import (
     GROUPING_NOUNS,
@@ -26,12 +27,16 @@ from course.article.shapes import (
     announces,
     count_of,
     is_closing_heading,
+    item_marker,
     quote,
 )
 from course.article.view import ArticleView
 from course.errors import ArticleError
 
-_INTRO_SHORTER = 4  # an intro list's items are this many times shorter than the real ones
+_INTRO_SHORTER = 4
+_MIN_BOLD_ITEMS = 3
+_MIN_BOLD_ANNOUNCED = 2
+_MAX_BOLD_WORDS = 15  # an intro list's items are this many times shorter than the real ones
 
 
 class Selection(ArticleView):
@@ -40,7 +45,12 @@ class Selection(ArticleView):
     def items(self) -> list[ItemRun]:
         """The lists that are the course's items, in order; ArticleError when there are none
         or when one does not count from 1."""
-        kept = self._select(self.runs) or self._heading_items() or self._plain_heading_items()
+        kept = (
+            self._select(self.runs)
+            or self._heading_items()
+            or self._plain_heading_items()
+            or self._bold_items()
+        )
         if not kept:
             raise self._no_items()
         for run in kept:
@@ -211,6 +221,52 @@ class Selection(ArticleView):
                 return [ItemRun(family, items)]
         return []
 
+    def _bold_items(self) -> list[ItemRun]:
+        """Paragraphs that open with a line all in bold ("**Keep it cool.**"), each with
+        text after it: the items of a listicle that numbers nothing, three or more of them
+        (two when the title announces a list)."""
+        found = [
+            index
+            for index, chunk in enumerate(self.chunks)
+            if chunk.kind is ChunkKind.PARAGRAPH and _bold_lead(chunk)
+        ]
+        found = [index for index in found if self._text_after(index, found)]
+        if len(found) < (_MIN_BOLD_ANNOUNCED if announces(self.title) else _MIN_BOLD_ITEMS):
+            return []
+        family = Family(0, "", "", False, True)
+        items = []
+        for number, index in enumerate(found, start=1):
+            chunk = self.chunks[index]
+            title, rest = split_title(chunk.lines, chunk.line)
+            items.append(
+                Candidate(
+                    index,
+                    -1,
+                    number,
+                    family,
+                    title,
+                    rest,
+                    chunk.line,
+                    0,
+                    False,
+                    chunk.text,
+                    chunk.runs,
+                )
+            )
+        return [ItemRun(family, items)]
+
+    def _text_after(self, index: int, found: Sequence[int]) -> bool:
+        """Text of its own after a bold lead: in its paragraph, or before the next one."""
+        if len(self.chunks[index].lines) > 1:
+            return True
+        following = self.chunks[index + 1] if index + 1 < len(self.chunks) else None
+        return (
+            following is not None
+            and index + 1 not in found
+            and following.kind in (ChunkKind.PARAGRAPH, ChunkKind.BLOCK, ChunkKind.LIST)
+            and not (following.kind is ChunkKind.PARAGRAPH and _bold_lead(following))
+        )
+
     def _no_items(self) -> ArticleError:
         return ArticleError(
             f"{self.source}: no numbered items found; number the items in the article as "
@@ -261,6 +317,19 @@ def grouping_runs(runs: Sequence[ItemRun]) -> list[ItemRun]:
         if filled >= max(2, len(starts) - 1):
             groupers.append(run)
     return groupers
+
+
+def _bold_lead(chunk: Chunk) -> bool:
+    """A paragraph whose first line is all bold and short enough to be a title."""
+    first = chunk.lines[0] if chunk.lines else ()
+    text = "".join(run.text for run in first).strip()
+    return (
+        bool(text)
+        and all(run.strong or not run.text.strip() for run in first)
+        and len(text.split()) <= _MAX_BOLD_WORDS
+        and item_marker(text) is None
+        and not is_closing_heading(text)
+    )
 
 
 def _outranks(outer: ItemRun, inner: ItemRun) -> bool:

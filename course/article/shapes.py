@@ -181,6 +181,10 @@ _NOUN = re.compile(
 )
 # "II. Title" (not an initial: "V. S. Naipaul").
 _ROMAN = re.compile(r"(?P<roman>[IVX]{1,5})(?P<delimiter>[.):])\s+(?![A-Z]\.)(?=\S)")
+# A question of a Q&A: "Q: …", "Q. …", "Q1: …", "Question 2: …" (its answer: "A: …").
+_QUESTION = re.compile(r"(?:Q|Question)\s*(?P<number>\d{1,3})?\s*[.:)]\s+(?=\S)")
+ANSWER = re.compile(r"(?:A|Answer)\s*\d{0,3}\s*[.:)]\s+(?=\S)")
+UNNUMBERED = 0  # the number of an item marker that has none ("Q:"); numbered in order
 # Keycap digits: "1️⃣ Title", "🔟 Title".
 _KEYCAP = re.compile(r"(?P<keycap>(?:\d\ufe0f?\u20e3)+|\U0001f51f)\s*(?=\S)")
 # Chinese and Japanese: "1、", "１．", "（1）", "一、", "第一步：" (no space after them).
@@ -318,6 +322,11 @@ def _marker(text: str, nouns: tuple[str, ...]) -> Marker | None:
         match = _KEYCAP.match(text)
         if match is not None:
             return Marker(10, match.end(), "⃣", "", False)
+    if first == "Q":
+        match = _QUESTION.match(text)
+        if match is not None:
+            number = int(match["number"]) if match["number"] else UNNUMBERED
+            return Marker(number, match.end(), ":", "q", False)
     if first.isalpha():
         match = _NOUN.match(text)
         if match is not None:
@@ -399,8 +408,9 @@ def kind_of(text: str) -> Kind | None:
 
 
 def kind_of_noun(noun: str) -> Kind | None:
-    """The kind an item noun names: "step" -> step."""
-    return _SINGULAR_KINDS.get(noun.lower())
+    """The kind an item noun names: "step" -> step, "Q" -> question."""
+    noun = noun.lower()
+    return Kind.QUESTION if noun == "q" else _SINGULAR_KINDS.get(noun)
 
 
 def announces(text: str) -> bool:
