@@ -174,6 +174,9 @@ class UnsubscribeSettings:
     secret_env: str
     mailto: str
     listen: tuple[str, int] | None
+    # What `course serve` lets its clients hold (it must stand without a reverse proxy).
+    max_connections: int = 1000
+    request_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -791,7 +794,11 @@ def _ascii_domain(domain: str) -> str:
 
 
 def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
-    r.known(node, "unsubscribe", ("base_url", "secret_env", "mailto", "listen"))
+    r.known(
+        node,
+        "unsubscribe",
+        ("base_url", "secret_env", "mailto", "listen", "max_connections", "request_seconds"),
+    )
     base_url = r.header_text(node, "unsubscribe.base_url", "http://127.0.0.1:8026")
     # It goes into List-Unsubscribe between angle brackets, after which a comma would start
     # another URL: none of those may appear in it.
@@ -800,11 +807,19 @@ def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
     mailto = r.header_text(node, "unsubscribe.mailto", "")
     if mailto and not _is_addr_spec(mailto):
         raise r.error("unsubscribe.mailto", "expected one email address", mailto)
+    max_connections = r.integer(node, "unsubscribe.max_connections", 1000)
+    if not 1 <= max_connections <= 100_000:
+        raise r.error("unsubscribe.max_connections", "expected 1 to 100000", max_connections)
+    request_seconds = r.number(node, "unsubscribe.request_seconds", 10.0)
+    if not 0.1 <= request_seconds <= 300:
+        raise r.error("unsubscribe.request_seconds", "expected 0.1 to 300 seconds", request_seconds)
     return UnsubscribeSettings(
         base_url=base_url.rstrip("/"),
         secret_env=r.string(node, "unsubscribe.secret_env", "COURSE_SECRET"),
         mailto=mailto,
         listen=_listen(r, node),
+        max_connections=max_connections,
+        request_seconds=request_seconds,
     )
 
 

@@ -24,6 +24,7 @@ from course.errors import DeliveryError
 from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.message import Recipient
 from course.planner import Timing, next_due, retry_delay
+from course.suppress import Action, Suppression, SuppressionLog
 from course.unsubscribe import make_token, unsubscribe_url
 
 LOG = logging.getLogger("course.delivery")
@@ -85,6 +86,8 @@ class Deliverer:
         return_path: ReturnPath | None = None,
         batch_size: int = BATCH_SIZE,
         sleep: Callable[[float], None] = time.sleep,
+        suppressions: SuppressionLog | None = None,
+        before_batch: Callable[[], object] = lambda: None,
     ) -> None:
         self.build = build
         self.ledger = ledger
@@ -96,6 +99,10 @@ class Deliverer:
         # Bounces go to the envelope sender: the return path (with VERP, one per subscriber
         # and day), else the From address.
         self.return_path = return_path
+        self.suppressions = suppressions
+        # Runs before each claim: the runtime applies pending suppressions there, so an
+        # unsubscribe that arrives mid-tick stops that subscriber's next batch.
+        self.before_batch = before_batch
         self._due_after: dict[tuple[datetime, str], datetime] = {}
         self._sleep = sleep  # between empty claims while other workers hold due rows
 
@@ -116,6 +123,7 @@ class Deliverer:
         empty_claims = 0
         try:
             while not should_stop():
+                self.before_batch()
                 claimed = self.ledger.claim_due(now, limit=self.batch_size)
                 if not claimed:
                     if empty_claims >= _EMPTY_CLAIMS or not self.ledger.is_due(now):
@@ -154,6 +162,7 @@ class Deliverer:
                 self._outcome(by_id[r.message.message_id, r.message.recipient], r, now)
                 for r in results
             ]
+            self._log_bounces(results, outcomes, now)
             if self.backend.remote:
                 self.ledger.journal(outcomes, now=now)
             else:
@@ -175,6 +184,20 @@ class Deliverer:
             unsent = [c for c in claimed if (c.subscriber_id, c.day) not in recorded]
             if unsent:
                 self.ledger.release(unsent, now=now)
+
+    def _log_bounces(
+        self, results: Sequence[SendResult], outcomes: Sequence[DeliveryOutcome], now: datetime
+    ) -> None:
+        """A bounce suppresses the address: it goes into the suppression log before the ledger."""
+        if self.suppressions is None:
+            return
+        bounced = [
+            Suppression(result.message.recipient, Action.BOUNCE, outcome.reply, now)
+            for result, outcome in zip(results, outcomes, strict=True)
+            if outcome.state == DeliveryState.BOUNCED
+        ]
+        if bounced:
+            self.suppressions.append(bounced)
 
     def message(self, lesson: DueLesson, now: datetime) -> OutgoingMessage:
         """The finished message for one due lesson."""

@@ -41,6 +41,7 @@ from course.subscribers import (
     load_subscribers,
     open_list,
 )
+from course.suppress import SuppressionLog, apply_pending
 from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course")
@@ -110,6 +111,7 @@ class Runtime:
     backend: Backend
     deliverer: Deliverer
     timing: Timing
+    suppressions: SuppressionLog
     _seen_csv: str = ""
     _seen_stat: tuple[int, int] = (-1, -1)
     paused_until: datetime | None = None
@@ -127,6 +129,7 @@ class Runtime:
         ledger = Ledger.open(settings.ledger, base_dir=settings.base_dir)
         backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
+        suppressions = SuppressionLog.in_project(settings.base_dir)
         deliverer = Deliverer(
             build,
             ledger,
@@ -135,8 +138,15 @@ class Runtime:
             make_links(settings, build),
             settings.delivery.retry,
             return_path=make_return_path(settings, build),
+            suppressions=suppressions,
         )
-        return cls(settings, build, ledger, backend, deliverer, timing)
+        runtime = cls(settings, build, ledger, backend, deliverer, timing, suppressions)
+        deliverer.before_batch = runtime.apply_suppressions
+        return runtime
+
+    def apply_suppressions(self) -> int:
+        """Bring the ledger up to date with state/suppressions.log (one-click POSTs, bounces)."""
+        return apply_pending(self.suppressions, self.ledger, first_due=self._first_due)
 
     def close(self) -> None:
         self.backend.close()
@@ -225,6 +235,7 @@ class Runtime:
         """
         if self.paused_until is not None and now < self.paused_until:
             return TickReport()
+        self.apply_suppressions()
         if self.ledger.lead(now):
             for job in self.leader_jobs:
                 job(now)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +19,12 @@ from pathlib import Path
 from course.backends.memory import MemoryBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
-from course.commands.optout import public_app
+from course.commands.optout import public_app, public_limits
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError
 from course.ledger import DeliveryState, Ledger, SubscriberStatus, Verdict
+from course.logs import log_to_stderr
 from course.progress import Progress
 from course.runtime import Runtime
 from course.scheduler import TickScheduler
@@ -33,7 +34,7 @@ from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
 from course.web.preview import start_preview
-from course.web.server import WebServer, serve_in_background
+from course.web.server import serve_in_background
 
 LOG = logging.getLogger("course")
 
@@ -73,14 +74,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status = commands.add_parser("status", help="who is on which day; what failed")
     status.add_argument("--subscriber", metavar="EMAIL", help="one subscriber's history")
     status.set_defaults(handler=cmd_status)
-
-
-def log_to_stderr() -> None:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    # APScheduler logs every job run at INFO; our own tick line says what matters.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
@@ -277,20 +270,20 @@ def _read_bounces(settings: Settings, runtime: Runtime, now: datetime) -> None:
 @contextmanager
 def _web_servers(settings: Settings, runtime: Runtime) -> Iterator[None]:
     """The preview and the unsubscribe endpoints beside the scheduler, when configured."""
-    servers: list[WebServer] = []
-    try:
+    with ExitStack() as stack:  # closed in reverse: each server stops before what it uses
         if settings.preview.enabled:
-            servers.append(start_preview(settings, settings.preview.port))
-            print(f"course run: preview on {servers[-1].url}", file=sys.stderr)
+            preview = start_preview(settings, settings.preview.port)
+            stack.callback(preview.stop)
+            print(f"course run: preview on {preview.url}", file=sys.stderr)
         if settings.unsubscribe.listen is not None:
             host, port = settings.unsubscribe.listen
-            app = public_app(settings, runtime.ledger)
-            servers.append(serve_in_background(app, host, port, what="unsubscribe"))
-            print(f"course run: unsubscribe endpoints on {servers[-1].url}", file=sys.stderr)
+            app = stack.enter_context(public_app(settings, runtime.ledger))
+            public = serve_in_background(
+                app, host, port, what="unsubscribe", limits=public_limits(settings)
+            )
+            stack.callback(public.stop)
+            print(f"course run: unsubscribe endpoints on {public.url}", file=sys.stderr)
         yield
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def _where_to_look(settings: Settings) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +17,21 @@ from course.build import course_id, write_atomic
 from course.config import Settings
 from course.errors import CourseError
 from course.ledger import Ledger
+from course.logs import log_to_stderr
 from course.planner import Timing, first_due
 from course.render import course_name
+from course.suppress import (
+    SUPPRESSED_STATUSES,
+    Action,
+    FirstDue,
+    LedgerCatchUp,
+    Suppression,
+    SuppressionLog,
+    suppress,
+)
 from course.suppression import suppression_csv
 from course.unsubscribe import load_secret
+from course.web.limits import ConnectionLimits
 from course.web.public import Unsubscriber, create_public_app
 from course.web.server import serve_in_background
 
@@ -43,25 +56,43 @@ def _ledger(settings: Settings) -> Ledger:
     return Ledger.open(settings.ledger, base_dir=settings.base_dir)
 
 
+def planned_first_due(settings: Settings) -> FirstDue:
+    """When a (re)joining subscriber's next lesson is due, by the planner."""
+    timing = Timing.from_settings(settings.schedule)
+    return lambda zone, joined: first_due(joined, zone, timing)
+
+
 def cmd_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
     with _ledger(settings) as ledger:
-        changed = ledger.unsubscribe(
-            args.email, how="by hand (course unsubscribe)", now=datetime.now(UTC)
-        )
+        view = ledger.subscriber(args.email)
+        changed = view is None or view.status not in SUPPRESSED_STATUSES
+        if changed:
+            entry = Suppression(
+                args.email, Action.UNSUBSCRIBE, "by hand (course unsubscribe)", datetime.now(UTC)
+            )
+            suppress(
+                SuppressionLog.in_project(settings.base_dir),
+                ledger,
+                [entry],
+                first_due=planned_first_due(settings),
+            )
     print(f"{args.email}: unsubscribed" if changed else f"{args.email}: already suppressed")
     return 0
 
 
 def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
-    timing = Timing.from_settings(settings.schedule)
     with _ledger(settings) as ledger:
         view = ledger.subscriber(args.email)
-        if view is None or view.status not in ("unsubscribed", "bounced"):
+        if view is None or view.status not in SUPPRESSED_STATUSES:
             raise CourseError(f"{args.email!r} is not unsubscribed or bounced")
-        ledger.reactivate(
-            args.email,
-            now=datetime.now(UTC),
-            first_due=lambda zone, joined: first_due(joined, zone, timing),
+        entry = Suppression(
+            args.email, Action.RESUBSCRIBE, "by hand (course resubscribe)", datetime.now(UTC)
+        )
+        suppress(
+            SuppressionLog.in_project(settings.base_dir),
+            ledger,
+            [entry],
+            first_due=planned_first_due(settings),
         )
     print(f"{args.email}: active again from day {view.next_day}")
     return 0
@@ -78,29 +109,53 @@ def cmd_suppressions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def unsubscriber(settings: Settings, ledger: Ledger) -> Unsubscriber:
+def public_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.unsubscribe.max_connections,
+        request_seconds=settings.unsubscribe.request_seconds,
+    )
+
+
+@contextmanager
+def unsubscriber(settings: Settings, ledger: Ledger) -> Iterator[Unsubscriber]:
+    """What the public endpoints need, with the thread that brings the ledger up to date."""
     course = load_article(settings.course.article)
     secret = load_secret(settings.unsubscribe.secret_env, settings.base_dir, os.environ)
-    return Unsubscriber(secret, course_id(settings, course), course_name(settings, course), ledger)
+    log = SuppressionLog.in_project(settings.base_dir)
+    catch_up = LedgerCatchUp(log, ledger, planned_first_due(settings)).start()
+    try:
+        yield Unsubscriber(
+            secret,
+            course_id(settings, course),
+            course_name(settings, course),
+            ledger,
+            log,
+            catch_up,
+        )
+    finally:
+        catch_up.stop()
 
 
-def public_app(settings: Settings, ledger: Ledger) -> Starlette:
+@contextmanager
+def public_app(settings: Settings, ledger: Ledger) -> Iterator[Starlette]:
     """The unsubscribe endpoints, and a webhook for each configured provider."""
     routes = []
-    endpoints = unsubscriber(settings, ledger)
-    if settings.bounces.webhooks.any:
-        # Only when configured: the webhooks bring cryptography and the bounce parsers.
-        from course.web.webhooks import Webhooks, load_keys
+    with unsubscriber(settings, ledger) as endpoints:
+        if settings.bounces.webhooks.any:
+            # Only when configured: the webhooks bring cryptography and the bounce parsers.
+            from course.web.webhooks import Webhooks, load_keys
 
-        hooks = Webhooks(load_keys(settings), ledger, course_id=endpoints.course_id)
-        routes = hooks.routes()
-    return create_public_app(endpoints, routes)
+            hooks = Webhooks(load_keys(settings), ledger, course_id=endpoints.course_id)
+            routes = hooks.routes()
+        yield create_public_app(endpoints, routes)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    with _ledger(settings) as ledger:
-        app = public_app(settings, ledger)
-        server = serve_in_background(app, args.host, args.port, what="serve")
+    log_to_stderr()
+    with _ledger(settings) as ledger, public_app(settings, ledger) as app:
+        server = serve_in_background(
+            app, args.host, args.port, what="serve", limits=public_limits(settings)
+        )
         print(f"Unsubscribe endpoints on {server.url}unsubscribe/<token>", flush=True)
         for route in app.routes:
             path = getattr(route, "path", "")

@@ -3,6 +3,12 @@
 GET shows a confirmation page and changes nothing: link scanners and previews fetch
 every URL in a message. POST unsubscribes at once, with no cookie and no redirect, as
 RFC 8058 asks. A bad token gets a 400 that says nothing about why.
+
+"At once" means durably: the POST appends to the suppression log (fsync'd) and answers
+200; the ledger takes it in from a background thread as soon as its write lock is free,
+and every tick applies the log before it claims anything. Nothing here blocks the event
+loop: file and database work runs in the thread pool, so a ledger locked by a long tick
+or a backup stalls no page.
 """
 
 from __future__ import annotations
@@ -14,12 +20,22 @@ from urllib.parse import parse_qs
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
+from course.errors import CourseError
 from course.ledger import Ledger
+from course.suppress import (
+    SUPPRESSED_STATUSES,
+    Action,
+    LedgerCatchUp,
+    Suppression,
+    SuppressionLog,
+)
 from course.unsubscribe import InvalidToken, TokenOwner, verify_token
+from course.web.limits import BodyTooLarge, read_body
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -30,16 +46,20 @@ SECURITY_HEADERS = {
 }
 ONE_CLICK = "one-click (List-Unsubscribe-Post)"
 PAGE = "unsubscribe page"
+# RFC 8058's body is "List-Unsubscribe=One-Click"; our own page adds "&via=page".
+MAX_BODY_BYTES = 1024
 
 
 @dataclass(frozen=True)
 class Unsubscriber:
-    """What the endpoints need: the secret, which course this is, and the ledger."""
+    """What the endpoints need: the secret, which course this is, the log and the ledger."""
 
     secret: bytes
     course_id: str
     course_name: str
     ledger: Ledger
+    log: SuppressionLog
+    catch_up: LedgerCatchUp
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def owner(self, token: str) -> TokenOwner:
@@ -47,6 +67,21 @@ class Unsubscriber:
         if owner.course_id != self.course_id:
             raise InvalidToken("invalid unsubscribe link")
         return owner
+
+    def record(self, owner: TokenOwner, how: str) -> None:
+        """Log the request durably (blocking: call it from a worker thread), then poke."""
+        if self._already_suppressed(owner.email):
+            return
+        self.log.append([Suppression(owner.email, Action.UNSUBSCRIBE, how, self.clock())])
+        self.catch_up.poke()
+
+    def _already_suppressed(self, email: str) -> bool:
+        """A second POST adds nothing to the log; a ledger we cannot read just means "log it"."""
+        try:
+            view = self.ledger.subscriber(email)
+        except CourseError:
+            return False
+        return view is not None and view.status in SUPPRESSED_STATUSES
 
 
 _PAGES = jinja2.Environment(
@@ -89,9 +124,19 @@ def create_public_app(
             owner = unsubscriber.owner(request.path_params["token"])
         except InvalidToken:
             return _invalid()
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return _page(413, "Request too large", "An unsubscribe request is a few bytes.")
+        form = parse_qs(body.decode("utf-8", "replace"))
         how = PAGE if form.get("via") == ["page"] else ONE_CLICK
-        unsubscriber.ledger.unsubscribe(owner.email, how=how, now=unsubscriber.clock())
+        try:
+            await run_in_threadpool(unsubscriber.record, owner, how)
+        except CourseError:
+            # Not on disk, so not promised: a 503 asks the mailbox provider to try again.
+            response = _page(503, "Please try again", "We could not record this just now.")
+            response.headers["Retry-After"] = "60"
+            return response
         return _page(
             200,
             "You are unsubscribed",

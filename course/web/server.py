@@ -10,8 +10,12 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from course.errors import CourseError
+from course.web.limits import ConnectionLimits, guarded_protocol
 
 START_TIMEOUT = 10.0
+# Connections the kernel queues before we accept them: a burst of one-click POSTs from a
+# mailbox provider must not overflow it (an overflowed SYN is retried a second later).
+BACKLOG = 4096
 
 
 class ServerError(CourseError):
@@ -44,14 +48,26 @@ class WebServer:
             self._thread.join(0.5)
 
 
-def serve_in_background(app: ASGIApp, host: str, port: int, *, what: str) -> WebServer:
+def serve_in_background(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    what: str,
+    limits: ConnectionLimits | None = None,
+) -> WebServer:
     """Bind host:port (0 = any free port) and return once uvicorn accepts requests.
 
     Off the main thread uvicorn installs no signal handlers, so `course run` keeps its own.
     """
+    limits = (limits or ConnectionLimits()).within_fd_limit()
     sock = bind(host, port, what=what)
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_seconds,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        backlog=BACKLOG,
         log_config=None,  # leave the host program's logging alone
         log_level="warning",
         access_log=False,
@@ -74,7 +90,7 @@ def bind(host: str, port: int, *, what: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ServerError(

@@ -1,0 +1,160 @@
+"""Limits that let a public endpoint hold without a reverse proxy in front of it.
+
+uvicorn bounds the header size and the keep-alive wait, but nothing else: a client that
+connects and sends nothing, or trickles a request a byte at a time, keeps its connection
+forever, and enough of them starve everyone (20,000 idle connections made legitimate
+requests time out). `guarded_protocol()` wraps uvicorn's h11 protocol (through uvicorn's
+own `http=` setting) with:
+
+- a request deadline: from the moment a connection is ready for a request, the whole
+  request (headers and body) must arrive within `request_seconds`, or it is closed;
+- a connection cap: at the cap, a new connection evicts the one that has waited longest
+  without sending a complete request (an idle or slow client, never a request in
+  progress); when every connection is busy, the new one is closed at once.
+
+`read_body()` bounds what an endpoint reads of a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import h11
+from starlette.requests import Request
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+LOG = logging.getLogger("course.web")
+# File descriptors kept back for the ledger, the log, the listening socket and the like.
+RESERVED_FDS: Final = 64
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How much one server lets its clients hold."""
+
+    max_connections: int = 1000
+    request_seconds: float = 10.0
+    keep_alive_seconds: int = 5
+    max_header_bytes: int = 8192
+
+    def within_fd_limit(self) -> ConnectionLimits:
+        """Raise the soft descriptor limit as far as allowed, and keep the cap below it.
+
+        Running out of descriptors is what filled the log with "Too many open files".
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = self.max_connections + RESERVED_FDS
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+                soft = ceiling
+            except (ValueError, OSError):
+                pass
+        if soft == resource.RLIM_INFINITY:
+            return self
+        return replace(self, max_connections=max(1, min(self.max_connections, soft - RESERVED_FDS)))
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the endpoint accepts."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and len(declared) < 20 and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+# h11 states of a client that has not yet sent all of its request.
+_WAITING_STATES: Final = (h11.IDLE, h11.SEND_BODY)
+
+
+class _Waiting:
+    """The server's connections that are waiting for a request, oldest first."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.open: set[Any] = set()
+        self.waiting: OrderedDict[Any, None] = OrderedDict()
+        self.evicted = 0
+        self.refused = 0
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """An h11 protocol class with the deadline and cap; pass it as uvicorn.Config(http=…)."""
+    shared = _Waiting(limits)
+
+    class GuardedH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _refused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if len(shared.open) >= limits.max_connections and not _evict_one(shared):
+                shared.refused += 1
+                self._refused = True
+                transport.close()
+                return
+            shared.open.add(self)
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._await_request()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # h11's state for the client: DONE once the whole request (body too) is in.
+            if self.conn.their_state not in _WAITING_STATES:
+                self._request_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # Keep-alive: the next request gets the same deadline, unless it already arrived.
+            if not self.transport.is_closing() and self.conn.their_state in _WAITING_STATES:
+                self._await_request()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            self._request_complete()
+            shared.open.discard(self)
+            super().connection_lost(exc)
+
+        def _await_request(self) -> None:
+            self._request_complete()
+            shared.waiting[self] = None
+            self._deadline = self.loop.call_later(limits.request_seconds, self._too_slow)
+
+        def _request_complete(self) -> None:
+            shared.waiting.pop(self, None)
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            shared.waiting.pop(self, None)
+            self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def _evict_one(shared: _Waiting) -> bool:
+    """Close the connection that has waited longest for a request; False if none waits."""
+    if not shared.waiting:
+        return False
+    oldest, _ = shared.waiting.popitem(last=False)
+    shared.evicted += 1
+    oldest.transport.close()
+    shared.open.discard(oldest)
+    return True
