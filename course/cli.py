@@ -26,6 +26,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(
         ("unsubscribe", "resubscribe", "suppressions", "serve"), "course.commands.optout"
     ),
+    **dict.fromkeys(("init", "backup", "restore"), "course.commands.state"),
     "preview": "course.commands.preview",
     "dkim-keygen": "course.commands.dkim",
     "check": "course.commands.check",

@@ -25,6 +25,7 @@ from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.message import Recipient
 from course.planner import Timing, next_due, retry_delay
 from course.suppress import Action, Suppression, SuppressionLog
+from course.tokens import subscriber_ref
 from course.unsubscribe import make_token, unsubscribe_url
 
 LOG = logging.getLogger("course.delivery")
@@ -69,6 +70,10 @@ class Links:
 
     def unsubscribe(self, email: str) -> str:
         return unsubscribe_url(self.base_url, make_token(self.secret, self.course_id, email))
+
+    def ref(self, email: str) -> str:
+        """The subscriber's opaque id, as their links carry it."""
+        return subscriber_ref(self.secret, self.course_id, email)
 
 
 class Deliverer:

@@ -32,6 +32,7 @@ from course.ledger import (
     SyncSummary,
 )
 from course.planner import Timing, first_due
+from course.state import open_ledger
 from course.subscribers import (
     RowNote,
     Standing,
@@ -126,7 +127,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
         build = build_course(settings)
-        ledger = Ledger.open(settings.ledger, base_dir=settings.base_dir)
+        ledger = open_ledger(settings, build.sender.course_id)
         backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
         suppressions = SuppressionLog.in_project(settings.base_dir)
@@ -239,6 +240,8 @@ class Runtime:
         if self.ledger.lead(now):
             for job in self.leader_jobs:
                 job(now)
+        # Before anything goes out: the links it carries name subscribers by these ids.
+        self.ledger.fill_refs(self.deliverer.links.ref)
         report = self.deliverer.tick(now, should_stop=should_stop, progress=progress)
         if report.handled:
             LOG.info("tick %s: %s", now.isoformat(timespec="seconds"), report.summary())

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from course.errors import CourseError
-from course.ledger import Ledger, SubscriberStatus
+from course.ledger import Ledger, NoticeResult, SubscriberStatus, Verdict
 
 LOG = logging.getLogger("course.suppress")
 LOG_FILE: Final = "state/suppressions.log"
@@ -282,6 +282,47 @@ def suppress(
     apply_pending(log, ledger, first_due=first_due)
 
 
+# The bounce mailbox's and the webhooks' verdicts that stop mail, as log entries.
+NOTICE_ACTIONS: Final = {
+    Verdict.BOUNCED: Action.BOUNCE,
+    Verdict.COMPLAINED: Action.COMPLAINT,
+    Verdict.UNSUBSCRIBED: Action.UNSUBSCRIBE,
+}
+
+
+def take_notice(
+    log: SuppressionLog | None,
+    ledger: Ledger,
+    *,
+    key: str,
+    verdict: Verdict,
+    email: str,
+    detail: str,
+    source: str,
+    evidence: str,
+    now: datetime,
+    day: int = 0,
+) -> NoticeResult:
+    """A bounce, complaint or provider event: into the log first when it stops mail, then
+    taken in by the ledger (once per event key, see Ledger.take_notice).
+
+    `log` is None only for tests of the parsers; every command passes the project's log.
+    """
+    action = NOTICE_ACTIONS.get(verdict)
+    if log is not None and action is not None:
+        log.append([Suppression(email, action, f"{source}: {detail}", now)])
+    return ledger.take_notice(
+        key=key,
+        verdict=verdict,
+        email=email,
+        detail=detail,
+        source=source,
+        evidence=evidence,
+        now=now,
+        day=day,
+    )
+
+
 def apply_pending(log: SuppressionLog, ledger: Ledger, *, first_due: FirstDue) -> int:
     """Apply the log's entries the ledger has not seen yet; return how many addresses changed.
 
@@ -330,22 +371,17 @@ def _last_word(entries: Iterable[Suppression]) -> list[Suppression]:
 
 def _apply(ledger: Ledger, entry: Suppression, first_due: FirstDue) -> bool:
     """Make the ledger agree with one entry; True if that changed anything."""
-    view = ledger.subscriber(entry.email)
-    status = view.status if view is not None else None
     if entry.action == Action.RESUBSCRIBE:
-        if status not in SUPPRESSED_STATUSES:
+        view = ledger.subscriber(entry.email)
+        if view is None or view.status not in SUPPRESSED_STATUSES:
             return False
         return ledger.reactivate(entry.email, now=entry.at, first_due=first_due)
-    if entry.action == Action.BOUNCE and status is not None:
-        if status == SubscriberStatus.BOUNCED:
-            return False
-        return ledger.set_status(
+    if entry.action == Action.BOUNCE:
+        return ledger.suppress(
             entry.email, SubscriberStatus.BOUNCED, reason=entry.how, now=entry.at
         )
-    if status in SUPPRESSED_STATUSES:
-        return False
     how = entry.how if entry.action == Action.UNSUBSCRIBE else f"{entry.action}: {entry.how}"
-    return ledger.unsubscribe(entry.email, how=how, now=entry.at)
+    return ledger.suppress(entry.email, SubscriberStatus.UNSUBSCRIBED, reason=how, now=entry.at)
 
 
 class LedgerCatchUp:
@@ -370,15 +406,28 @@ class LedgerCatchUp:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="course-catch-up", daemon=True)
+        # Pokes counted, and how many of them the ledger has caught up with.
+        self._progress = threading.Condition()
+        self._poked = 0
+        self._applied = 0
 
     def start(self) -> LedgerCatchUp:
         self._wanted.set()  # entries left from before a restart
         self._thread.start()
         return self
 
-    def poke(self) -> None:
-        """Something new is in the log: apply it when the ledger allows."""
+    def poke(self) -> int:
+        """Something new is in the log: apply it when the ledger allows; returns a ticket."""
+        with self._progress:
+            self._poked += 1
+            ticket = self._poked
         self._wanted.set()
+        return ticket
+
+    def wait(self, ticket: int, timeout: float) -> bool:
+        """Wait up to `timeout` for the ledger to catch up with `ticket`; True if it did."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._applied >= ticket, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -392,9 +441,14 @@ class LedgerCatchUp:
             if self._stopping.is_set():
                 return
             self._wanted.clear()
+            with self._progress:
+                ticket = self._poked
             try:
                 apply_pending(self._log, self._ledger, first_due=self._first_due)
                 failures = 0
+                with self._progress:
+                    self._applied = ticket
+                    self._progress.notify_all()
             except CourseError as exc:
                 failures += 1
                 if failures == 1:  # once per outage, not once a second

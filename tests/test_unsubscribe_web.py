@@ -23,7 +23,8 @@ from course.backends.inbox import read_inbox
 from course.backends.memory import MemoryBackend
 from course.config import load_settings
 from course.runtime import Runtime
-from course.unsubscribe import make_token
+from course.tokens import decode
+from course.unsubscribe import legacy_token, make_token
 
 SECRET = "s3cret-for-tests-only-0123456789"
 CSV = "email,first_name,timezone\nann@example.com,Ann,UTC\nben@example.com,Ben,UTC\n"
@@ -106,6 +107,28 @@ def test_one_click_post_unsubscribes_at_once(site: tuple[Path, str]) -> None:
     assert "You have left Why he pulls away: a 15-day course." in response.text
     assert status_of(project, "ann@example.com").startswith("ann@example.com: unsubscribed")
     assert "(one-click (List-Unsubscribe-Post))" in status_of(project, "ann@example.com")
+
+
+def test_links_name_subscribers_by_an_opaque_id_and_old_links_still_work(
+    site: tuple[Path, str],
+) -> None:
+    project, base = site
+    url = link_for(project, "ann@example.com")
+    token = url.rsplit("/", 1)[1]
+    assert b"ann" not in decode(token.split(".")[0])
+    assert "ann" not in url
+    assert httpx.post(url, content=b"List-Unsubscribe=One-Click").status_code == 200
+    # A link from a message sent before opaque ids carries the address: it keeps working.
+    old = legacy_token(SECRET.encode(), "why-he-pushes-you-away", "ben@example.com")
+    assert (
+        httpx.post(f"{base}/unsubscribe/{old}", content=b"List-Unsubscribe=One-Click").status_code
+        == 200
+    )
+    for address in ("ann@example.com", "ben@example.com"):
+        deadline = time.monotonic() + 10
+        while not status_of(project, address).startswith(f"{address}: unsubscribed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
 
 
 def test_get_only_asks_and_changes_nothing(site: tuple[Path, str]) -> None:

@@ -18,6 +18,7 @@ from course.bounces.mailbox import Mailbox, MailboxMessage
 from course.bounces.notice import Verdict
 from course.bounces.resolve import Resolution, Resolver
 from course.ledger import Ledger, NoticeResult
+from course.suppress import SuppressionLog, take_notice
 
 LOG = logging.getLogger("course.bounces")
 
@@ -56,9 +57,18 @@ def message_key(message: MailboxMessage) -> str:
 
 
 def process_mailbox(
-    mailbox: Mailbox, resolver: Resolver, ledger: Ledger, *, now: datetime, dry_run: bool = False
+    mailbox: Mailbox,
+    resolver: Resolver,
+    ledger: Ledger,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    log: SuppressionLog | None = None,
 ) -> MailboxSummary:
-    """Read every waiting message once; with dry_run, change nothing and move nothing."""
+    """Read every waiting message once; with dry_run, change nothing and move nothing.
+
+    What stops mail goes into the suppression `log` first (course.suppress.take_notice).
+    """
     result = MailboxSummary()
     seen: set[str] = set()
     for message in mailbox.waiting():
@@ -74,7 +84,9 @@ def process_mailbox(
         if dry_run:
             continue
         for notice in resolution.notices:
-            taken = ledger.take_notice(
+            taken = take_notice(
+                log,
+                ledger,
                 key=notice.key,
                 verdict=notice.verdict,
                 email=notice.email,

@@ -115,11 +115,13 @@ class Resolver:
             if match is None:
                 continue
             try:
-                owner = verify_token(self._unsubscribe_secret, match[1])
+                owner = verify_token(self._unsubscribe_secret, match[1], course_id=self._course_id)
             except InvalidToken:
                 continue
-            if owner.course_id == self._course_id:
-                yield owner.email
+            # Links sent before opaque ids carry the address; newer ones the subscriber's id.
+            email = owner.email or self._by_ref(owner.ref, report.complained)
+            if email:
+                yield email
 
     # --- bounces -------------------------------------------------------------------------------
 

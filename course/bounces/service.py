@@ -16,6 +16,7 @@ from course.build import course_id
 from course.config import Settings
 from course.errors import ConfigError
 from course.ledger import Ledger
+from course.suppress import SuppressionLog
 from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course.bounces")
@@ -55,7 +56,14 @@ def process_once(
     """Read the configured bounce mailbox once (what `course bounces` does)."""
     resolver = make_resolver(settings, ledger)
     with open_bounce_mailbox(settings) as mailbox:
-        summary = process_mailbox(mailbox, resolver, ledger, now=now, dry_run=dry_run)
+        summary = process_mailbox(
+            mailbox,
+            resolver,
+            ledger,
+            now=now,
+            dry_run=dry_run,
+            log=SuppressionLog.in_project(settings.base_dir),
+        )
     if summary.lines or summary.held:
         LOG.info("bounce mailbox %s: %s", settings.bounces.mailbox, summary.summary())
     return summary

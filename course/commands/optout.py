@@ -20,6 +20,7 @@ from course.ledger import Ledger
 from course.logs import log_to_stderr
 from course.planner import Timing, first_due
 from course.render import course_name
+from course.state import open_ledger
 from course.suppress import (
     SUPPRESSED_STATUSES,
     Action,
@@ -53,7 +54,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _ledger(settings: Settings) -> Ledger:
-    return Ledger.open(settings.ledger, base_dir=settings.base_dir)
+    """The course's ledger, checked against state/manifest.json (course.state)."""
+    return open_ledger(settings, course_id(settings, load_article(settings.course.article)))
 
 
 def planned_first_due(settings: Settings) -> FirstDue:
@@ -145,7 +147,8 @@ def public_app(settings: Settings, ledger: Ledger) -> Iterator[Starlette]:
             # Only when configured: the webhooks bring cryptography and the bounce parsers.
             from course.web.webhooks import Webhooks, load_keys
 
-            hooks = Webhooks(load_keys(settings), ledger, course_id=endpoints.course_id)
+            log = SuppressionLog.in_project(settings.base_dir)
+            hooks = Webhooks(load_keys(settings), ledger, course_id=endpoints.course_id, log=log)
             routes = hooks.routes()
         yield create_public_app(endpoints, routes)
 

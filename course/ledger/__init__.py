@@ -130,6 +130,12 @@ class Ledger:
     ) -> bool:
         return self._roster.reactivate(email, now=now, first_due=first_due)
 
+    def suppress(self, email: str, status: SubscriberStatus, *, reason: str, now: datetime) -> bool:
+        return self._roster.suppress(email, status, reason=reason, now=now)
+
+    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
+        return self._roster.fill_refs(ref_of, everyone=everyone)
+
     def suppressions(self) -> list[SubscriberView]:
         return self._roster.suppressions()
 
@@ -219,6 +225,12 @@ class Ledger:
         self, statuses: Collection[SubscriberStatus], *, limit: int
     ) -> list[SubscriberView]:
         return self._reports.latest_with_status(statuses, limit=limit)
+
+    def subscriber_by_ref(self, ref: str) -> SubscriberView | None:
+        return self._reports.subscriber_by_ref(ref)
+
+    def has_deliveries(self) -> bool:
+        return self._reports.has_deliveries()
 
     def history(self, email: str) -> list[DeliveryView]:
         return self._reports.history(email)

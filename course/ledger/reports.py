@@ -18,6 +18,7 @@ from course.ledger.schema import (
     DELIVERIES,
     META,
     PROBLEM_STATES,
+    SUBSCRIBER_REFS,
     SUBSCRIBERS,
     DeliveryState,
     SubscriberStatus,
@@ -72,6 +73,19 @@ class Reports:
         with self._db.reading() as conn:
             rows = conn.execute(query).all()
         return [subscriber_view(row) for row in reversed(rows)]
+
+    def subscriber_by_ref(self, ref: str) -> SubscriberView | None:
+        """The subscriber whose opaque id (course.tokens.subscriber_ref) is `ref`, if any."""
+        s, r = SUBSCRIBERS, SUBSCRIBER_REFS
+        query = select(s).join_from(r, s, r.c.subscriber_id == s.c.id).where(r.c.ref == ref)
+        with self._db.reading() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else subscriber_view(row)
+
+    def has_deliveries(self) -> bool:
+        """Whether anything was ever claimed or sent from this ledger."""
+        with self._db.reading() as conn:
+            return conn.execute(select(DELIVERIES.c.id).limit(1)).first() is not None
 
     def history(self, email: str) -> list[DeliveryView]:
         """Every delivery row of this subscriber, by day."""

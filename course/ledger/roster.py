@@ -45,6 +45,7 @@ from course.ledger.schema import (
     REASON_REACTIVATED,
     REASON_REJOINED,
     REASON_REMOVED,
+    SUBSCRIBER_REFS,
     SUBSCRIBERS,
     DeliveryState,
     SubscriberStatus,
@@ -124,6 +125,58 @@ class Roster:
         with self._db.writing() as conn:
             return unsubscribe_in(self._db, conn, email, how, now)
 
+    def suppress(self, email: str, status: SubscriberStatus, *, reason: str, now: datetime) -> bool:
+        """Stop mail to an address as `status` (unsubscribed or bounced), known or not.
+
+        True if this changed anything. An address already unsubscribed or bounced keeps its
+        first time and reason, except that a bounce replaces an unsubscribe (the address is
+        gone, which says more). An unknown address gets a row, so a CSV that brings it later
+        cannot make it active.
+        """
+        now = require_utc(now)
+        if status not in SUPPRESSED:
+            raise ValueError(f"cannot suppress as {status!r}")
+        s = SUBSCRIBERS
+        # One statement, as unsubscribe_in(): concurrent writers never collide on the address.
+        upsert = self._db.upsert(
+            s,
+            suppressed_row(email, reason, now, status),
+            key=("email_key",),
+            changed=stopped_values(status, reason, now),
+            where=s.c.status != SubscriberStatus.BOUNCED
+            if status == SubscriberStatus.BOUNCED
+            else s.c.status.not_in(SUPPRESSED),
+        )
+        with self._db.writing() as conn:
+            return conn.execute(upsert.returning(s.c.id)).first() is not None
+
+    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
+        """Give subscribers without an opaque id theirs (`ref_of(email_key)`); return how many.
+
+        By default only rows newer than the newest with an id are looked at, which costs an
+        index lookup when there are none; `everyone` looks at all (after a miss, say).
+        """
+        s, r = SUBSCRIBERS, SUBSCRIBER_REFS
+        missing = select(s.c.id, s.c.email_key).where(
+            ~select(r.c.subscriber_id).where(r.c.subscriber_id == s.c.id).exists()
+        )
+        last = 0
+        if not everyone:
+            with self._db.reading() as conn:
+                last = conn.execute(select(func.max(r.c.subscriber_id))).scalar() or 0
+        filled = 0
+        while True:
+            # A transaction per chunk: a million new rows never hold the write lock for long.
+            with self._db.writing() as conn:
+                page = missing.where(s.c.id > last).order_by(s.c.id).limit(_SYNC_CHUNK)
+                rows = conn.execute(page).all()
+                if not rows:
+                    return filled
+                values = [{"ref": ref_of(key), "subscriber_id": sid} for sid, key in rows]
+                conn.execute(self._db.insert_or_skip(r), values)
+            filled += len(values)
+            last = rows[-1].id
+
     def suppressions(self) -> list[SubscriberView]:
         """Unsubscribed and bounced addresses: one list that nothing is ever sent to."""
         s = SUBSCRIBERS
@@ -191,8 +244,13 @@ def unsubscribe_in(db: Database, conn: Connection, email: str, reason: str, now:
     return conn.execute(upsert.returning(s.c.id)).first() is not None
 
 
-def suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
-    """A subscriber row for an address unsubscribed before it was ever synced."""
+def suppressed_row(
+    email: str,
+    how: str,
+    now: datetime,
+    status: SubscriberStatus = SubscriberStatus.UNSUBSCRIBED,
+) -> dict[str, Any]:
+    """A subscriber row for an address suppressed before it was ever synced."""
     return {
         "email": email,
         "email_key": email.lower(),
@@ -202,7 +260,7 @@ def suppressed_row(email: str, how: str, now: datetime) -> dict[str, Any]:
         "joined_at": now,
         "next_day": 1,
         "created_at": now,
-        **stopped_values(SubscriberStatus.UNSUBSCRIBED, how, now),
+        **stopped_values(status, how, now),
     }
 
 

@@ -283,6 +283,19 @@ BOUNCE_NOTICES: Final = Table(
 )
 
 
+# Each subscriber's opaque id (course.tokens.subscriber_ref): what unsubscribe links and
+# return paths carry instead of the address. It is a keyed hash of the address, so the
+# ledger cannot compute it; the runtime fills it in for new rows (Roster.fill_refs). A table
+# of its own keeps the million-row CSV import as it was, and v1's subscribers table intact.
+SUBSCRIBER_REFS: Final = Table(
+    "subscriber_refs",
+    METADATA,
+    Column("ref", String(32), primary_key=True),
+    Column("subscriber_id", _Id, nullable=False),
+    UniqueConstraint("subscriber_id", name="uq_subscriber_refs_subscriber"),
+)
+
+
 # --- migrations -------------------------------------------------------------------------------
 
 Migration = Callable[[Connection], None]
@@ -352,12 +365,18 @@ def _v4_workers(conn: Connection) -> None:
     )
 
 
+def _v5_subscriber_refs(conn: Connection) -> None:
+    """v5: subscribers\' opaque ids."""
+    METADATA.create_all(conn, tables=[SUBSCRIBER_REFS])
+
+
 # Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial_schema,
     _v2_outcome_journal,
     _v3_bounce_notices,
     _v4_workers,
+    _v5_subscriber_refs,
 )
 
 

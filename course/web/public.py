@@ -13,6 +13,7 @@ or a backup stalls no page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
 from course.errors import CourseError
-from course.ledger import Ledger
+from course.ledger import Ledger, SubscriberView
 from course.suppress import (
     SUPPRESSED_STATUSES,
     Action,
@@ -34,9 +35,11 @@ from course.suppress import (
     Suppression,
     SuppressionLog,
 )
+from course.tokens import subscriber_ref
 from course.unsubscribe import InvalidToken, TokenOwner, verify_token
 from course.web.limits import BodyTooLarge, read_body
 
+LOG = logging.getLogger("course.web")
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -48,6 +51,7 @@ ONE_CLICK = "one-click (List-Unsubscribe-Post)"
 PAGE = "unsubscribe page"
 # RFC 8058's body is "List-Unsubscribe=One-Click"; our own page adds "&via=page".
 MAX_BODY_BYTES = 1024
+LEDGER_WAIT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -63,25 +67,41 @@ class Unsubscriber:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def owner(self, token: str) -> TokenOwner:
-        owner = verify_token(self.secret, token)
-        if owner.course_id != self.course_id:
-            raise InvalidToken("invalid unsubscribe link")
-        return owner
+        """Whom the token speaks for (signature checks only: no I/O, fine on the event loop)."""
+        return verify_token(self.secret, token, course_id=self.course_id)
 
     def record(self, owner: TokenOwner, how: str) -> None:
-        """Log the request durably (blocking: call it from a worker thread), then poke."""
-        if self._already_suppressed(owner.email):
-            return
-        self.log.append([Suppression(owner.email, Action.UNSUBSCRIBE, how, self.clock())])
-        self.catch_up.poke()
+        """Log the request durably (blocking: call it from a worker thread), then poke.
 
-    def _already_suppressed(self, email: str) -> bool:
-        """A second POST adds nothing to the log; a ledger we cannot read just means "log it"."""
-        try:
-            view = self.ledger.subscriber(email)
-        except CourseError:
-            return False
-        return view is not None and view.status in SUPPRESSED_STATUSES
+        LedgerError when an opaque id cannot be looked up (the ledger unreadable): nothing
+        was recorded, and the caller says "try again".
+        """
+        view = self._subscriber(owner)
+        if view is None and owner.ref:
+            LOG.warning("unsubscribe: no subscriber has the id %s; nothing to do", owner.ref)
+            return
+        if view is not None and view.status in SUPPRESSED_STATUSES:
+            return  # a second POST adds nothing
+        email = view.email if view is not None else owner.email
+        self.log.append([Suppression(email, Action.UNSUBSCRIBE, how, self.clock())])
+        # Durable now. Give the ledger a moment, so that usually `course status` already
+        # shows it when the answer arrives; a locked ledger catches up later.
+        self.catch_up.wait(self.catch_up.poke(), timeout=LEDGER_WAIT_SECONDS)
+
+    def _subscriber(self, owner: TokenOwner) -> SubscriberView | None:
+        if not owner.ref:
+            try:
+                return self.ledger.subscriber(owner.email)
+            except CourseError:
+                return None  # a legacy token names the address: log it all the same
+        view = self.ledger.subscriber_by_ref(owner.ref)
+        if view is None:
+            # Rows the runtime has not given an id yet (it does before it sends to them).
+            self.ledger.fill_refs(
+                lambda email: subscriber_ref(self.secret, self.course_id, email), everyone=True
+            )
+            view = self.ledger.subscriber_by_ref(owner.ref)
+        return view
 
 
 _PAGES = jinja2.Environment(

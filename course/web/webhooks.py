@@ -29,6 +29,7 @@ from course.bounces.webhooks import MAX_BODY_BYTES, WebhookRejected
 from course.config import Settings
 from course.errors import ConfigError, CourseError
 from course.ledger import Ledger, NoticeResult
+from course.suppress import SuppressionLog, take_notice
 
 LOG = logging.getLogger("course.webhooks")
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -143,11 +144,13 @@ class Webhooks:
         *,
         course_id: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log: SuppressionLog | None = None,
     ) -> None:
         self.keys = keys
         self.ledger = ledger
         self.course_id = course_id
         self.clock = clock
+        self.log = log  # the suppression log; every command passes the project's
 
     def routes(self) -> list[Route]:
         routes = []
@@ -242,7 +245,9 @@ class Webhooks:
         notices = verify(body)
         counts = {result.value: 0 for result in NoticeResult}
         for notice in notices:
-            result = self.ledger.take_notice(
+            result = take_notice(
+                self.log,
+                self.ledger,
                 key=notice.key,
                 verdict=notice.verdict,
                 email=notice.email,
