@@ -45,12 +45,16 @@ class TickReport:
     bounced: int = 0
     by_day: dict[int, int] = field(default_factory=dict)
     stopped_by: DeliveryError | None = None
+    # Set when delivery is paused (too many errors in a row): nothing was attempted.
+    paused_until: datetime | None = None
 
     @property
     def handled(self) -> int:
         return self.sent + self.retrying + self.failed + self.bounced
 
     def summary(self) -> str:
+        if self.paused_until is not None and not self.handled:
+            return f"delivery paused until {self.paused_until.isoformat(timespec='minutes')}"
         if not self.handled:
             return "nothing due"
         days = ", ".join(f"day {d}: {n}" for d, n in sorted(self.by_day.items()))
@@ -177,12 +181,18 @@ class Deliverer:
                 _count(report, outcome)
 
         try:
-            if self.backend.remote:
-                # Each answer is journaled before that connection sends again (the crash
-                # rule); the answers that arrive together share a commit.
-                self.backend.send(messages, on_result=record)
-            else:
-                record(self.backend.send(messages))
+            # A remote backend's answers are journaled before that connection sends again
+            # (the crash rule), the answers that arrive together sharing a commit. A local
+            # one reports its batch at once, or, when storage fails part-way, what it did
+            # store before raising: those are recorded, so they are not sent twice.
+            results = self.backend.send(messages, on_result=record)
+            unreported = [
+                r
+                for r in results
+                if _lesson_key(by_id[r.message.message_id, r.message.recipient]) not in recorded
+            ]
+            if unreported:
+                record(unreported)
         finally:
             if self.backend.remote:
                 self.ledger.apply_journal()
@@ -261,6 +271,10 @@ class _Batch:
     claimed: Sequence[DueLesson]
     messages: list[OutgoingMessage]
     lessons: dict[tuple[str, str], DueLesson]
+
+
+def _lesson_key(lesson: DueLesson) -> tuple[int, int]:
+    return (lesson.subscriber_id, lesson.day)
 
 
 def _count(report: TickReport, outcome: DeliveryOutcome) -> None:

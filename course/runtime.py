@@ -7,6 +7,7 @@ stay pure and take `now` as an argument.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import time
@@ -47,6 +48,7 @@ from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course")
 CSV_FINGERPRINT = "subscribers_csv_fingerprint"
+PAUSE_KEY = "delivery_paused"
 # Row notes logged per import; a million-row export of people who left would flood the log.
 REPORT_LOG_ROWS = 200
 
@@ -115,7 +117,6 @@ class Runtime:
     suppressions: SuppressionLog
     _seen_csv: str = ""
     _seen_stat: tuple[int, int] = (-1, -1)
-    paused_until: datetime | None = None
     # Jobs that one worker at a time may run, called with `now` on the leader's ticks
     # before delivery: the CSV sync, then whatever is added (e.g. bounce processing). With
     # several workers on PostgreSQL the leader is elected; on SQLite the one worker leads.
@@ -234,24 +235,33 @@ class Runtime:
         Too many errors in a row pause delivery for `delivery.smtp.pause_minutes`; an error
         that no retry can fix (login refused, bad certificate, server down) is raised.
         """
-        if self.paused_until is not None and now < self.paused_until:
-            return TickReport()
         self.apply_suppressions()
         if self.ledger.lead(now):
             for job in self.leader_jobs:
                 job(now)
         # Before anything goes out: the links it carries name subscribers by these ids.
         self.ledger.fill_refs(self.deliverer.links.ref)
+        pause = read_pause(self.ledger)
+        if pause is not None:
+            if now < pause.until:
+                return TickReport(paused_until=pause.until)
+            clear_pause(self.ledger)
         report = self.deliverer.tick(now, should_stop=should_stop, progress=progress)
         if report.handled:
             LOG.info("tick %s: %s", now.isoformat(timespec="seconds"), report.summary())
         if isinstance(report.stopped_by, SendingPaused):
-            pause = timedelta(minutes=self.settings.delivery.smtp.pause_minutes)
-            self.paused_until = now + pause
+            pause = DeliveryPause(
+                now + timedelta(minutes=self.settings.delivery.smtp.pause_minutes),
+                str(report.stopped_by),
+            )
+            # In the ledger, not in memory: the next `course send` from cron, or a restarted
+            # `course run`, must not hit the throttling server again before the time is up.
+            write_pause(self.ledger, pause)
+            report.paused_until = pause.until
             LOG.error(
                 "ALERT: %s; delivery paused until %s",
-                report.stopped_by,
-                self.paused_until.isoformat(timespec="minutes"),
+                pause.reason,
+                pause.until.isoformat(timespec="minutes"),
             )
         elif report.stopped_by is not None:
             if isinstance(report.stopped_by, EnvelopeRefused):
@@ -260,3 +270,32 @@ class Runtime:
                 LOG.error("ALERT: %s", report.stopped_by)
             raise report.stopped_by
         return report
+
+
+@dataclass(frozen=True)
+class DeliveryPause:
+    """Delivery stopped until `until` after too many errors in a row; `reason` says which."""
+
+    until: datetime
+    reason: str
+
+
+def read_pause(ledger: Ledger) -> DeliveryPause | None:
+    """The pause recorded in the ledger, if any (an expired one is still returned)."""
+    raw = ledger.meta(PAUSE_KEY)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return DeliveryPause(datetime.fromisoformat(data["until"]), str(data["reason"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def clear_pause(ledger: Ledger) -> None:
+    ledger.set_meta(PAUSE_KEY, "")
+
+
+def write_pause(ledger: Ledger, pause: DeliveryPause) -> None:
+    value = {"until": pause.until.isoformat(), "reason": pause.reason}
+    ledger.set_meta(PAUSE_KEY, json.dumps(value))

@@ -106,10 +106,13 @@ class FileBackend(Backend):
         """Write every message, or none if any is malformed; `reply` is the file written."""
         if not self._opened:
             self.open()
-        results = store_batch(
-            messages, lambda m: str(self._write(m)), self.directory, f"write to {self.directory}"
+        return store_batch(
+            messages,
+            lambda m: str(self._write(m)),
+            self.directory,
+            f"write to {self.directory}",
+            on_result,
         )
-        return report(results, on_result)
 
     def _write(self, message: OutgoingMessage) -> Path:
         """Write one message and return its path."""
@@ -123,12 +126,36 @@ def store_batch(
     store: Callable[[OutgoingMessage], str],
     folder: Path,
     what: str,
+    on_result: ResultHook | None,
 ) -> list[SendResult]:
-    """Check the whole batch, store each message, then make the folder's entries durable."""
+    """Check the whole batch, store each message, make the folder's entries durable, report.
+
+    When storing fails part-way (the disk is full, the folder became unwritable), the
+    messages already stored are made durable and reported through `on_result` before the
+    DeliveryError: the deliverer records them, so the next tick does not send them again.
+    """
     check_batch(messages)
+    results: list[SendResult] = []
     try:
-        results = [SendResult(message, "sent", store(message)) for message in messages]
+        for message in messages:
+            results.append(SendResult(message, "sent", store(message)))
         fsync_directory(folder)
     except OSError as exc:
-        raise DeliveryError(f"cannot {what}: {exc}") from exc
-    return results
+        stored = _durable_part(results, folder, on_result)
+        raise DeliveryError(
+            f"cannot {what}: {exc.strerror or exc} ({stored} of {len(messages)} stored and "
+            "recorded before that)"
+        ) from exc
+    return report(results, on_result)
+
+
+def _durable_part(results: list[SendResult], folder: Path, on_result: ResultHook | None) -> int:
+    """Report what was stored, once its directory entries are on disk; how many that was."""
+    if not results:
+        return 0
+    try:
+        fsync_directory(folder)
+    except OSError:
+        return 0  # not known to be on disk: sending again is the safe side (the crash rule)
+    report(results, on_result)
+    return len(results)

@@ -22,7 +22,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
-from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult, report
+from course.backends.base import Backend, OutgoingMessage, ResultHook, SendResult
 from course.backends.file import Clock, from_ns, store_batch, to_ns, utc_now, write_atomically
 from course.errors import DeliveryError
 
@@ -95,10 +95,13 @@ class InboxBackend(Backend):
         """Deliver every message, or none if any is malformed; `reply` is the Maildir key."""
         if not self._opened:
             self.open()
-        results = store_batch(
-            messages, self._deliver, self.directory / "new", f"deliver to Maildir {self.directory}"
+        return store_batch(
+            messages,
+            self._deliver,
+            self.directory / "new",
+            f"deliver to Maildir {self.directory}",
+            on_result,
         )
-        return report(results, on_result)
 
     def _deliver(self, message: OutgoingMessage) -> str:
         """Write one message into tmp/, move it to new/, and return its key."""

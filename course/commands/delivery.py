@@ -26,7 +26,7 @@ from course.errors import CourseError
 from course.ledger import DeliveryState, Ledger, SubscriberStatus, Verdict
 from course.logs import log_to_stderr
 from course.progress import Progress
-from course.runtime import Runtime
+from course.runtime import Runtime, read_pause
 from course.scheduler import TickScheduler
 from course.subscribers import open_list
 from course.subscribers.report import print_report
@@ -374,6 +374,11 @@ def _overall_status(ledger: Ledger) -> None:
     total = sum(statuses.values())
     parts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
     print(f"subscribers: {total}" + (f" ({parts})" if parts else ""))
+    pause = read_pause(ledger)
+    if pause is not None:
+        until = pause.until.strftime("%Y-%m-%d %H:%M UTC")
+        over = " (over: the next tick sends again)" if pause.until <= datetime.now(UTC) else ""
+        print(f"delivery paused until {until}{over} after too many errors: {pause.reason}")
     counts = ledger.state_counts()
     days = sorted({day for day, _ in counts})
     if days:
