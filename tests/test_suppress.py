@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from course.ledger import Ledger, SubscriberRecord, SubscriberStatus
+from course.ledger import Ledger, NoticeResult, SubscriberRecord, SubscriberStatus, Verdict
 from course.suppress import (
     Action,
     Suppression,
     SuppressionLog,
     apply_pending,
     suppress,
+    take_notice,
 )
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -186,3 +187,31 @@ def test_a_log_that_is_not_ours_is_refused_by_name(tmp_path: Path) -> None:
     log.path.write_text("email,status\nann@example.com,unsubscribed\n")
     with pytest.raises(Exception, match=r"suppressions.log: not a suppression log"):
         log.read_from(0)
+
+
+def test_bounce_mailbox_and_webhook_notices_are_logged_first(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    log = SuppressionLog.in_project(tmp_path)
+    results = [
+        take_notice(
+            log,
+            ledger,
+            key=f"mailbox:{email}",
+            verdict=verdict,
+            email=email,
+            detail="550 5.1.1 no such user",
+            source="bounce mailbox",
+            evidence="VERP token",
+            now=T0,
+        )
+        for email, verdict in (
+            ("ann@example.com", Verdict.BOUNCED),
+            ("ben@example.com", Verdict.NOTED),
+        )
+    ]
+    assert results == [NoticeResult.CHANGED, NoticeResult.RECORDED]
+    (entry,) = log.entries()
+    assert (entry.email, entry.action) == ("ann@example.com", Action.BOUNCE)
+    assert entry.how == "bounce mailbox: 550 5.1.1 no such user"
+    assert status(ledger, "ann@example.com") == "bounced"
