@@ -30,7 +30,6 @@ from typing import Final
 from course.config import Settings
 from course.errors import CourseError
 from course.state import (
-    MANIFEST_FILE,
     Manifest,
     ledger_label,
     manifest_path,
@@ -86,7 +85,9 @@ def write_backup(settings: Settings, out: Path) -> BackupContents:
     """Write the archive to `out` (atomically, mode 0600) and say what it holds."""
     manifest = Manifest.read(manifest_path(settings))
     if manifest is None:
-        raise BackupError(f"{MANIFEST_FILE}: missing; run a command that opens the ledger first")
+        raise BackupError(
+            f"{manifest_path(settings)}: missing; run a command that opens the ledger first"
+        )
     files: dict[str, bytes] = {_MANIFEST: manifest_path(settings).read_bytes()}
     database = sqlite_file(settings)
     with tempfile.TemporaryDirectory(dir=_scratch_dir(out)) as scratch:

@@ -35,7 +35,10 @@ from course.suppress import LOG_FILE
 from course.tokens import encode, sign
 from course.unsubscribe import SECRET_FILE, MissingSecret, load_secret
 
-MANIFEST_FILE: Final = "state/manifest.json"
+# Beside a SQLite ledger (state/ by default), so a sandbox or a scratch copy of the ledger
+# (`course simulate`, `send --dry-run`) has its own; in state/ for PostgreSQL.
+MANIFEST_NAME: Final = "manifest.json"
+STATE_DIR: Final = "state"
 # Where `course init --fresh`, `--new-secret` and `course restore` move what they replace.
 PREVIOUS_DIR: Final = "state/previous"
 LEDGER_ID_KEY: Final = "ledger_id"
@@ -65,7 +68,7 @@ class Manifest:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StateError(
-                f"{MANIFEST_FILE}: unreadable ({exc}); {RESTORE_HINT}, or run "
+                f"{path}: unreadable ({exc}); {RESTORE_HINT}, or run "
                 "`course init --fresh` to start a new ledger"
             ) from None
 
@@ -77,7 +80,17 @@ class Manifest:
 
 
 def manifest_path(settings: Settings) -> Path:
-    return settings.base_dir / MANIFEST_FILE
+    database = sqlite_file(settings)
+    folder = database.parent if database is not None else settings.base_dir / STATE_DIR
+    return folder / MANIFEST_NAME
+
+
+def shown(path: Path, base_dir: Path) -> str:
+    """A path as messages show it: relative to the project when it is inside."""
+    try:
+        return str(path.relative_to(base_dir))
+    except ValueError:
+        return str(path)
 
 
 def secret_fingerprint(secret: bytes) -> str:
@@ -108,7 +121,7 @@ def open_ledger(
     path = manifest_path(settings)
     manifest = Manifest.read(path)
     if manifest is not None:
-        _refuse_a_missing_ledger(settings, manifest)
+        _refuse_a_missing_ledger(settings, manifest, shown(path, settings.base_dir))
     ledger = Ledger.open(settings.ledger, base_dir=settings.base_dir)
     try:
         manifest = _check_identity(settings, ledger, manifest, course_id)
@@ -119,29 +132,22 @@ def open_ledger(
     return ledger
 
 
-def _refuse_a_missing_ledger(settings: Settings, manifest: Manifest) -> None:
+def _refuse_a_missing_ledger(settings: Settings, manifest: Manifest, where: str) -> None:
     file = sqlite_file(settings)
     if file is None:
         return
-    shown = _shown(file, settings.base_dir)
+    name = shown(file, settings.base_dir)
     try:
         empty = file.stat().st_size == 0
     except FileNotFoundError:
-        raise StateError(_missing(manifest, f"the file {shown} is missing")) from None
+        raise StateError(_missing(manifest, where, f"the file {name} is missing")) from None
     if empty:
-        raise StateError(_missing(manifest, f"the file {shown} is empty"))
+        raise StateError(_missing(manifest, where, f"the file {name} is empty"))
 
 
-def _shown(path: Path, base_dir: Path) -> str:
-    try:
-        return str(path.relative_to(base_dir))
-    except ValueError:
-        return str(path)
-
-
-def _missing(manifest: Manifest, what: str) -> str:
+def _missing(manifest: Manifest, where: str, what: str) -> str:
     return (
-        f"{MANIFEST_FILE} says this course's ledger is {manifest.ledger} (id "
+        f"{where} says this course's ledger is {manifest.ledger} (id "
         f"{manifest.ledger_id[:8]}), but {what}: a new one would mail day 1 to everyone "
         f"again. {RESTORE_HINT[0].upper()}{RESTORE_HINT[1:]}, or run `course init --fresh` to "
         f"start a new ledger on purpose (the unsubscribes in {LOG_FILE} are kept)"
@@ -152,6 +158,7 @@ def _check_identity(
     settings: Settings, ledger: Ledger, manifest: Manifest | None, course_id: str
 ) -> Manifest:
     found = ledger.meta(LEDGER_ID_KEY)
+    where = shown(manifest_path(settings), settings.base_dir)
     if manifest is None:
         # A first run, or state/ from before manifests: describe what is here.
         if found is None:
@@ -167,10 +174,11 @@ def _check_identity(
         manifest.write(manifest_path(settings))
         return manifest
     if found is None:
-        raise StateError(_missing(manifest, f"{ledger_label(settings.ledger)} is a new, empty one"))
+        label = ledger_label(settings.ledger)
+        raise StateError(_missing(manifest, where, f"{label} is a new, empty one"))
     if found != manifest.ledger_id:
         raise StateError(
-            f"{MANIFEST_FILE} says this course's ledger has id {manifest.ledger_id[:8]}, but "
+            f"{where} says this course's ledger has id {manifest.ledger_id[:8]}, but "
             f"{ledger_label(settings.ledger)} has id {found[:8]}: another course's, or an "
             f"older copy. Point `ledger:` at the right one, {RESTORE_HINT}, or run "
             "`course init --fresh` to start a new ledger on purpose"
@@ -198,7 +206,8 @@ def _check_secret(
         where = f"{env}" if environ.get(env) else SECRET_FILE
         raise StateError(
             f"the unsubscribe secret in {where} is not the one this course's links were signed "
-            f"with ({MANIFEST_FILE}): {RESTORE_HINT} or set {env} to the old one. "
+            f"with ({shown(manifest_path(settings), settings.base_dir)}): {RESTORE_HINT} or "
+            f"set {env} to the old one. "
             "`course init --new-secret` accepts this one (links already sent stop working)"
         )
     replace_secret_fingerprint(settings, manifest, fingerprint)

@@ -209,3 +209,11 @@ def test_restore_refuses_what_is_not_a_backup(running: Path, tmp_path: Path) -> 
     missing = course(running, "restore", str(tmp_path / "nope.tar.gz"), code=1).stderr
     assert missing == f"course: error: {tmp_path / 'nope.tar.gz'}: no such file\n"
     assert len(inbox(running)) == 7
+
+
+def test_a_dry_run_on_a_fresh_checkout_leaves_the_real_state_alone(project: Path) -> None:
+    dry = course(project, "send", "--dry-run", "--now", DAY_1).stdout
+    assert "7 would be sent" in dry
+    assert not (project / "state" / "manifest.json").exists()
+    course(project, "send", "--now", DAY_1)
+    assert len(inbox(project)) == 7

@@ -1,0 +1,360 @@
+"""`course serve` under public load while a 20,000-message tick holds the ledger busy.
+
+Load, all at once against one `course serve` on 127.0.0.1:
+  - 2,000 concurrent one-click POSTs (RFC 8058), each on its own connection;
+  - 5,000 idle connections that never send a byte;
+  - 100 slow clients trickling a valid POST a byte at a time;
+while `course send` delivers 20,000 lessons over SMTP to Postfix's smtp-sink, so the
+ledger's write lock is taken and released thousands of times meanwhile.
+
+Baseline, same run, same server: 2,000 concurrent POSTs with nothing else going on.
+
+Prints failures, p50/p99 latency (and the ratio to the baseline), how many POSTs the
+ledger recorded, the server's peak memory and how much it logged.
+Targets: 0 lost, p99 < 1 s, peak memory < 400 MB, log < 1 MB.
+
+    .venv/bin/python bench/public_load.py [--subscribers N] [--posts N] [--idle N] [--slow N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from course.config import load_settings
+from course.ledger import Ledger, SubscriberStatus
+from course.runtime import Runtime
+from course.unsubscribe import make_token
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".data" / "public_load"
+SECRET = "bench-secret-not-for-production-0123456789"
+COURSE_ID = "why-he-pushes-you-away"
+NOW = "2026-03-02T09:00:00+00:00"
+BODY = b"List-Unsubscribe=One-Click"
+CONFIG = """
+course:
+  article: {root}/examples/why-he-pushes-you-away.txt
+  templates: {root}/templates
+sender:
+  from: "Love Connection <hello@example.com>"
+  postal_address: "1 Example Street, Springfield"
+subscribers: subscribers.csv
+ledger: sqlite:///state/course.db
+unsubscribe:
+  base_url: https://course.example.com
+delivery:
+  backend: smtp
+  smtp:
+    host: 127.0.0.1
+    port: {smtp_port}
+    security: none
+    max_connections: 4
+"""
+TARGET_P99 = 1.0
+TARGET_PEAK_MB = 400
+TARGET_LOG_BYTES = 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def address(n: int) -> str:
+    return f"reader{n}@mail{n % 50}.example.com"
+
+
+def prepare(subscribers: int, smtp_port: int) -> None:
+    """The project, its ledger with every subscriber (and their opaque ids), nothing sent."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    (WORK / "schedule.yaml").write_text(CONFIG.format(root=ROOT, smtp_port=smtp_port))
+    with (WORK / "subscribers.csv").open("w", encoding="utf-8") as out:
+        out.write("email,first_name,timezone\n")
+        for n in range(subscribers):
+            out.write(f"{address(n)},Reader {n},Europe/London\n")
+    os.environ["COURSE_SECRET"] = SECRET
+    settings = load_settings(WORK / "schedule.yaml")
+    now = datetime.fromisoformat(NOW)
+    runtime = Runtime.open(settings, clock=lambda: now)
+    try:
+        runtime.refresh_subscribers(now)
+        runtime.ledger.fill_refs(runtime.deliverer.links.ref)
+    finally:
+        runtime.close()
+
+
+@contextmanager
+def process(args: Sequence[str], *, log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    sink = log.open("wb") if log else subprocess.DEVNULL
+    child = subprocess.Popen(
+        list(args), cwd=WORK, stdout=subprocess.PIPE, stderr=sink, env=os.environ.copy()
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            child.wait(timeout=30)
+        if log:
+            assert not isinstance(sink, int)
+            sink.close()
+
+
+def wait_for_port(port: int) -> None:
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on 127.0.0.1:{port}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- the clients ------------------------------------------------------------------------------
+
+
+@dataclass
+class Storm:
+    """What a burst of POSTs got back."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+    answered: list[int] = field(default_factory=list)  # subscriber numbers answered 200
+
+    def fail(self, why: str) -> None:
+        self.failures[why] = self.failures.get(why, 0) + 1
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def request(port: int, n: int) -> bytes:
+    token = make_token(SECRET.encode(), COURSE_ID, address(n))
+    return (
+        f"POST /unsubscribe/{token} HTTP/1.1\r\nHost: course.example.com\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n"
+    ).encode() + BODY
+
+
+async def one_post(port: int, n: int, storm: Storm, start: asyncio.Event) -> None:
+    await start.wait()
+    began = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        writer.write(request(port, n))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    except (OSError, TimeoutError) as exc:
+        storm.fail(type(exc).__name__)
+        return
+    status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else b"no answer"
+    if status != b"200":
+        storm.fail(f"HTTP {status.decode(errors='replace')}")
+        return
+    storm.latencies.append(time.perf_counter() - began)
+    storm.answered.append(n)
+
+
+async def posts(port: int, numbers: range) -> Storm:
+    storm = Storm()
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(one_post(port, n, storm, start)) for n in numbers]
+    await asyncio.sleep(0)
+    start.set()
+    await asyncio.gather(*tasks)
+    return storm
+
+
+async def idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """Connections that never send a byte (the server may close them: that is the point)."""
+    opened = []
+    for _ in range(count):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            opened.append(writer)
+        except OSError:
+            pass
+    return opened
+
+
+async def slow_client(port: int, n: int, stop: asyncio.Event) -> str:
+    """A valid POST sent one byte every 200 ms; returns how it ended."""
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as exc:
+        return type(exc).__name__
+    data = request(port, n)
+    try:
+        for byte in data:
+            if stop.is_set():
+                return "stopped"
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        return "finished"
+    except (ConnectionError, OSError):
+        return "closed by the server"
+    finally:
+        writer.close()
+
+
+async def loaded_storm(
+    port: int, numbers: range, idle: int, slow: range
+) -> tuple[Storm, dict[str, int], int]:
+    stop = asyncio.Event()
+    slow_tasks = [asyncio.create_task(slow_client(port, n, stop)) for n in slow]
+    held = await idle_connections(port, idle)
+    storm = await posts(port, numbers)
+    await asyncio.sleep(12)  # past the request deadline: the slow clients are cut off
+    stop.set()
+    endings: dict[str, int] = {}
+    for ending in await asyncio.gather(*slow_tasks):
+        endings[ending] = endings.get(ending, 0) + 1
+    still_open = sum(not w.is_closing() and not w.transport.is_closing() for w in held)
+    for writer in held:
+        writer.close()
+    return storm, endings, len(held) - still_open
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def recorded(numbers: Sequence[int]) -> int:
+    with Ledger.open("sqlite:///state/course.db", base_dir=WORK) as ledger:
+        return sum(
+            (view := ledger.subscriber(address(n))) is not None
+            and view.status == SubscriberStatus.UNSUBSCRIBED
+            for n in numbers
+        )
+
+
+def tick_has_started() -> bool:
+    with Ledger.open("sqlite:///state/course.db", base_dir=WORK) as ledger:
+        return ledger.has_deliveries()
+
+
+def wait_until_recorded(numbers: Sequence[int], seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    count = recorded(numbers)
+    while count < len(numbers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = recorded(numbers)
+    return count
+
+
+def line(label: str, storm: Storm, baseline: Storm | None = None) -> str:
+    p50, p99 = storm.percentile(0.50), storm.percentile(0.99)
+    ratio = ""
+    if baseline is not None and baseline.percentile(0.99):
+        ratio = f"  ({p99 / baseline.percentile(0.99):.1f}x the baseline p99)"
+    failed = sum(storm.failures.values())
+    detail = f" {storm.failures}" if storm.failures else ""
+    return (
+        f"{label:<28} {len(storm.answered):>5} answered 200, {failed} failed{detail}; "
+        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms{ratio}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=24_000)
+    parser.add_argument("--posts", type=int, default=2_000)
+    parser.add_argument("--idle", type=int, default=5_000)
+    parser.add_argument("--slow", type=int, default=100)
+    args = parser.parse_args(argv)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    baseline_numbers = range(0, args.posts)
+    loaded_numbers = range(args.posts, 2 * args.posts)
+    slow_numbers = range(2 * args.posts, 2 * args.posts + args.slow)
+    smtp_port, web_port = free_port(), free_port()
+    print(f"preparing {args.subscribers:,} subscribers ...", flush=True)
+    prepare(args.subscribers, smtp_port)
+    course = [sys.executable, "-m", "course.cli"]
+    serve_log = WORK / "serve.stderr"
+    sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    with process([*course, "serve", "--port", str(web_port)], log=serve_log) as serve:
+        wait_for_port(web_port)
+        baseline = asyncio.run(posts(web_port, baseline_numbers))
+        base_recorded = wait_until_recorded(baseline_numbers, 30)
+        with process([sink, "-u", "nobody", f"127.0.0.1:{smtp_port}", "1024"]):
+            wait_for_port(smtp_port)
+            tick_started = time.perf_counter()
+            with process([*course, "send", "--now", NOW], log=WORK / "send.stderr") as tick:
+                while not tick_has_started():
+                    if tick.poll() is not None:
+                        sys.exit(
+                            f"the tick ended before sending: {(WORK / 'send.stderr').read_text()}"
+                        )
+                    time.sleep(0.2)
+                storm_started = time.perf_counter()
+                storm, endings, closed_idle = asyncio.run(
+                    loaded_storm(web_port, loaded_numbers, args.idle, slow_numbers)
+                )
+                storm_ended = time.perf_counter()
+                tick_running_at_end = tick.poll() is None
+                assert tick.stdout is not None
+                summary = tick.stdout.read().decode().strip()
+                tick.wait()
+            tick_seconds = time.perf_counter() - tick_started
+        loaded_recorded = wait_until_recorded(storm.answered, 60)
+        slow_recorded = recorded(slow_numbers)
+        peak = peak_rss_mb(serve.pid)
+    log_bytes = serve_log.stat().st_size
+    lost = (len(baseline.answered) - base_recorded) + (len(storm.answered) - loaded_recorded)
+
+    print(f"tick: {summary} in {tick_seconds:.1f} s")
+    print(
+        f"storm: {storm_ended - storm_started:.1f} s, from {storm_started - tick_started:.1f} s "
+        f"into the tick; the tick was {'still' if tick_running_at_end else 'no longer'} "
+        "running when it ended"
+    )
+    print(line("baseline (quiet server)", baseline))
+    print(line("under load", storm, baseline))
+    print(
+        f"recorded in the ledger: {base_recorded}/{len(baseline.answered)} (baseline), "
+        f"{loaded_recorded}/{len(storm.answered)} (under load); lost: {lost}"
+    )
+    print(
+        f"idle connections: {args.idle} opened, {closed_idle} closed by the server; "
+        f"slow clients: {endings}, {slow_recorded} of them recorded (expected 0)"
+    )
+    print(f"course serve: peak memory {peak:.0f} MB, log {log_bytes:,} bytes")
+    verdicts = {
+        "0 lost": lost == 0 and not storm.failures and not baseline.failures,
+        f"p99 < {TARGET_P99:g} s": storm.percentile(0.99) < TARGET_P99,
+        f"peak memory < {TARGET_PEAK_MB} MB": peak < TARGET_PEAK_MB,
+        "log < 1 MB": log_bytes < TARGET_LOG_BYTES,
+    }
+    print("targets: " + ", ".join(f"{k}: {'ok' if ok else 'MISSED'}" for k, ok in verdicts.items()))
+    return 0 if all(verdicts.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
