@@ -241,8 +241,8 @@ CRASHING_RUN = textwrap.dedent("""
 
     class StallAfterDelivering(InboxBackend):
         # The messages reach the inbox, then the process hangs before the ledger hears of it.
-        def send(self, messages):
-            results = super().send(messages)
+        def send(self, messages, on_result=None):
+            results = super().send(messages)  # stored, but not reported to the deliverer
             print("delivered", len(results), flush=True)
             time.sleep(60)
             return results
