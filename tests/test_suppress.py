@@ -35,8 +35,9 @@ def people(*emails: str) -> list[SubscriberRecord]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(URL, base_dir=tmp_path) as opened:
+def ledger(tmp_path: Path, ledger_url: str) -> Iterator[Ledger]:
+    """A ledger with ann and ben, on SQLite and on PostgreSQL."""
+    with Ledger.open(ledger_url, base_dir=tmp_path) as opened:
         opened.sync(people("ann@example.com", "ben@example.com"), now=T0, first_due=first_due)
         yield opened
 
@@ -215,3 +216,20 @@ def test_bounce_mailbox_and_webhook_notices_are_logged_first(
     assert (entry.email, entry.action) == ("ann@example.com", Action.BOUNCE)
     assert entry.how == "bounce mailbox: 550 5.1.1 no such user"
     assert status(ledger, "ann@example.com") == "bounced"
+
+
+def test_opaque_ids_map_back_to_their_subscribers(ledger: Ledger) -> None:
+    def ref_of(email: str) -> str:
+        return f"ref-{email}"
+
+    assert ledger.fill_refs(ref_of) == 2
+    assert ledger.fill_refs(ref_of) == 0
+    ledger.sync(
+        people("ann@example.com", "ben@example.com", "cat@example.com"), now=T0, first_due=first_due
+    )
+    assert ledger.fill_refs(ref_of) == 1
+    found = ledger.subscriber_by_ref("ref-cat@example.com")
+    assert found is not None
+    assert found.email == "cat@example.com"
+    assert ledger.subscriber_by_ref("ref-nobody@example.com") is None
+    assert not ledger.has_deliveries()
