@@ -126,6 +126,12 @@ def wait_for_port(port: int) -> None:
     sys.exit(f"nothing listens on 127.0.0.1:{port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: a figure a busy machine does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -301,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     with process([*course, "serve", "--port", str(web_port)], log=serve_log) as serve:
         wait_for_port(web_port)
+        cpu_before = cpu_seconds(serve.pid)
         baseline = asyncio.run(posts(web_port, baseline_numbers))
+        base_cpu = cpu_seconds(serve.pid) - cpu_before
         base_recorded = wait_until_recorded(baseline_numbers, 30)
         with process([sink, "-u", "nobody", f"127.0.0.1:{smtp_port}", "1024"]):
             wait_for_port(smtp_port)
@@ -314,10 +322,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                     time.sleep(0.2)
                 storm_started = time.perf_counter()
+                cpu_before = cpu_seconds(serve.pid)
                 storm, endings, closed_idle = asyncio.run(
                     loaded_storm(web_port, loaded_numbers, args.idle, slow_numbers)
                 )
                 storm_ended = time.perf_counter()
+                storm_cpu = cpu_seconds(serve.pid) - cpu_before
                 tick_running_at_end = tick.poll() is None
                 assert tick.stdout is not None
                 summary = tick.stdout.read().decode().strip()
@@ -345,7 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"idle connections: {args.idle} opened, {closed_idle} closed by the server; "
         f"slow clients: {endings}, {slow_recorded} of them recorded (expected 0)"
     )
+    print(
+        f"course serve CPU: {base_cpu * 1000 / max(1, args.posts):.1f} ms per POST quiet; "
+        f"{storm_cpu:.1f} s for the whole loaded storm (POSTs, idle and slow clients)"
+    )
     print(f"course serve: peak memory {peak:.0f} MB, log {log_bytes:,} bytes")
+    print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     verdicts = {
         "0 lost": lost == 0 and not storm.failures and not baseline.failures,
         f"p99 < {TARGET_P99:g} s": storm.percentile(0.99) < TARGET_P99,

@@ -19,6 +19,8 @@ the ledger in.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from course.errors import CourseError
-from course.ledger import Ledger, NoticeResult, SubscriberStatus, Verdict
+from course.ledger import Ledger, NoticeResult, Stop, SubscriberStatus, Verdict
 
 LOG = logging.getLogger("course.suppress")
 LOG_FILE: Final = "state/suppressions.log"
@@ -344,7 +346,15 @@ def apply_pending(log: SuppressionLog, ledger: Ledger, *, first_due: FirstDue) -
             log.path,
             read.skipped,
         )
-    changed = sum(_apply(ledger, entry, first_due) for entry in _last_word(read.entries))
+    final = _last_word(read.entries)
+    # The suppressions in one transaction: thousands of one-click POSTs that queued up
+    # behind a locked ledger are taken in at once, not one commit each.
+    changed = ledger.suppress([_stop(entry) for entry in final if entry.action in SUPPRESSING])
+    changed += sum(
+        _resubscribe(ledger, entry, first_due)
+        for entry in final
+        if entry.action == Action.RESUBSCRIBE
+    )
     ledger.set_meta(WATERMARK_KEY, json.dumps({"log": read.log_id, "offset": read.end}))
     return changed
 
@@ -369,19 +379,25 @@ def _last_word(entries: Iterable[Suppression]) -> list[Suppression]:
     return list(last.values())
 
 
-def _apply(ledger: Ledger, entry: Suppression, first_due: FirstDue) -> bool:
-    """Make the ledger agree with one entry; True if that changed anything."""
-    if entry.action == Action.RESUBSCRIBE:
-        view = ledger.subscriber(entry.email)
-        if view is None or view.status not in SUPPRESSED_STATUSES:
-            return False
-        return ledger.reactivate(entry.email, now=entry.at, first_due=first_due)
+def _stop(entry: Suppression) -> Stop:
+    """What an unsubscribe, complaint or bounce entry means for the ledger."""
     if entry.action == Action.BOUNCE:
-        return ledger.suppress(
-            entry.email, SubscriberStatus.BOUNCED, reason=entry.how, now=entry.at
-        )
+        return Stop(entry.email, SubscriberStatus.BOUNCED, entry.how, entry.at)
     how = entry.how if entry.action == Action.UNSUBSCRIBE else f"{entry.action}: {entry.how}"
-    return ledger.suppress(entry.email, SubscriberStatus.UNSUBSCRIBED, reason=how, now=entry.at)
+    return Stop(entry.email, SubscriberStatus.UNSUBSCRIBED, how, entry.at)
+
+
+def _resubscribe(ledger: Ledger, entry: Suppression, first_due: FirstDue) -> bool:
+    """The operator let them back in: active again, if the ledger still has them stopped."""
+    view = ledger.subscriber(entry.email)
+    if view is None or view.status not in SUPPRESSED_STATUSES:
+        return False
+    return ledger.reactivate(entry.email, now=entry.at, first_due=first_due)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a waiter that timed out has cancelled it
+        future.set_result(None)
 
 
 class LedgerCatchUp:
@@ -406,10 +422,12 @@ class LedgerCatchUp:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="course-catch-up", daemon=True)
-        # Pokes counted, and how many of them the ledger has caught up with.
+        # Pokes counted, how many of them the ledger has caught up with, and the event
+        # loops' futures waiting for a ticket (see applied()).
         self._progress = threading.Condition()
         self._poked = 0
         self._applied = 0
+        self._watchers: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def start(self) -> LedgerCatchUp:
         self._wanted.set()  # entries left from before a restart
@@ -428,6 +446,20 @@ class LedgerCatchUp:
         """Wait up to `timeout` for the ledger to catch up with `ticket`; True if it did."""
         with self._progress:
             return self._progress.wait_for(lambda: self._applied >= ticket, timeout)
+
+    async def applied(self, ticket: int, timeout: float) -> bool:
+        """As wait(), from an event loop, holding no thread meanwhile."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._progress:
+            if self._applied >= ticket:
+                return True
+            self._watchers.append((ticket, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -449,6 +481,11 @@ class LedgerCatchUp:
                 with self._progress:
                     self._applied = ticket
                     self._progress.notify_all()
+                    ready = [w for w in self._watchers if w[0] <= ticket]
+                    self._watchers = [w for w in self._watchers if w[0] > ticket]
+                for _, loop, future in ready:
+                    with contextlib.suppress(RuntimeError):  # that loop has closed
+                        loop.call_soon_threadsafe(_settle, future)
             except CourseError as exc:
                 failures += 1
                 if failures == 1:  # once per outage, not once a second

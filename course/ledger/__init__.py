@@ -38,7 +38,7 @@ from course.ledger.records import (
     SyncSummary,
 )
 from course.ledger.reports import Reports
-from course.ledger.roster import Roster
+from course.ledger.roster import Roster, Stop
 from course.ledger.schema import DeliveryState, SubscriberStatus, Verdict, upgrade
 from course.ledger.workers import Workers, WorkerView
 
@@ -52,6 +52,7 @@ __all__ = [
     "ListRow",
     "NoticeResult",
     "NoticeView",
+    "Stop",
     "SubscriberRecord",
     "SubscriberStatus",
     "SubscriberView",
@@ -130,8 +131,8 @@ class Ledger:
     ) -> bool:
         return self._roster.reactivate(email, now=now, first_due=first_due)
 
-    def suppress(self, email: str, status: SubscriberStatus, *, reason: str, now: datetime) -> bool:
-        return self._roster.suppress(email, status, reason=reason, now=now)
+    def suppress(self, stops: Sequence[Stop]) -> int:
+        return self._roster.suppress(stops)
 
     def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
         return self._roster.fill_refs(ref_of, everyone=everyone)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from itertools import islice
@@ -56,6 +56,15 @@ from course.ledger.schema import (
 # Statuses as stored -> the enum member, so a million loaded rows share a few objects.
 _STATUS: Final = {status.value: status for status in SubscriberStatus}
 _STOPPED: Final = frozenset(SubscriberStatus) - {SubscriberStatus.ACTIVE}
+
+
+class Stop(NamedTuple):
+    """One address to suppress: as which status, why, and when it happened."""
+
+    email: str
+    status: SubscriberStatus
+    reason: str
+    at: datetime
 
 
 class Roster:
@@ -125,30 +134,33 @@ class Roster:
         with self._db.writing() as conn:
             return unsubscribe_in(self._db, conn, email, how, now)
 
-    def suppress(self, email: str, status: SubscriberStatus, *, reason: str, now: datetime) -> bool:
-        """Stop mail to an address as `status` (unsubscribed or bounced), known or not.
+    def suppress(self, stops: Sequence[Stop]) -> int:
+        """Stop mail to each address as its status says (unsubscribed or bounced), known or
+        not, in one transaction; return how many changed.
 
-        True if this changed anything. An address already unsubscribed or bounced keeps its
-        first time and reason, except that a bounce replaces an unsubscribe (the address is
-        gone, which says more). An unknown address gets a row, so a CSV that brings it later
-        cannot make it active.
+        An address already unsubscribed or bounced keeps its first time and reason, except
+        that a bounce replaces an unsubscribe (the address is gone, which says more). An
+        unknown address gets a row, so a CSV that brings it later cannot make it active.
         """
-        now = require_utc(now)
-        if status not in SUPPRESSED:
-            raise ValueError(f"cannot suppress as {status!r}")
         s = SUBSCRIBERS
-        # One statement, as unsubscribe_in(): concurrent writers never collide on the address.
-        upsert = self._db.upsert(
-            s,
-            suppressed_row(email, reason, now, status),
-            key=("email_key",),
-            changed=stopped_values(status, reason, now),
-            where=s.c.status != SubscriberStatus.BOUNCED
-            if status == SubscriberStatus.BOUNCED
-            else s.c.status.not_in(SUPPRESSED),
-        )
+        changed = 0
         with self._db.writing() as conn:
-            return conn.execute(upsert.returning(s.c.id)).first() is not None
+            for stop in stops:
+                if stop.status not in SUPPRESSED:
+                    raise ValueError(f"cannot suppress as {stop.status!r}")
+                now = require_utc(stop.at)
+                # One statement, as unsubscribe_in(): concurrent writers never collide.
+                upsert = self._db.upsert(
+                    s,
+                    suppressed_row(stop.email, stop.reason, now, stop.status),
+                    key=("email_key",),
+                    changed=stopped_values(stop.status, stop.reason, now),
+                    where=s.c.status != SubscriberStatus.BOUNCED
+                    if stop.status == SubscriberStatus.BOUNCED
+                    else s.c.status.not_in(SUPPRESSED),
+                )
+                changed += conn.execute(upsert.returning(s.c.id)).first() is not None
+        return changed
 
     def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
         """Give subscribers without an opaque id theirs (`ref_of(email_key)`); return how many.

@@ -51,7 +51,7 @@ ONE_CLICK = "one-click (List-Unsubscribe-Post)"
 PAGE = "unsubscribe page"
 # RFC 8058's body is "List-Unsubscribe=One-Click"; our own page adds "&via=page".
 MAX_BODY_BYTES = 1024
-LEDGER_WAIT_SECONDS = 0.25
+LEDGER_WAIT_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ class Unsubscriber:
         """Whom the token speaks for (signature checks only: no I/O, fine on the event loop)."""
         return verify_token(self.secret, token, course_id=self.course_id)
 
-    def record(self, owner: TokenOwner, how: str) -> None:
-        """Log the request durably (blocking: call it from a worker thread), then poke.
+    def record(self, owner: TokenOwner, how: str) -> int | None:
+        """Log the request durably (blocking: call it from a worker thread) and poke the
+        catch-up; its ticket, or None when there was nothing to record.
 
         LedgerError when an opaque id cannot be looked up (the ledger unreadable): nothing
         was recorded, and the caller says "try again".
@@ -79,14 +80,12 @@ class Unsubscriber:
         view = self._subscriber(owner)
         if view is None and owner.ref:
             LOG.warning("unsubscribe: no subscriber has the id %s; nothing to do", owner.ref)
-            return
+            return None
         if view is not None and view.status in SUPPRESSED_STATUSES:
-            return  # a second POST adds nothing
+            return None  # a second POST adds nothing
         email = view.email if view is not None else owner.email
         self.log.append([Suppression(email, Action.UNSUBSCRIBE, how, self.clock())])
-        # Durable now. Give the ledger a moment, so that usually `course status` already
-        # shows it when the answer arrives; a locked ledger catches up later.
-        self.catch_up.wait(self.catch_up.poke(), timeout=LEDGER_WAIT_SECONDS)
+        return self.catch_up.poke()
 
     def _subscriber(self, owner: TokenOwner) -> SubscriberView | None:
         if not owner.ref:
@@ -151,12 +150,16 @@ def create_public_app(
         form = parse_qs(body.decode("utf-8", "replace"))
         how = PAGE if form.get("via") == ["page"] else ONE_CLICK
         try:
-            await run_in_threadpool(unsubscriber.record, owner, how)
+            ticket = await run_in_threadpool(unsubscriber.record, owner, how)
         except CourseError:
             # Not on disk, so not promised: a 503 asks the mailbox provider to try again.
             response = _page(503, "Please try again", "We could not record this just now.")
             response.headers["Retry-After"] = "60"
             return response
+        if ticket is not None:
+            # Durable already. Give the ledger a moment, so that `course status` usually
+            # shows it by the time the answer arrives; a locked ledger catches up later.
+            await unsubscriber.catch_up.applied(ticket, timeout=LEDGER_WAIT_SECONDS)
         return _page(
             200,
             "You are unsubscribed",
