@@ -119,8 +119,14 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            # Keep-alive: the next request gets the same deadline, unless it already arrived.
-            if not self.transport.is_closing() and self.conn.their_state in _WAITING_STATES:
+            if self.transport.is_closing():
+                return
+            if self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
+                # Answered (a 413, say) before the body was read: reading the rest only to
+                # throw it away is what a 300 MB upload wants us to do. Hang up instead.
+                self.transport.close()
+            elif self.conn.their_state in _WAITING_STATES and self.conn.our_state is h11.IDLE:
+                # Keep-alive: the next request gets the same deadline (unless it arrived).
                 self._await_request()
 
         def connection_lost(self, exc: Exception | None) -> None:
