@@ -166,6 +166,20 @@ def test_what_a_skipped_row_says_about_the_person(
     )
 
 
+def test_the_report_says_which_skipped_rows_go_on_the_suppression_list() -> None:
+    result = parse(
+        "email,state\nann@example.com,cancelled\nben@example.com,inactive\n"
+        "cat@example.com,bounced\ndan@example.com,active\n"
+    )
+    assert result.counts.suppressing == 2
+    assert result.closing[0] == (
+        "note: 2 skipped rows say the person unsubscribed, complained or bounced: synced, they "
+        "go on the suppression list, which a later export does not undo "
+        "(`course resubscribe EMAIL` does)"
+    )
+    assert not any("suppression" in line for line in parse("email\nann@example.com\n").closing)
+
+
 def test_substack_disabled_email_and_mailchimp_exports_of_people_who_left() -> None:
     substack = parse("email,email_disabled,name\nann@example.com,true,Ann\n")
     assert substack.notes[0].standing is Standing.UNSUBSCRIBED

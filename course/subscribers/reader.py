@@ -84,6 +84,8 @@ class Counts:
     rejected: int = 0
     adjusted: int = 0
     flagged: int = 0
+    # Skipped rows whose status says the person unsubscribed, complained or bounced.
+    suppressing: int = 0
 
     def summary(self, source: str) -> str:
         parts = [
@@ -162,6 +164,13 @@ class ListImport:
             more = len(self._table_zones) - len(readings)
             tail = f" and {more} more" if more > 0 else ""
             lines.append(f"note: time zones read through the table: {shown_readings}{tail}")
+        if self.counts.suppressing:
+            lines.append(
+                f"note: {count(self.counts.suppressing, 'skipped row')} say"
+                f"{'s' if self.counts.suppressing == 1 else ''} the person unsubscribed, "
+                "complained or bounced: synced, they go on the suppression list, which a later "
+                "export does not undo (`course resubscribe EMAIL` does)"
+            )
         lines.append(self.counts.summary(self.source.name))
         return lines
 
@@ -400,6 +409,7 @@ class _RowBuilder:
 
     def _skip(self, row: int, raw: str, why: str, standing: Standing) -> RowNote:
         self._counts.skipped += 1
+        self._counts.suppressing += standing.suppresses
         try:
             address = self._emails.normalize(raw) if raw else ""
         except InvalidAddress:
