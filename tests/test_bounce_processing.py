@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from course.ledger import (
     Verdict,
 )
 from course.tokens import subscriber_ref
-from course.unsubscribe import make_token
+from course.unsubscribe import legacy_token, make_token
 
 SECRET = b"bounce-test-secret-0123456789"
 COURSE = "why-he-pushes"
@@ -164,7 +164,23 @@ def test_without_verp_the_dsn_fields_name_the_subscriber(ledger: Ledger, tmp_pat
     assert "Original-Recipient" in reason
 
 
-def test_a_verp_token_is_found_by_opaque_id_among_all_subscribers(ledger: Ledger) -> None:
+@pytest.mark.parametrize("token", [make_token, legacy_token])
+def test_a_redacted_complaint_is_placed_by_its_unsubscribe_link(
+    ledger: Ledger, tmp_path: Path, token: Callable[[bytes, str, str], str]
+) -> None:
+    def with_link(kind: str, email: str, day: int) -> str:
+        return token(SECRET, COURSE, email) if kind == "UNSUB" else sign(kind, email, day)
+
+    box = MaildirMailbox(tmp_path / "fbl")
+    data = load("microsoft-complaint-redacted.eml", with_link)
+    (tmp_path / "fbl" / "new" / "1.M1P1.host").write_bytes(data)
+    process_mailbox(box, resolver(ledger), ledger, now=NOW)
+    state, reason = status(ledger, "kai@example.com")
+    assert state == "unsubscribed"
+    assert "unsubscribe link" in reason
+
+
+def test_a_verp_token_is_found_by_the_ledgers_opaque_ids(ledger: Ledger) -> None:
     ref = subscriber_ref(SECRET, COURSE, "lou@example.net")
     resolve = resolver(ledger)
     assert resolve._by_ref(ref, []) == "lou@example.net"

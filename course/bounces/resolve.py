@@ -11,7 +11,7 @@ the original To matching a subscriber. Anything else is held for the operator.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -33,7 +33,9 @@ class Directory(Protocol):
 
     def subscriber(self, email: str) -> SubscriberView | None: ...
 
-    def addresses(self) -> Iterator[str]: ...
+    def subscriber_by_ref(self, ref: str) -> SubscriberView | None: ...
+
+    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class Resolver:
         self._return_path = return_path
         self._unsubscribe_secret = unsubscribe_secret
         self._course_id = course_id
-        self._refs: dict[str, str] | None = None  # subscriber_ref -> address, built on demand
+        self._refs_filled = False
 
     def resolve(self, report: Report, key: str) -> Resolution:
         if report.kind == ReportKind.AUTO_REPLY:
@@ -162,13 +164,17 @@ class Resolver:
         return view.email if view is not None else None
 
     def _by_ref(self, ref: str, hints: Iterable[str]) -> str | None:
-        """The subscriber whose opaque id is `ref`: the report's own addresses first, then all."""
+        """The subscriber whose opaque id is `ref`: the report's own addresses first, then the
+        ledger's index of ids (given to rows that lack one, once per run, on a miss)."""
         for email in hints:
             if self._ref(email) == ref:
                 return self._known(email)
-        if self._refs is None:
-            self._refs = {self._ref(email): email for email in self._directory.addresses()}
-        return self._refs.get(ref)
+        view = self._directory.subscriber_by_ref(ref)
+        if view is None and not self._refs_filled:
+            self._directory.fill_refs(self._ref, everyone=True)
+            self._refs_filled = True
+            view = self._directory.subscriber_by_ref(ref)
+        return view.email if view is not None else None
 
     def _ref(self, email: str) -> str:
         return subscriber_ref(self._return_path.secret, self._return_path.course_id, email)

@@ -17,7 +17,7 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -269,6 +269,3 @@ class Ledger:
 
     def recent_notices(self, verdicts: tuple[Verdict, ...], *, limit: int = 50) -> list[NoticeView]:
         return self._notices.recent(verdicts, limit=limit)
-
-    def addresses(self) -> Iterator[str]:
-        return self._notices.addresses()

@@ -8,7 +8,6 @@ leaves either both or neither.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -144,12 +143,6 @@ class Notices:
                 NoticeView(r.email, Verdict(r.verdict), r.source, r.detail, r.received_at)
                 for r in conn.execute(query)
             ]
-
-    def addresses(self) -> Iterator[str]:
-        """Every subscriber's address, in id order (for finding one by its opaque id)."""
-        s = SUBSCRIBERS
-        with self._db.reading() as conn:
-            yield from conn.execute(select(s.c.email).order_by(s.c.id)).scalars()
 
 
 def _bounce_delivery(conn: Connection, email: str, day: int, reply: str, now: datetime) -> None:
