@@ -30,6 +30,7 @@ from course.config import Settings
 from course.errors import ConfigError, CourseError
 from course.ledger import Ledger, NoticeResult
 from course.suppress import SuppressionLog, take_notice
+from course.web.limits import BodyTooLarge, read_body
 
 LOG = logging.getLogger("course.webhooks")
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -102,24 +103,6 @@ def load_keys(settings: Settings, environ: Mapping[str, str] = os.environ) -> We
         ses=ses,
         ses_topic_arn=hooks.ses_topic_arn,
     )
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _body(request: Request) -> bytes:
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _answer(status: int, **fields: object) -> JSONResponse:
@@ -229,8 +212,8 @@ class Webhooks:
         self, request: Request, provider: str, verify: Callable[[bytes], Sequence[Notice]]
     ) -> Response:
         try:
-            body = await _body(request)
-        except _TooLarge:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
             return _answer(413, error=f"the body is over {MAX_BODY_BYTES} bytes")
         try:
             results = await run_in_threadpool(self._take, body, verify)
