@@ -965,3 +965,21 @@ def test_two_bold_lines_in_an_essay_are_no_list() -> None:
     )
     with pytest.raises(ArticleError, match="no numbered items found"):
         parse_article(text, source="walk.md")
+
+
+def test_bullets_are_the_items_only_when_the_count_says_so() -> None:
+    bullets = (
+        "- Keep a schedule – the body loves a routine, weekends too.\n"
+        "- Cool the room – between sixteen and eighteen degrees is best.\n"
+        "- Dim the lights – an hour before bed, to tell your body it is late.\n"
+    )
+    counted = parse_article(f"3 tips for sleep\n\nTry these:\n\n{bullets}", source="a.txt")
+    assert [lesson.title for lesson in counted.lessons] == [
+        "Keep a schedule",
+        "Cool the room",
+        "Dim the lights",
+    ]
+    with pytest.raises(ArticleError, match="no numbered items found"):
+        parse_article(f"4 tips for sleep\n\nTry these:\n\n{bullets}", source="a.txt")
+    with pytest.raises(ArticleError, match="no numbered items found"):
+        parse_article("3 tips\n\n- Sleep\n- Eat\n- Walk\n", source="a.txt")

@@ -949,6 +949,49 @@ SHAPES = [
         ),
         welcome=("Paragraph",),
     ),
+    Shape(
+        "relative-date-byline.txt",
+        "5 Things I Stopped Doing to Get More Done",
+        (
+            (
+                "lesson",
+                (
+                    "I stopped answering email first thing",
+                    "I stopped multitasking",
+                    "I stopped saying yes to every meeting",
+                    "I stopped working through lunch",
+                    "I stopped keeping my to-do list in my head",
+                ),
+            ),
+        ),
+        notes=(
+            "no blank lines between paragraphs",
+            "line 1 `More on Focus`; line 2 `Ana Example`; line 3 `2 years ago`",
+        ),
+        welcome=("Paragraph", "Paragraph", "Paragraph"),
+    ),
+    Shape(
+        "bullet-items.txt",
+        "Hygiène du sommeil : 5 astuces pour bien dormir ce soir",
+        (
+            (
+                "lesson",
+                (
+                    "🕒 Respectez un horaire régulier",
+                    "📵 Évitez les écrans le soir",
+                    "🌡️ Gardez la chambre fraîche",
+                    "☕ Limitez la caféine",
+                    "📝 Videz votre tête",
+                ),
+            ),
+        ),
+        notes=(
+            "line 5: nothing is numbered: the bulleted list of 5 entries, as many as the article "
+            "counts, is read as the items",
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 

@@ -48,6 +48,7 @@ _FURNITURE = re.compile(
     r"bookmark|responses?|reply|close|previous|next|read more|continue reading|"
     r"loading\.*|like loading\.*|cancel reply|"
     rf"\d+\s*min(?:ute)?s?\s+read(?:\s*[·•|]\s*{_DATE})?|"
+    r"(?:\d+|an?)\s+(?:years?|months?|weeks?|days?|hours?|minutes?)\s+ago|"
     rf"(?:(?:posted|published|updated|last updated)(?:\s+on)?\s+)?{_DATE}(?:\s+by\s+{_NAME})?|"
     rf"(?:posted|published|written)\s+by\s+{_NAME}(?:\s+on\s+{_DATE})?|"
     r"(?:photo|image|picture)s?(?: credit)?(?: by| via|:)\s.{1,80}?"
@@ -58,7 +59,11 @@ _FURNITURE = re.compile(
     r")",
     re.IGNORECASE,
 )
-_BYLINE = re.compile(rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}", re.IGNORECASE)
+_BYLINE = re.compile(
+    rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}|(?:\d+|an?)\s+\w+\s+ago", re.IGNORECASE
+)
+# A blog's section labels above or below an article: "More on Productivity".
+_EDGE = re.compile(r"(?:more|read more|also) (?:on|in|about) .{1,40}", re.IGNORECASE)
 _NAV_SEPARATOR = re.compile(r"\s*[•|·]\s*|\s+[–—/]\s+")
 _NAV_PARTS = 3
 _NAV_WORDS = 3
@@ -107,8 +112,7 @@ def drop_furniture(chunks: Sequence[Chunk], notes: Notes) -> list[Chunk]:
     )
     for index, chunk in enumerate(chunks):
         text = chunk.text
-        outside = index < first_item or index > last_item
-        if outside and index < footer and _one_line(chunk) and is_nav_line(text):
+        if index < first_item and _one_line(chunk) and (is_nav_line(text) or _edge(text)):
             dropped.append(chunk)
             continue
         if index < footer and _one_line(chunk) and is_furniture(text) and not opens_footer(text):
@@ -128,13 +132,17 @@ def drop_furniture(chunks: Sequence[Chunk], notes: Notes) -> list[Chunk]:
 def _item_span(chunks: Sequence[Chunk]) -> tuple[int, int]:
     """The first and the last chunk that look like items (a numbered line or list). The
     structure cuts the page's footer after the last, so nothing after the first footer line
-    there is dropped line by line; navigation is looked for only outside the items."""
+    there is dropped line by line; navigation is looked for only above the first."""
     items = [
         i
         for i, c in enumerate(chunks)
         if c.kind is ChunkKind.LIST or (c.lines and item_marker(c.text) is not None)
     ]
     return (items[0], items[-1]) if items else (len(chunks), -1)
+
+
+def _edge(text: str) -> bool:
+    return _EDGE.fullmatch(_core(text)) is not None and not text.rstrip().endswith(".")
 
 
 def is_nav_line(text: str) -> bool:

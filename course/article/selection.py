@@ -34,6 +34,12 @@ from course.article.view import ArticleView
 from course.errors import ArticleError
 
 _INTRO_SHORTER = 4
+
+
+class NoItemsError(ArticleError):
+    """The article has nothing that reads as its items."""
+
+
 _MIN_BOLD_ITEMS = 3
 _MIN_BOLD_ANNOUNCED = 2
 _MAX_BOLD_WORDS = 15  # an intro list's items are this many times shorter than the real ones
@@ -268,7 +274,7 @@ class Selection(ArticleView):
         )
 
     def _no_items(self) -> ArticleError:
-        return ArticleError(
+        return NoItemsError(
             f"{self.source}: no numbered items found; number the items in the article as "
             "`1) Title`, `1. Title`, `## 1. Title`, `#1 – Title` or `Step 1: Title`, or put "
             "them as headings under a heading that announces them (`## 5 tips`)"

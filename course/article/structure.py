@@ -7,18 +7,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from course.article.chunks import Chunk, Notes
+from course.article.chunks import Chunk, ChunkKind, Entry, Notes
 from course.article.inline import drop_prefix
 from course.article.items import candidates
 from course.article.runs import build_runs, number_unnumbered, renumber_all_ones
 from course.article.sections import PartPlan, Sections, Structure
-from course.article.selection import Selection, grouping_runs
-from course.article.shapes import ANSWER, item_marker
+from course.article.selection import NoItemsError, Selection, grouping_runs
+from course.article.shapes import ANSWER, count_of, count_words, item_marker
 from course.article.view import ArticleView
-from course.content import Inline, plain
+from course.content import Inline, ListBlock, plain
 
 __all__ = ["PartPlan", "Structure", "structure"]
 
+_BULLET_ITEM_WORDS = 6
 _QUESTION_MARK = re.compile(r"(?:Q|Question)\b")
 
 
@@ -51,6 +52,53 @@ def _unmarked(line: Inline) -> Inline:
 
 
 def structure(
+    chunks: Sequence[Chunk], title: str, markdown: bool, notes: Notes, source: str
+) -> Structure:
+    noted = len(notes.items)
+    try:
+        return _structure(chunks, title, markdown, notes, source)
+    except NoItemsError:
+        listed = bullets_as_items(chunks, title)
+        if listed is None:
+            raise
+        del notes.items[noted:]
+        chunks, bullets = listed
+        notes.add(
+            bullets.line,
+            f"nothing is numbered: the bulleted list of {len(bullets.entries)} entries, as many "
+            "as the article counts, is read as the items",
+        )
+        return _structure(chunks, title, markdown, notes, source)
+
+
+def bullets_as_items(chunks: Sequence[Chunk], title: str) -> tuple[list[Chunk], Chunk] | None:
+    """The chunks with the one bulleted list that holds the items as a list of entries: as
+    many entries as the title (or the line right above the list) counts, each with text of
+    its own ("🕒 Keep a schedule – the body loves routine…")."""
+    for index, chunk in enumerate(chunks):
+        if chunk.kind is not ChunkKind.BLOCK or len(chunk.blocks) != 1:
+            continue
+        block = chunk.blocks[0]
+        if not isinstance(block, ListBlock) or block.ordered or len(block.items) < 2:
+            continue
+        counts = [count_of(title)]
+        if index and chunks[index - 1].lines:
+            counts.append(count_of(chunks[index - 1].text))
+        if not any(counted and counted[0] == len(block.items) for counted in counts):
+            continue
+        if sum(count_words(plain(item)) >= _BULLET_ITEM_WORDS for item in block.items) * 2 < len(
+            block.items
+        ):
+            continue
+        entries = tuple(
+            Entry(number, (item,), (), block.line) for number, item in enumerate(block.items, 1)
+        )
+        listed = Chunk(ChunkKind.LIST, chunk.line, entries=entries, ordered_delimiter="-")
+        return [*chunks[:index], listed, *chunks[index + 1 :]], listed
+    return None
+
+
+def _structure(
     chunks: Sequence[Chunk], title: str, markdown: bool, notes: Notes, source: str
 ) -> Structure:
     nouns = ArticleView(chunks, title, markdown, notes, source).heading_nouns()
