@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from course.article.inline import merge, trim
 from course.content import Block, Inline, Run, plain
@@ -46,7 +47,9 @@ class Chunk:
     indent: int = 0  # leading spaces of a plain-text line (nested lists in web copy)
     glued: bool = False  # started without a blank line before it (web copy)
 
-    @property
+    # Cached: the structure asks for a chunk's text many times over. (A frozen dataclass
+    # keeps its fields read-only; the cache lives in the instance's __dict__ beside them.)
+    @cached_property
     def runs(self) -> Inline:
         """The text as one inline sequence, source lines joined with a space."""
         joined: list[Run] = []
@@ -56,7 +59,7 @@ class Chunk:
             joined.extend(line)
         return trim(merge(joined))
 
-    @property
+    @cached_property
     def text(self) -> str:
         return " ".join(plain(line).strip() for line in self.lines).strip()
 

@@ -145,6 +145,7 @@ _CONTINUATION = "".join(
     )
 )
 _CONT = "[" + re.escape(_CONTINUATION) + "]"
+_LEAD = re.compile("[\u00c2-\u00f4]")
 _MOJIBAKE = re.compile(
     rf"[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}}"
 )
@@ -154,7 +155,7 @@ def repair_mojibake(text: str) -> tuple[str, int]:
     """Text whose UTF-8 was once read as Windows-1252 (`â€™`, `Ã©`) and saved again, put
     back; (text, characters repaired). Only when there are two or more such sequences, or
     one that is unmistakable (`â€`): a lone `Ã©` could be meant."""
-    if text.isascii():
+    if text.isascii() or not _LEAD.search(text):
         return text, 0
     found = list(_MOJIBAKE.finditer(text))
     if not found or (len(found) < 2 and "€" not in found[0][0]):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from course.article.chunks import Chunk, ChunkKind, Notes
 from course.article.shapes import item_marker, quote
@@ -67,6 +68,8 @@ _EDGE = re.compile(r"(?:more|read more|also) (?:on|in|about) .{1,40}", re.IGNORE
 _NAV_SEPARATOR = re.compile(r"\s*[•|·]\s*|\s+[–—/]\s+")
 _NAV_PARTS = 3
 _NAV_WORDS = 3
+_MAX_FURNITURE_CHARS = 140
+_MAX_FURNITURE_SPACES = 16
 # A counter on its own: "12", "1.2K" (claps, comments, likes).
 _COUNTER = re.compile(r"[\d.,]+\s*[kKmM]?")
 _FOOTER = re.compile(
@@ -83,8 +86,11 @@ def _core(text: str) -> str:
     return " ".join(text.split()).strip(_DECORATION)
 
 
+@lru_cache(maxsize=4096)
 def is_furniture(text: str) -> bool:
     """A whole line that is web-page furniture, not the article's words."""
+    if len(text) > _MAX_FURNITURE_CHARS or text.count(" ") > _MAX_FURNITURE_SPACES:
+        return False
     flat = " ".join(text.split())
     core = _core(flat)
     if not core:
@@ -95,6 +101,8 @@ def is_furniture(text: str) -> bool:
 
 def opens_footer(text: str) -> bool:
     """A whole line that opens the page's footer: the article has ended above it."""
+    if len(text) > _MAX_FURNITURE_CHARS:
+        return False
     return _FOOTER.fullmatch(_core(text)) is not None
 
 

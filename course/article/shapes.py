@@ -289,7 +289,7 @@ class Marker:
 def item_marker(text: str, nouns: tuple[str, ...] = ()) -> Marker | None:
     """The item marker that `text` opens with, if it is followed by a title. Emoji before
     the number ("🔥 1. Title") belong to the marker."""
-    lead = _emoji_lead(text)
+    lead = 0 if text[:1].isascii() else _emoji_lead(text)
     rest = text[lead:]
     marker = _marker(rest, nouns)
     if marker is None or not rest[marker.length :].strip():
