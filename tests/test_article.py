@@ -983,3 +983,10 @@ def test_bullets_are_the_items_only_when_the_count_says_so() -> None:
         parse_article(f"4 tips for sleep\n\nTry these:\n\n{bullets}", source="a.txt")
     with pytest.raises(ArticleError, match="no numbered items found"):
         parse_article("3 tips\n\n- Sleep\n- Eat\n- Walk\n", source="a.txt")
+
+
+def test_a_paragraph_that_says_it_is_not_sponsored_stays_in_the_welcome() -> None:
+    text = "2 tips\n\nThis post is not sponsored.\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n"
+    course = parse_article(text, source="a.txt")
+    assert course.disclosure == ()
+    assert [plain_text(b) for b in course.welcome] == ["This post is not sponsored."]

@@ -992,6 +992,42 @@ SHAPES = [
         welcome=("Paragraph",),
         closing=(None,),
     ),
+    Shape(
+        "devto-footnote.md",
+        "5 VS Code Extensions I Install First",
+        (
+            (
+                "lesson",
+                ("Error Lens", "GitLens", "Prettier", "Live Share", "Todo Tree"),
+            ),
+        ),
+        notes=(
+            "line 12 `{% embed https://www.youtube.com/watch?v=abc123 %}`; line 22 "
+            "`{% github example/gitlens %}`",
+            "1 footnote put in brackets where cited",
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+        extra={"description": "The five extensions that go on every new machine."},
+    ),
+    Shape(
+        "thread.txt",
+        "What ten years of hiring taught me: a thread",
+        (
+            (
+                "lesson",
+                (
+                    "Most interviews test the wrong thing",
+                    "Let candidates use their own tools",
+                    "Talk about a project they are proud of",
+                    "Always leave time for their questions",
+                    "Decide within a day",
+                ),
+            ),
+        ),
+        welcome=("Paragraph",),
+        closing=(None,),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -1168,7 +1204,7 @@ ITEM_MARKER = re.compile(
     r"(?:(?:\(?\d{1,3}[.):]|#\d{1,3}(?:[.:]|[ \t]+[–—-])?|\d{1,3}[ \t]*[–—-]|\d\ufe0f?\u20e3"
     rf"|[IVX]{{1,5}}[.)]|(?!part\b)[A-Za-z]+\.?[ \t]+(?:#|n°)?(?:\d{{1,3}}|{NUMBER_WORDS})"
     r"[ \t]*[:.)–—-])"
-    r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、|[QA][.:](?=[ \t]))",
+    r"(?=[ \t])|(?:\d{1,3}|[一二三四五六七八九十]{1,3})、|[QA][.:](?=[ \t])|\d{1,3}/(?=[ \t]))",
     re.MULTILINE | re.IGNORECASE,
 )
 
@@ -1223,6 +1259,7 @@ def _source_words(
     # A static-site generator's tags and objects (Hugo, Liquid, kramdown).
     text = re.sub(r"\{\{[<%].*?[>%]\}\}|\{%.*?%\}|\{\{.*?\}\}|\{:.*?\}", " ", text)
     text = re.sub(r"^ {0,3}(?:`{3,}|~{3,})\S*", " ", text, flags=re.MULTILINE)  # fences
+    text = re.sub(r"\[\^[^\]]+\]:?", " ", text)  # footnote marks (the note is put in place)
     text = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", text)  # images: checked on their own
     text = re.sub(r"\[\s*\]\([^)]*\)", " ", text)  # a link that held only an image
     text = re.sub(r"<img[^>]*>", " ", text)

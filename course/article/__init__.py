@@ -42,6 +42,12 @@ _MARKDOWN_SIGNS = re.compile(
     re.MULTILINE,
 )
 _DISCLOSURE = re.compile(r"\b(?:affiliates?|commissions?|sponsored|disclosure)\b", re.IGNORECASE)
+# "None of these are sponsored", "no affiliate links": a statement that there is none.
+_NO_DISCLOSURE = re.compile(
+    r"\b(?:not|no|none|never|without|isn[’']t|aren[’']t|wasn[’']t)\b(?:\W+\w+){0,3}?\W+"
+    r"(?:affiliates?|commissions?|sponsored|disclosure)\b",
+    re.IGNORECASE,
+)
 
 
 def load_article(path: Path) -> Course:
@@ -219,6 +225,10 @@ def _split_preamble(blocks: Sequence[Block]) -> tuple[tuple[Block, ...], tuple[B
     disclosure: list[Block] = []
     welcome: list[Block] = []
     for block in blocks:
-        is_disclosure = isinstance(block, Paragraph) and _DISCLOSURE.search(block.text)
+        is_disclosure = (
+            isinstance(block, Paragraph)
+            and _DISCLOSURE.search(block.text) is not None
+            and _NO_DISCLOSURE.search(block.text) is None
+        )
         (disclosure if is_disclosure else welcome).append(block)
     return tuple(disclosure), tuple(welcome)

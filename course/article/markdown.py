@@ -14,6 +14,7 @@ from functools import cache
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
 from course.article.chunks import Chunk, ChunkKind, Entry, Notes
@@ -51,6 +52,7 @@ def parser(indented_code: bool) -> MarkdownIt:
     md = (
         MarkdownIt("commonmark", {"html": True})
         .use(front_matter_plugin)
+        .use(footnote_plugin)
         .enable(["table", "strikethrough"])
     )
     # Web copy read as Markdown (a .txt with some **bold**) indents its lists by hand; there an
@@ -63,12 +65,21 @@ def read_markdown(
 ) -> tuple[str | None, list[Chunk]]:
     """(the YAML front matter's content, or None; the chunks)."""
     tree = SyntaxTreeNode(parser(indented_code).parse(source.text))
-    reader = _Reader(source, notes)
+    footnotes = _footnotes(tree)
+    reader = _Reader(source, notes, footnotes)
     front_matter: str | None = None
     chunks: list[Chunk] = []
     for node in tree.children:
         if node.type == "front_matter":
             front_matter = node.content
+            continue
+        if node.type == "footnote_block":
+            # An email has no foot: each note goes in brackets where it is cited.
+            notes.add(
+                None,
+                f"{len(footnotes)} footnote{'s' if len(footnotes) != 1 else ''} put in brackets "
+                "where cited",
+            )
             continue
         for chunk in reader.chunks(node):
             if _is_contents(chunk):
@@ -126,10 +137,30 @@ def _block_without_anchors(block: Block) -> Block:
     return block
 
 
+def _footnotes(tree: SyntaxTreeNode) -> dict[int, str]:
+    """Each footnote's text, by its id."""
+    found: dict[int, str] = {}
+    for node in tree.children:
+        if node.type != "footnote_block":
+            continue
+        for note in node.children:
+            words: list[str] = []
+            for child in note.walk():
+                if child.type in ("text", "code_inline"):
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append(" ")
+            text = " ".join("".join(words).split())
+            if text and isinstance(note.meta.get("id"), int):
+                found[note.meta["id"]] = text
+    return found
+
+
 class _Reader:
-    def __init__(self, source: SourceLines, notes: Notes) -> None:
+    def __init__(self, source: SourceLines, notes: Notes, footnotes: dict[int, str]) -> None:
         self.source = source
         self.notes = notes
+        self.footnotes = footnotes
 
     def line(self, node: SyntaxTreeNode) -> int:
         return self.source.line_of(node.map[0]) if node.map else 1
@@ -254,7 +285,7 @@ class _Reader:
     def segments(self, inline: SyntaxTreeNode, line: int) -> list[Inline | Image]:
         """An inline node's runs, cut where images stand; unusable images dropped, noted."""
         builder = InlineBuilder()
-        _walk_inline(inline.children, builder)
+        _walk_inline(inline.children, builder, self.footnotes)
         return _usable(builder.finish(), line, self.notes)
 
     def html_chunks(self, html: str, line: int) -> Iterator[Chunk]:
@@ -284,10 +315,17 @@ class _Reader:
                     yield Chunk(ChunkKind.PARAGRAPH, line, lines=lines)
 
 
-def _walk_inline(nodes: Sequence[SyntaxTreeNode], builder: InlineBuilder) -> None:
+def _walk_inline(
+    nodes: Sequence[SyntaxTreeNode], builder: InlineBuilder, footnotes: dict[int, str]
+) -> None:
     for node in nodes:
         kind = node.type
-        if kind == "text":
+        if kind == "footnote_ref":
+            cited = footnotes.get(node.meta.get("id", -1))
+            builder.text(f" ({cited})" if cited else "")
+        elif kind == "footnote_anchor":
+            continue
+        elif kind == "text":
             builder.text(node.content)
         elif kind == "softbreak":
             builder.text(SOFT)
@@ -302,18 +340,18 @@ def _walk_inline(nodes: Sequence[SyntaxTreeNode], builder: InlineBuilder) -> Non
             builder.image(str(node.attrs.get("src", "")), alt or node.content)
         elif kind == "strong":
             builder.strong += 1
-            _walk_inline(node.children, builder)
+            _walk_inline(node.children, builder, footnotes)
             builder.strong -= 1
         elif kind == "em":
             builder.emphasis += 1
-            _walk_inline(node.children, builder)
+            _walk_inline(node.children, builder, footnotes)
             builder.emphasis -= 1
         elif kind == "link":
             builder.open_link(str(node.attrs.get("href", "")))
-            _walk_inline(node.children, builder)
+            _walk_inline(node.children, builder, footnotes)
             builder.close_link()
         else:  # strikethrough and anything else: keep the text
-            _walk_inline(node.children, builder)
+            _walk_inline(node.children, builder, footnotes)
 
 
 def _usable(segments: list[Segment], line: int, notes: Notes) -> list[Inline | Image]:

@@ -169,6 +169,8 @@ ROMAN_NUMBERS = {
 }
 _CJK_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九", start=1)}
 _BARE = re.compile(rf"\(?{_NUMBER}(?P<delimiter>[.):])(?=\s)\s*")
+# A thread's posts: "1/ Title", "1/10 Title".
+_THREAD = re.compile(rf"{_NUMBER}/(?:\d{{1,3}})?(?=\s)\s*")
 # "1 – Title", "1 - Title": a dash, then a word (not "2 - 3 cups").
 _DASHED = re.compile(rf"{_NUMBER}\s*(?P<dash>[–—]|-(?=\s))\s*(?=[^\W\d_])")
 _HASH = re.compile(rf"#{_NUMBER}(?:(?P<delimiter>[.):])|\s+(?P<dash>{_DASH}))?(?=\s)\s*")
@@ -255,7 +257,8 @@ SIGN_OFF = re.compile(
     r"hopefully,? (?:this|these)|now (?:it[’']s|it is) your turn|over to you|your turn|"
     r"let (?:me|us) know|which (?:of these|one|\w+ (?:works|will|do))|what do you think|"
     r"what about you|have i missed|did i miss|do you have (?:any )?(?:other|more)|"
-    r"share your|pick one|start with one|try (?:one|them|these)|enjoy(?:!| your| the results)|"
+    r"share your|pick one|start with one|follow (?:me|us)\b|if (?:this|you found this) "
+    r"(?:was|is) (?:useful|helpful)|try (?:one|them|these)|enjoy(?:!| your| the results)|"
     r"viel (?:erfolg|spaß|glück)|buena suerte|¡buena suerte|bonne (?:chance|nuit)|"
     r"bon courage)\b"
     r"|\b(?:in the comments|(?:these|those) (?:tips|tricks|ideas|ways|habits|steps|hacks|"
@@ -311,6 +314,9 @@ def _marker(text: str, nouns: tuple[str, ...]) -> Marker | None:
         match = _DASHED.match(text)
         if match is not None:
             return Marker(int(match["number"]), match.end(), "–", "", False)
+        match = _THREAD.match(text)
+        if match is not None:
+            return Marker(int(match["number"]), match.end(), "/", "", False)
         match = _KEYCAP.match(text)
         if match is not None:
             return Marker(_keycap_number(match["keycap"]), match.end(), "⃣", "", False)
