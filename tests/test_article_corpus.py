@@ -1028,6 +1028,20 @@ SHAPES = [
         welcome=("Paragraph",),
         closing=(None,),
     ),
+    Shape(
+        "nested-code.md",
+        "4 Git Commands Worth Learning This Week",
+        (("lesson", ("git switch", "git restore", "git stash", "git bisect")),),
+        welcome=("Paragraph",),
+        closing=(None,),
+        extra={"code": (1, "git switch main\ngit switch -c feature/login")},
+    ),
+    Shape(
+        "two-items.txt",
+        "2 Reasons to Stretch After a Run",
+        (("reason", ("Your legs recover faster", "You stay flexible")),),
+        welcome=(),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
