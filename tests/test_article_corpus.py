@@ -1042,6 +1042,31 @@ SHAPES = [
         (("reason", ("Your legs recover faster", "You stay flexible")),),
         welcome=(),
     ),
+    Shape(
+        "number-own-line.txt",
+        "4 Ways to Make Mornings Easier",
+        (
+            (
+                "way",
+                (
+                    "Prepare the night before",
+                    "Wake at the same time",
+                    "Drink water first",
+                    "Step outside",
+                ),
+            ),
+        ),
+        notes=("no blank lines between paragraphs",),
+        welcome=("Paragraph",),
+        extra={"number_lines": True},
+    ),
+    Shape(
+        "number-own-line-bold.md",
+        "3 Rules for Saving Money",
+        (("rule", ("Pay yourself first", "Wait a day", "Cancel one subscription")),),
+        welcome=("Paragraph",),
+        extra={"number_lines": True},
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -1120,7 +1145,8 @@ def test_notes_welcome_and_closing(shape: Shape, courses: dict[str, Course]) -> 
 def test_every_paragraph_is_accounted_for(shape: Shape, courses: dict[str, Course]) -> None:
     course = courses[shape.file]
     encoding = str(shape.extra.get("encoding", "utf-8"))
-    source = _source_words(CORPUS / shape.file, shape.dropped, encoding)
+    number_lines = bool(shape.extra.get("number_lines"))
+    source = _source_words(CORPUS / shape.file, shape.dropped, encoding, number_lines)
     assert _course_words(course, shape.dropped) == source
 
 
@@ -1212,6 +1238,7 @@ MARKUP = re.compile(
     re.MULTILINE,
 )
 WORD = re.compile(r"[^\W_]+")
+NUMBER_LINE = re.compile(r"^[ \t]*(?:\*\*)?\d{1,3}[.):]?(?:\*\*)?[ \t]*$", re.MULTILINE)
 NUMBER_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 ITEM_MARKER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]+)?(?:\*\*)?(?:[^\w\s#(*]+[ \t]*)?"
@@ -1251,7 +1278,10 @@ def _visible_text(html: str) -> str:
 
 
 def _source_words(
-    path: Path, dropped: tuple[tuple[int, int], ...], encoding: str = "utf-8"
+    path: Path,
+    dropped: tuple[tuple[int, int], ...],
+    encoding: str = "utf-8",
+    number_lines: bool = False,
 ) -> Counter[str]:
     data = path.read_bytes()
     try:
@@ -1282,6 +1312,9 @@ def _source_words(
     text = re.sub(r"\[([^\]]*)\]\(((?:https?://|mailto:)[^)]*)\)", r"\1 \2", text)
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = ITEM_MARKER.sub(" ", text)
+    if number_lines:
+        # Each item's number on a line of its own ("01", "**2.**").
+        text = NUMBER_LINE.sub(" ", text)
     return Counter(word.casefold() for word in WORD.findall(text))
 
 

@@ -11,6 +11,7 @@ Two habits of web copy are undone here, before either reader sees the text:
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -44,6 +45,46 @@ class SourceLines:
         return self.origin[min(index, len(self.origin) - 1)] if self.origin else 1
 
 
+_NUMBER_LINE = re.compile(r" {0,3}(\*\*|__)?\(?0*(\d{1,3})[.):]?(\*\*|__)?\s*")
+_NUMBER_TITLE_CHARS = 120
+
+
+def join_number_lines(body: list[str], first: int) -> tuple[list[str], list[int]]:
+    """Web copy that puts each item's number on a line of its own ("01", then the title on
+    the next line): (the lines with "1. Title" on the title's line and the number's line
+    gone, each line's 1-based number in the article). Only for two or more such numbers in
+    order, so a lone "12" (a counter) is left alone. `first` is the number of body[0]."""
+    numbers = list(range(first, first + len(body)))
+    found: list[tuple[int, int, int]] = []  # (number's line, title's line, number)
+    fence = ""
+    for index, line in enumerate(body):
+        fence, in_fence = _fence_state(fence, line)
+        if in_fence:
+            continue
+        match = _NUMBER_LINE.fullmatch(line)
+        if match is None or not match[2]:
+            continue
+        following = next(
+            (j for j in range(index + 1, min(index + 3, len(body))) if body[j].strip()), None
+        )
+        if following is None:
+            continue
+        title = body[following].strip()
+        if len(title) > _NUMBER_TITLE_CHARS or _NUMBER_LINE.fullmatch(body[following]):
+            continue
+        found.append((index, following, int(match[2])))
+    steps = {b[2] - a[2] for a, b in itertools.pairwise(found)}
+    if len(found) < 2 or steps not in ({1}, {-1}):
+        return body, numbers
+    gone: set[int] = set()
+    joined = list(body)
+    for index, following, number in found:
+        joined[following] = f"{number}. {body[following].strip()}"
+        gone.update(range(index, following))
+    kept = [i for i in range(len(body)) if i not in gone]
+    return [joined[i] for i in kept], [numbers[i] for i in kept]
+
+
 def split_lines(text: str) -> list[str]:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     return text.split("\n")
@@ -51,7 +92,7 @@ def split_lines(text: str) -> list[str]:
 
 def prepare(raw: list[str], verbatim: int, *, markdown: bool) -> SourceLines:
     """The lines ready for a reader; the first `verbatim` ones (front matter) are untouched."""
-    body = raw[verbatim:]
+    body, numbers = join_number_lines(raw[verbatim:], verbatim + 1)
     single = _single_newlines(body)
     lines: list[str] = list(raw[:verbatim])
     origin: list[int] = list(range(1, verbatim + 1))
@@ -60,7 +101,7 @@ def prepare(raw: list[str], verbatim: int, *, markdown: bool) -> SourceLines:
     previous = ""
     block_start = ""  # the first line of the block `previous` is in
     for offset, line in enumerate(body):
-        number = verbatim + offset + 1
+        number = numbers[offset]
         if markdown:
             fence, in_fence = _fence_state(fence, line)
             if in_fence:
