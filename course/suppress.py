@@ -311,6 +311,10 @@ def take_notice(
     `log` is None only for tests of the parsers; every command passes the project's log.
     """
     action = NOTICE_ACTIONS.get(verdict)
+    # A replayed event must not reach the log again: applied after a `course resubscribe`,
+    # its entry would be the address's last word and suppress it a second time.
+    if ledger.notice_taken(key):
+        return NoticeResult.DUPLICATE
     if log is not None and action is not None:
         log.append([Suppression(email, action, f"{source}: {detail}", now)])
     return ledger.take_notice(

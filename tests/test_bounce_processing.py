@@ -24,6 +24,7 @@ from course.ledger import (
     SubscriberRecord,
     Verdict,
 )
+from course.suppress import Action, Suppression, SuppressionLog, apply_pending, suppress
 from course.tokens import subscriber_ref
 from course.unsubscribe import legacy_token, make_token
 
@@ -262,3 +263,24 @@ def test_a_bounce_that_says_which_lesson_marks_that_delivery_bounced(
     assert delivery.state == DeliveryState.BOUNCED
     assert "550-5.1.1" in delivery.last_reply
     assert ledger.history("ana@example.com")[0].state == DeliveryState.SENT
+
+
+def test_a_replay_after_resubscribe_changes_nothing_through_the_suppression_log(
+    ledger: Ledger, maildir: Path, tmp_path: Path
+) -> None:
+    log = SuppressionLog(tmp_path / "state" / "suppressions.log")
+    first_due = lambda _tz, t: t  # noqa: E731
+    process_mailbox(MaildirMailbox(maildir), resolver(ledger), ledger, now=NOW, log=log)
+    assert status(ledger, "ana@example.com")[0] == "bounced"
+    # The operator lets them back in, the way `course resubscribe` does: through the log.
+    suppress(log, ledger, [Suppression("ana@example.com", Action.RESUBSCRIBE, "by hand", NOW)],
+             first_due=first_due)  # fmt: skip
+    assert status(ledger, "ana@example.com")[0] == "active"
+    # The same bounce arrives again.
+    (maildir / "new" / "1719000000.M1P1.mx").write_bytes(load("postfix-hard.eml", sign))
+    later = NOW + timedelta(minutes=5)
+    summary = process_mailbox(MaildirMailbox(maildir), resolver(ledger), ledger, now=later,
+                              log=log)  # fmt: skip
+    apply_pending(log, ledger, first_due=first_due)  # what every tick does first
+    assert summary.changed == 0
+    assert status(ledger, "ana@example.com")[0] == "active"

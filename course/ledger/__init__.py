@@ -264,6 +264,9 @@ class Ledger:
             day=day,
         )
 
+    def notice_taken(self, key: str) -> bool:
+        return self._notices.taken(key)
+
     def bind_key(self, key: str, value: str, *, source: str, now: datetime) -> str:
         return self._notices.bind(key, value, source=source, now=now)
 

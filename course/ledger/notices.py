@@ -104,6 +104,13 @@ class Notices:
                 _bounce_delivery(conn, email, day, f"{detail} ({source})", now)
         return NoticeResult.CHANGED
 
+    def taken(self, key: str) -> bool:
+        """Whether a notice with this key was taken in before."""
+        n = BOUNCE_NOTICES
+        with self._db.reading() as conn:
+            found = conn.execute(select(n.c.id).where(n.c.event_key == key[:255])).first()
+        return found is not None
+
     def bind(self, key: str, value: str, *, source: str, now: datetime) -> str:
         """Keep `value` under `key` if the key is new; return what the key holds now.
 
