@@ -6,12 +6,13 @@ stay pure and take `now` as an argument.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,7 +44,7 @@ from course.subscribers import (
     load_subscribers,
     open_list,
 )
-from course.suppress import SuppressionLog, apply_pending
+from course.suppress import Action, Suppression, SuppressionLog, apply_pending
 from course.unsubscribe import load_secret
 
 LOG = logging.getLogger("course")
@@ -171,7 +172,12 @@ class Runtime:
             self._seen_csv = current
             return None
         with _collector_set_aside():
-            summary = self.ledger.sync(self._list_rows(), now=now, first_due=self._first_due)
+            summary = self.ledger.sync(
+                self._list_rows(),
+                now=now,
+                first_due=self._first_due,
+                before_suppressing=functools.partial(self._log_departures, now),
+            )
         self.ledger.set_meta(CSV_FINGERPRINT, current)
         self._seen_csv = current
         LOG.info(
@@ -195,6 +201,28 @@ class Runtime:
                 summary.held,
             )
         return summary
+
+    def _log_departures(self, now: datetime, departures: Sequence[Departure]) -> None:
+        """Subscribers the list now says unsubscribed, complained or bounced: into the
+        suppression log before the ledger stops them, as every other way in does
+        (course/suppress.py), so a ledger rebuilt from the log stops them too.
+
+        Only those the ledger knew: addresses never on the course stay in the ledger alone
+        (an export of people who left can hold a million; it is their other copy).
+        """
+        self.suppressions.append(
+            [
+                Suppression(
+                    departure.email,
+                    Action.BOUNCE
+                    if departure.status == SubscriberStatus.BOUNCED
+                    else Action.UNSUBSCRIBE,
+                    departure.reason,
+                    now,
+                )
+                for departure in departures
+            ]
+        )
 
     def _list_rows(self) -> Iterator[ListRow]:
         """Stream the list into what the ledger syncs, logging the report as it goes."""

@@ -24,6 +24,7 @@ from course.backends.inbox import read_inbox
 from course.config import Settings, load_settings
 from course.ledger import Ledger
 from course.runtime import Runtime
+from course.suppress import SuppressionLog
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
@@ -165,6 +166,11 @@ def test_rows_turned_inactive_stop_from_the_next_tick_with_the_exports_reason(
         assert [day for day, _, _ in received[f"{stopped}@example.com"]] == [1]
     assert "dan@example.com" not in received
     assert "2 stopped by their row's status; 2 put on the suppression list" in sent.stderr
+    # Ann was on the course: logged before the ledger, like any unsubscribe. Dan never was.
+    logged = SuppressionLog.in_project(project).entries()
+    assert [(e.email, e.action, e.how) for e in logged] == [
+        ("ann@example.com", "unsubscribe", "subscribers.csv row 2: state 'cancelled'")
+    ]
 
     ann = course(project, "status", "--subscriber", "ann@example.com").stdout
     assert ann.splitlines()[0] == (

@@ -9,7 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -518,6 +518,39 @@ def test_an_address_that_left_before_it_was_ever_synced_is_suppressed_all_the_sa
     )
     assert (summary.added, summary.held) == (0, 1)
     assert lessons(ledger.due(T0 + 9 * DAY)) == [("ann@example.com", 1)]
+
+
+def test_suppressions_of_known_subscribers_are_handed_over_before_the_ledger_changes(
+    ledger: Ledger,
+) -> None:
+    ledger.sync(
+        [person("ann@example.com"), person("bob@example.com"), person("cat@example.com")],
+        now=T0,
+        first_due=first_due,
+    )
+    assert ledger.unsubscribe("cat@example.com", how="one-click", now=T0 + HOUR)
+    rows: list[ListRow] = [
+        leaving("ann@example.com", SubscriberStatus.UNSUBSCRIBED, "row 2: state 'cancelled'"),
+        leaving("bob@example.com", SubscriberStatus.REMOVED, "row 3: state 'inactive'"),
+        leaving("cat@example.com", SubscriberStatus.UNSUBSCRIBED, "row 4: state 'cancelled'"),
+        leaving("new@example.com", SubscriberStatus.BOUNCED, "row 5: cleaned"),
+    ]
+
+    def refuse(departures: Sequence[Departure]) -> None:
+        raise OSError("the log cannot be written")
+
+    with pytest.raises(OSError):
+        ledger.sync(rows, now=T0 + DAY, first_due=first_due, before_suppressing=refuse)
+    assert status_of(ledger, "ann@example.com") == "active"  # nothing changed
+    assert ledger.subscriber("new@example.com") is None
+
+    handed: list[Departure] = []
+    ledger.sync(rows, now=T0 + DAY, first_due=first_due, before_suppressing=handed.extend)
+
+    # Only Ann: Bob is not suppressed, Cat was already, the new address was never mailed.
+    assert handed == [rows[0]]
+    assert status_of(ledger, "ann@example.com") == "unsubscribed"
+    assert status_of(ledger, "new@example.com") == "bounced"
 
 
 def test_an_earlier_unsubscribe_keeps_its_own_reason_and_time(ledger: Ledger) -> None:

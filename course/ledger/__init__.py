@@ -115,8 +115,11 @@ class Ledger:
         *,
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
+        before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
     ) -> SyncSummary:
-        return self._roster.sync(rows, now=now, first_due=first_due)
+        return self._roster.sync(
+            rows, now=now, first_due=first_due, before_suppressing=before_suppressing
+        )
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime

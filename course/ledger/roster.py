@@ -79,6 +79,7 @@ class Roster:
         *,
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
+        before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
     ) -> SyncSummary:
         """Make the ledger follow the list's current rows, in one transaction.
 
@@ -95,6 +96,9 @@ class Roster:
         A Departure is a row that says its address is not to be mailed: an active subscriber
         stops with the row's reason. One that says `unsubscribed` or `bounced` puts the
         address on the suppression list, even if the ledger never knew it.
+        `before_suppressing` is called, inside the transaction and before the ledger changes
+        them, with those of a batch that were known here and not suppressed yet (the runtime
+        logs them to the suppression log first); if it raises, the sync changes nothing.
 
         Active subscribers the list no longer names become `removed` (never deleted: their
         history stays).
@@ -105,7 +109,7 @@ class Roster:
             # too): each reads what the previous one wrote. Unsubscribes do not wait for a
             # sync; the statements below are conditional on what they may overwrite.
             self._db.lock_for_transaction(conn, "roster")
-            return _ListSync(self._db, conn, now, first_due).run(rows)
+            return _ListSync(self._db, conn, now, first_due, before_suppressing).run(rows)
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime
@@ -490,10 +494,12 @@ class _ListSync:
         conn: Connection,
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
+        before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
     ) -> None:
         self._conn = conn
         self._now = now
         self._first_due = first_due
+        self._before_suppressing = before_suppressing
         # New rows go straight to the driver, in its SQL (Database.driver_sql), with their
         # times converted by UTCDateTime itself: SQLAlchemy's per-row parameter processing
         # was 40% of a 1,000,000-row import.
@@ -630,6 +636,7 @@ class _ListSync:
 
     def _departures(self, departures: Mapping[str, Departure], known: Mapping[str, _Known]) -> None:
         suppress: list[dict[str, Any]] = []
+        known_suppressed: list[Departure] = []
         stop: list[dict[str, Any]] = []
         for key, departure in departures.items():
             old = known.get(key)
@@ -639,6 +646,8 @@ class _ListSync:
             if departure.status in SUPPRESSED:
                 if old is None or old.status not in SUPPRESSED:
                     suppress.append(self._suppressed_row(key, departure))
+                    if old is not None:
+                        known_suppressed.append(departure)
                     self._counts["suppressed"] += 1
                     self._counts["stopped"] += was_active
             else:
@@ -650,6 +659,8 @@ class _ListSync:
                 self._counts["stopped"] += was_active
         if suppress or stop:
             self._writer.wait()
+        if known_suppressed and self._before_suppressing is not None:
+            self._before_suppressing(known_suppressed)
         if suppress:
             self._conn.exec_driver_sql(self._suppress_sql, suppress)
         if stop:
