@@ -384,6 +384,20 @@ def test_dry_run_changes_nothing(project: Path) -> None:
     assert course(project, "status").stdout.startswith("subscribers: 0")
 
 
+def test_a_dry_run_logs_no_suppression_the_list_would_make(project: Path) -> None:
+    kit = "email_address,first_name,state\n"
+    configure(project, kit + "ann@example.com,Ann,active\n")
+    course(project, "send", "--now", "2026-03-02T12:00:00Z")
+    log = SuppressionLog.in_project(project)
+    before = log.path.read_bytes() if log.path.exists() else b""
+    (project / "examples" / "subscribers.csv").write_text(kit + "ann@example.com,Ann,cancelled\n")
+
+    course(project, "send", "--dry-run", "--now", "2026-03-03T12:00:00Z")
+
+    assert (log.path.read_bytes() if log.path.exists() else b"") == before
+    assert course(project, "status").stdout.startswith("subscribers: 1 (1 active)")
+
+
 def test_long_work_is_quiet_when_not_on_a_terminal(project: Path) -> None:
     result = course(project, "simulate", "--days", "2", "--start", "2026-03-01T12:00:00Z")
     assert "\r" not in result.stderr

@@ -30,6 +30,7 @@ from course.runtime import Runtime, read_pause
 from course.scheduler import TickScheduler
 from course.subscribers import open_list
 from course.subscribers.report import print_report
+from course.suppress import SuppressionLog
 from course.tables import print_table
 from course.testsend import recipient_as, send_test
 from course.timeparse import parse_moment
@@ -107,6 +108,9 @@ def _dry_run(settings: Settings, now: datetime) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         copy = replace(settings, ledger=_copy_ledger(settings, Path(scratch)))
         runtime = Runtime.open(copy)
+        # The dry run reads what the suppression log holds; what it would add (a list sync
+        # logs who the list says left) goes into the scratch copy.
+        runtime.suppressions = _copy_log(runtime.suppressions, Path(scratch))
         memory = MemoryBackend()
         runtime.deliverer = Deliverer(
             runtime.build,
@@ -125,6 +129,13 @@ def _dry_run(settings: Settings, now: datetime) -> int:
     print(f"dry run at {now.isoformat(timespec='seconds')}: {len(rows)} would be sent")
     print_table(("recipient", "day"), rows)
     return 0
+
+
+def _copy_log(log: SuppressionLog, scratch: Path) -> SuppressionLog:
+    copy = SuppressionLog(scratch / "suppressions.log")
+    if log.path.exists():
+        shutil.copyfile(log.path, copy.path)
+    return copy
 
 
 def _copy_ledger(settings: Settings, scratch: Path) -> str:
