@@ -990,3 +990,17 @@ def test_a_paragraph_that_says_it_is_not_sponsored_stays_in_the_welcome() -> Non
     course = parse_article(text, source="a.txt")
     assert course.disclosure == ()
     assert [plain_text(b) for b in course.welcome] == ["This post is not sponsored."]
+
+
+@pytest.mark.parametrize(
+    ("first", "title"),
+    [
+        ("7 Ways to Drink More Water | Example Health", "7 Ways to Drink More Water"),
+        ("Cats | Dogs", "Cats | Dogs"),
+        ("Work | Rest | Play: 3 habits of calm people and their long weekends", None),
+    ],
+)
+def test_a_site_name_after_the_title_is_dropped(first: str, title: str | None) -> None:
+    text = f"{first}\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n\n3) Three\n\nText three.\n"
+    course = parse_article(text, source="a.txt")
+    assert course.title == (title or first)

@@ -1067,6 +1067,32 @@ SHAPES = [
         welcome=("Paragraph",),
         extra={"number_lines": True},
     ),
+    Shape(
+        "site-title-promos.txt",
+        "7 Ways to Drink More Water",
+        (
+            (
+                "way",
+                (
+                    "Start the day with a glass",
+                    "Carry a bottle you like",
+                    "Flavour it naturally",
+                    "Drink before every meal",
+                    "Set reminders",
+                    "Eat your water",
+                    "Track it for a week",
+                ),
+            ),
+        ),
+        notes=(
+            "line 5 `Advertisement`; line 10 `Related: How Much Water Do You Really Need?`; line "
+            "15 `Click to Tweet`; line 20 `Read more: The Best Water Bottles of the Year`; line "
+            "28 `Advertisement`",
+            "`| Example Health` dropped from the title: it reads as the site's name",
+        ),
+        welcome=("Paragraph",),
+        dropped=((1, 1),),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -1320,6 +1346,9 @@ def _source_words(
 
 def _course_words(course: Course, dropped: tuple[tuple[int, int], ...] = ()) -> Counter[str]:
     texts = [course.title, course.description]
+    if any("dropped from the title" in note for note in course.notes):
+        # The site's name after the title is dropped: count the title from the source.
+        texts = [course.description]
     texts += [part.heading for part in course.parts]
     for lesson in course.lessons:
         texts.append(lesson.title)

@@ -56,6 +56,9 @@ _FURNITURE = re.compile(
     r"(?:\s+(?:on|via|from)\s+(?:unsplash|pexels|pixabay|shutterstock|getty images|canva))?|"
     r"(?:source|credit)s?:\s*(?:unsplash|pexels|pixabay|shutterstock|getty images|canva).*|"
     r"thanks for reading[^.!]*[.!]?\s*subscribe\b.*|"
+    r"(?:related|read more|also read|read also|read next|recommended|you (?:may|might) also "
+    r"like|see more)\s*:\s.{1,120}|click to tweet|tweet this|pin (?:it|this)(?: for later)?|"
+    r"save (?:it |this )?for later|"
     r"home\s*[>»/›].*"
     r")",
     re.IGNORECASE,

@@ -16,12 +16,28 @@ from course.article.shapes import OPENING_WORDS, is_closing_heading, item_marker
 from course.content import Inline
 
 MAX_TITLE_CHARS = 150
+_MAX_SITE_WORDS = 4
+_MIN_TITLE_WORDS = 3
 
 
 def find_title(
     chunks: Sequence[Chunk], front_title: str, markdown: bool, notes: Notes
 ) -> tuple[str, list[Chunk]]:
     """(the title, the chunks without the title and the artefacts above it)."""
+    title, rest = _find_title(chunks, front_title, markdown, notes)
+    if front_title or " | " not in title:
+        return title, rest
+    # A browser tab's title: "8 Ways to Drink More Water | Example Health".
+    head, _, site = title.rpartition(" | ")
+    if len(site.split()) <= _MAX_SITE_WORDS and len(head.split()) >= _MIN_TITLE_WORDS:
+        notes.add(None, f"{quote('| ' + site)} dropped from the title: it reads as the site's name")
+        return head, rest
+    return title, rest
+
+
+def _find_title(
+    chunks: Sequence[Chunk], front_title: str, markdown: bool, notes: Notes
+) -> tuple[str, list[Chunk]]:
     rest = list(chunks)
     while rest and _is_artefact_chunk(rest[0]):
         dropped = rest.pop(0)
