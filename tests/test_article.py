@@ -1004,3 +1004,17 @@ def test_a_site_name_after_the_title_is_dropped(first: str, title: str | None) -
     text = f"{first}\n\n1) One\n\nText one.\n\n2) Two\n\nText two.\n\n3) Three\n\nText three.\n"
     course = parse_article(text, source="a.txt")
     assert course.title == (title or first)
+
+
+def test_a_saved_web_page_without_an_article_element_drops_its_head_nav_and_footer() -> None:
+    text = (
+        "<!doctype html>\n<html><head><title>Tab</title><style>p { color: red; }</style></head>\n"
+        "<body>\n<nav><a href='/'>Home</a></nav>\n<h1>2 tips</h1>\n\n<h2>1. One</h2>\n\n"
+        "<p>Text one.</p>\n\n<h2>2. Two</h2>\n\n<p>Text two.</p>\n<footer>© Site</footer>\n"
+        "</body></html>\n"
+    )
+    course = parse_article(text, source="page.html")
+    assert course.title == "2 tips"
+    assert [lesson.title for lesson in course.lessons] == ["One", "Two"]
+    assert [plain_text(b) for b in course.lessons[1].blocks] == ["Text two."]
+    assert course.notes[0].startswith("page.html: a saved web page: read as HTML; 2 lines of")

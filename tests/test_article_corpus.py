@@ -1093,6 +1093,30 @@ SHAPES = [
         welcome=("Paragraph",),
         dropped=((1, 1),),
     ),
+    Shape(
+        "saved-page.html",
+        "5 Ways to Keep Houseplants Alive",
+        (
+            (
+                "way",
+                (
+                    "Water less than you think",
+                    "Give them light",
+                    "Repot in spring",
+                    "Wipe the leaves",
+                    "Leave them alone",
+                ),
+            ),
+        ),
+        notes=(
+            "a saved web page: only its <article> was read; 13 lines of the page (head, scripts, "
+            "navigation, sidebars, footer) dropped",
+            "no blank lines between paragraphs",
+            "line 13 `By Sam Example · March 3, 2023`",
+        ),
+        welcome=("Paragraph",),
+        dropped=((1, 10), (26, 28)),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 

@@ -28,12 +28,13 @@ from course.article.shapes import count_of, quote
 from course.article.structure import Structure, structure
 from course.article.text import read_text
 from course.article.title import find_title
+from course.article.webpage import is_web_page, narrow_web_page
 from course.content import Block, Course, Lesson, Paragraph, Part
 from course.errors import ArticleError
 
 __all__ = ["is_markdown", "load_article", "parse_article"]
 
-MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdx")
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mkdn", ".mdx", ".html", ".htm")
 PLAIN_SUFFIXES = (".txt", ".text")
 # Markdown's own marks: an ATX heading, **bold**, a [link](url) or image, a code fence.
 # (HTML tags are no sign: both readers reduce them to text.)
@@ -75,8 +76,18 @@ def is_markdown(source: str, text: str) -> bool:
 def parse_article(text: str, *, source: str, markdown: bool | None = None) -> Course:
     """Parse the article text; `source` names it in messages and in Course.source."""
     notes = Notes(source)
-    raw = split_lines(text)
     is_md = is_markdown(source, text) if markdown is None else markdown
+    if is_web_page(text):
+        text, blanked, marked = narrow_web_page(text)
+        is_md = True
+        if blanked:
+            read = f"only its <{marked}> was read" if marked else "read as HTML"
+            notes.add(
+                None,
+                f"a saved web page: {read}; {blanked} lines of the page (head, scripts, "
+                "navigation, sidebars, footer) dropped",
+            )
+    raw = split_lines(text)
     front = FrontMatter()
     span, delimiter = front_matter_lines(raw)
     verbatim = 0

@@ -52,6 +52,8 @@ _FURNITURE = re.compile(
     r"(?:\d+|an?)\s+(?:years?|months?|weeks?|days?|hours?|minutes?)\s+ago|"
     rf"(?:(?:posted|published|updated|last updated)(?:\s+on)?\s+)?{_DATE}(?:\s+by\s+{_NAME})?|"
     rf"(?:posted|published|written)\s+by\s+{_NAME}(?:\s+on\s+{_DATE})?|"
+    rf"by\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’.-]*){{1,3}}(?:\s*[·•|,]\s*(?:{_DATE}|"
+    r"\d+\s*min(?:ute)?s?\s+read))*|"
     r"(?:photo|image|picture)s?(?: credit)?(?: by| via|:)\s.{1,80}?"
     r"(?:\s+(?:on|via|from)\s+(?:unsplash|pexels|pixabay|shutterstock|getty images|canva))?|"
     r"(?:source|credit)s?:\s*(?:unsplash|pexels|pixabay|shutterstock|getty images|canva).*|"
