@@ -38,36 +38,97 @@ _DATE = (
     rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?(?:\s+\d{{4}})?|\d{{1,2}}\s+{_MONTH},?(?:\s+\d{{4}})?"
     r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})"
 )
-_NAME = r"[A-Z][\w'’.-]*(?:\s+[A-Z][\w'’.-]*){0,3}"
+_NAME = r"[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,3}"
+# Furniture that is one of a few fixed phrases (looked up, lower case, in a set).
+_PHRASES = frozenset(
+    [
+        "top of page",
+        "back to top",
+        "go to top",
+        "scroll to top",
+        "skip to content",
+        "skip to main content",
+        "skip to navigation",
+        "menu",
+        "main menu",
+        "home",
+        "search",
+        "toggle",
+        "toggle navigation",
+        "share",
+        "share this",
+        "share this article",
+        "share this post",
+        "share this story",
+        "tweet",
+        "pin it",
+        "email",
+        "print",
+        "facebook",
+        "twitter",
+        "x",
+        "pinterest",
+        "whatsapp",
+        "linkedin",
+        "reddit",
+        "copy link",
+        "advertisement",
+        "sponsored content",
+        "sign in",
+        "sign up",
+        "login",
+        "log in",
+        "subscribe",
+        "subscribe now",
+        "get the app",
+        "open in app",
+        "member-only story",
+        "listen",
+        "follow",
+        "following",
+        "clap",
+        "claps",
+        "save",
+        "bookmark",
+        "response",
+        "responses",
+        "reply",
+        "close",
+        "previous",
+        "next",
+        "read more",
+        "continue reading",
+        "loading",
+        "cancel reply",
+        "click to tweet",
+        "tweet this",
+        "pin this",
+        "pin it for later",
+        "pin this for later",
+        "save for later",
+        "save it for later",
+        "save this for later",
+    ]
+)
+# The rest, matched against the line in lower case.
 _FURNITURE = re.compile(
-    r"(?:top of page|back to top|go to top|scroll to top|skip to (?:main )?content|"
-    r"skip to navigation|menu|main menu|home|search|toggle|toggle navigation|"
-    r"share(?: this(?: article| post| story)?)?|share on \w+|tweet|pin it|email|print|"
-    r"facebook|twitter|x|pinterest|whatsapp|linkedin|reddit|copy link|"
-    r"advertisement|sponsored content|sign in|sign up|log ?in|subscribe|subscribe now|"
-    r"get the app|open in app|member-only story|listen|follow|following|clap|claps|save|"
-    r"bookmark|responses?|reply|close|previous|next|read more|continue reading|"
-    r"loading\.*|like loading\.*|cancel reply|"
+    r"(?:share on \w+|(?:like )?loading\.*|"
     rf"\d+\s*min(?:ute)?s?\s+read(?:\s*[·•|]\s*{_DATE})?|"
     r"(?:\d+|an?)\s+(?:years?|months?|weeks?|days?|hours?|minutes?)\s+ago|"
     rf"(?:(?:posted|published|updated|last updated)(?:\s+on)?\s+)?{_DATE}(?:\s+by\s+{_NAME})?|"
     rf"(?:posted|published|written)\s+by\s+{_NAME}(?:\s+on\s+{_DATE})?|"
-    rf"by\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’.-]*){{1,3}}(?:\s*[·•|,]\s*(?:{_DATE}|"
-    r"\d+\s*min(?:ute)?s?\s+read))*|"
-    r"(?:photo|image|picture)s?(?: credit)?(?: by| via|:)\s.{1,80}?"
-    r"(?:\s+(?:on|via|from)\s+(?:unsplash|pexels|pixabay|shutterstock|getty images|canva))?|"
+    r"(?:photo|image|picture)s?(?: credit)?(?: by| via|:)\s.{1,80}?|"
     r"(?:source|credit)s?:\s*(?:unsplash|pexels|pixabay|shutterstock|getty images|canva).*|"
     r"thanks for reading[^.!]*[.!]?\s*subscribe\b.*|"
     r"(?:related|read more|also read|read also|read next|recommended|you (?:may|might) also "
-    r"like|see more)\s*:\s.{1,120}|click to tweet|tweet this|pin (?:it|this)(?: for later)?|"
-    r"save (?:it |this )?for later|"
+    r"like|see more)\s*:\s.{1,120}|"
     r"home\s*[>»/›].*"
-    r")",
-    re.IGNORECASE,
+    r")"
 )
-_BYLINE = re.compile(
-    rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}|(?:\d+|an?)\s+\w+\s+ago", re.IGNORECASE
-)
+_BY_SEPARATOR = re.compile(r"\s*[·•|]\s*|,\s+(?=\D)")
+# "By Sam Example · March 3, 2023": a byline, told by its capitals.
+_BY = re.compile(r"[Bb]y\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’.-]*){1,3}(?:\s*[·•|,]\s*.{1,40})?")
+_BYLINE = re.compile(rf"\d+\s*min(?:ute)?s?\s+read.*|{_DATE}|(?:\d+|an?)\s+\w+\s+ago")
 # A blog's section labels above or below an article: "More on Productivity".
 _EDGE = re.compile(r"(?:more|read more|also) (?:on|in|about) .{1,40}", re.IGNORECASE)
 _NAV_SEPARATOR = re.compile(r"\s*[•|·]\s*|\s+[–—/]\s+")
@@ -101,7 +162,19 @@ def is_furniture(text: str) -> bool:
     if not core:
         # Nothing but separators and arrows ("--", "·", "⬆").
         return bool(flat)
-    return _FURNITURE.fullmatch(core) is not None or _COUNTER.fullmatch(core) is not None
+    lower = core.lower()
+    return (
+        lower in _PHRASES
+        or _FURNITURE.fullmatch(lower) is not None
+        or _COUNTER.fullmatch(core) is not None
+        or (_BY.fullmatch(core) is not None and _by_rest(core))
+    )
+
+
+def _by_rest(core: str) -> bool:
+    """What follows a byline's name is dates and reading times, if anything."""
+    parts = _BY_SEPARATOR.split(core)
+    return all(_BYLINE.fullmatch(part.strip().lower()) for part in parts[1:])
 
 
 def opens_footer(text: str) -> bool:

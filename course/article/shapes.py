@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, replace
+from functools import cache
 
 from course.content import Kind
 
@@ -452,16 +453,20 @@ def is_closing_heading(text: str) -> bool:
 
 
 # Chinese and Japanese write without spaces: each ideograph or kana counts as a word.
-_WORDS_OF = re.compile(
-    r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|[^\s\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]+"
-)
+_CJK_CHARS = "\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff"
+
+
+@cache
+def _words_of() -> re.Pattern[str]:
+    # Compiled on first use: Western articles never need it.
+    return re.compile(rf"[{_CJK_CHARS}]|[^\s{_CJK_CHARS}]+")
 
 
 def count_words(text: str) -> int:
     """Words in the text; in Chinese and Japanese, characters."""
-    if text.isascii():
+    if text.isascii() or not any("\u3040" <= char <= "\ufaff" for char in text):
         return len(text.split())
-    return len(_WORDS_OF.findall(text))
+    return len(_words_of().findall(text))
 
 
 def is_sign_off(text: str) -> bool:
