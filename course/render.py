@@ -301,12 +301,13 @@ def course_summary(course: Course) -> str:
 
 def preheader(lesson: Lesson, limit: int = 140) -> str:
     """The lesson's opening sentence, which inbox lists show beside the subject (a
-    sub-heading that opens the lesson is no sentence)."""
+    sub-heading that opens the lesson is no sentence, nor a line that repeats the title)."""
     first = next(
         (
             b.text
             for b in lesson.blocks
             if not isinstance(b, ListBlock | Image | CodeBlock | Heading)
+            and b.text.strip() != lesson.title
         ),
         lesson.title,
     )

@@ -28,6 +28,7 @@ from course.content import (
     runs_of,
 )
 from course.errors import ArticleError
+from course.render import preheader
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "examples" / "why-he-pushes-you-away.txt"
@@ -1018,3 +1019,25 @@ def test_a_saved_web_page_without_an_article_element_drops_its_head_nav_and_foot
     assert [lesson.title for lesson in course.lessons] == ["One", "Two"]
     assert [plain_text(b) for b in course.lessons[1].blocks] == ["Text two."]
     assert course.notes[0].startswith("page.html: a saved web page: read as HTML; 2 lines of")
+
+
+def test_a_linked_title_keeps_its_link_in_the_lesson() -> None:
+    text = (
+        "# 2 tools\n\n## 1. [Draft](https://draft.example.com)\n\nA plain writing space.\n\n"
+        "## 2. Notes\n\n1. **[Ink](https://ink.example.com)** – a pen app for tablets and "
+        "phones, with layers.\n"
+    )
+    course = parse_article(text, source="a.md")
+    first = course.lessons[0]
+    assert first.title == "Draft"
+    assert first.blocks[0] == Paragraph((Run("Draft", url="https://draft.example.com"),), 3)
+    assert preheader(first) == "A plain writing space."
+
+
+def test_mixed_bold_entries_of_one_list_are_one_list() -> None:
+    text = (
+        "# 3 tools\n\n1. **Draft** – a plain writing space with history.\n\n"
+        "2. Ink – a pen app for tablets, with layers.\n\n3. **Dot** – a dot grid for notes.\n"
+    )
+    course = parse_article(text, source="a.md")
+    assert [lesson.title for lesson in course.lessons] == ["Draft", "Ink", "Dot"]

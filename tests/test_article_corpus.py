@@ -14,7 +14,7 @@ import pytest
 from course.article import load_article
 from course.build import CourseBuild, build_course, sample_recipient
 from course.config import Settings, default_settings
-from course.content import CodeBlock, Course, Image, ListBlock, Run, Section
+from course.content import CodeBlock, Course, Image, ListBlock, Paragraph, Run, Section
 from course.render import lesson_label
 from course.slots import fill
 
@@ -1117,6 +1117,17 @@ SHAPES = [
         welcome=("Paragraph",),
         dropped=((1, 10), (26, 28)),
     ),
+    Shape(
+        "mixed-bold-link-titles.md",
+        "5 Free Tools for Writers",
+        (
+            (
+                "lesson",
+                ("Hemingway Editor", "LanguageTool", "Draft", "Ommwriter", "Readable"),
+            ),
+        ),
+        welcome=("Paragraph",),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 
@@ -1376,7 +1387,15 @@ def _course_words(course: Course, dropped: tuple[tuple[int, int], ...] = ()) -> 
     texts += [part.heading for part in course.parts]
     for lesson in course.lessons:
         texts.append(lesson.title)
-        texts += _block_words(lesson.blocks)
+        blocks = lesson.blocks
+        first = blocks[0] if blocks else None
+        if isinstance(first, Paragraph) and first.runs[0].url:
+            # A linked title opens the body with its link: its words are the title's.
+            lead = first.runs[0]
+            if lead.text in lesson.title:
+                texts.append(lead.url)
+                blocks = (Paragraph(first.runs[1:], first.line), *blocks[1:])
+        texts += _block_words(blocks)
     texts += _block_words(course.welcome) + _block_words(course.disclosure)
     for section in course.closing:
         texts += [section.heading or "", *_block_words(section.blocks)]

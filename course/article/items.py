@@ -66,11 +66,17 @@ def candidates(chunks: Sequence[Chunk], nouns: tuple[str, ...]) -> list[Candidat
     found: list[Candidate] = []
     for index, chunk in enumerate(chunks):
         if chunk.kind is ChunkKind.LIST:
+            # One Markdown list is one family, whether or not each entry opens in bold
+            # ("1. **Tool** – …", "2. [Tool](…) – …"): most of its entries decide.
+            opens_bold = sum(
+                1 for e in chunk.entries if e.lines and e.lines[0][:1] and e.lines[0][0].strong
+            )
+            family = Family(
+                0, "", chunk.ordered_delimiter, False, opens_bold * 2 > len(chunk.entries)
+            )
             for number, entry in enumerate(chunk.entries):
                 if not entry.lines:
                     continue
-                bold = bool(entry.lines[0]) and entry.lines[0][0].strong
-                family = Family(0, "", chunk.ordered_delimiter, False, bold)
                 title, rest = split_title(entry.lines, entry.line)
                 found.append(
                     Candidate(
@@ -105,8 +111,10 @@ def _candidate(index: int, chunk: Chunk, nouns: tuple[str, ...]) -> Candidate | 
     lines = (trim(drop_prefix(first, cut)), *chunk.lines[1:])
     bold = bool(first) and first[0].strong
     family = _family(marker, chunk.level if chunk.is_heading else 0, bold)
+    rest: tuple[Block, ...]
     if chunk.is_heading:
-        title, rest = _clean_title(plain(_joined(lines))), tuple[Block, ...]()
+        title = _clean_title(plain(_joined(lines)))
+        rest = title_links(lines[0], title, chunk.line)
     else:
         title, rest = split_title(lines, chunk.line)
     return Candidate(
@@ -132,7 +140,31 @@ def _family(marker: Marker, level: int, bold: bool) -> Family:
 
 
 def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, ...]]:
-    """(title, the body that follows it in the same paragraph)."""
+    """(title, the body that follows it in the same paragraph). A link in the title (a
+    subject line cannot hold one) opens the body, so its address is not lost."""
+    title, body = _split_title(lines, line)
+    links = title_links(lines[0] if lines else (), title, line)
+    if links and body and isinstance(body[0], Paragraph):
+        # "Hemingway Editor: Highlights long sentences…", the name linked.
+        opened = Paragraph((*links[0].runs, Run(": "), *body[0].runs), body[0].line)
+        return title, (opened, *body[1:])
+    return title, links + body
+
+
+def title_links(first: Inline, title: str, line: int) -> tuple[Paragraph, ...]:
+    """The links of a title's line that are part of the title, as a paragraph."""
+    linked = [run for run in first if run.url and run.text.strip() and run.text.strip() in title]
+    if not linked:
+        return ()
+    runs: list[Run] = []
+    for run in linked:
+        if runs:
+            runs.append(Run(" · "))
+        runs.append(replace(run, text=run.text.strip(), strong=False, emphasis=False))
+    return (Paragraph(tuple(runs), line),)
+
+
+def _split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, ...]]:
     if not lines or not lines[0]:
         return "", ()
     first = lines[0]
