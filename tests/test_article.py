@@ -1041,3 +1041,12 @@ def test_mixed_bold_entries_of_one_list_are_one_list() -> None:
     )
     course = parse_article(text, source="a.md")
     assert [lesson.title for lesson in course.lessons] == ["Draft", "Ink", "Dot"]
+
+
+def test_numbered_headings_are_one_list_whether_bold_or_not() -> None:
+    text = (
+        "# 3 tips\n\n## **1. One**\n\nText one.\n\n## 2. Two\n\nText two.\n\n"
+        "## **3. Three**\n\nText three.\n"
+    )
+    course = parse_article(text, source="a.md")
+    assert [lesson.title for lesson in course.lessons] == ["One", "Two", "Three"]

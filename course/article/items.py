@@ -134,9 +134,12 @@ def _candidate(index: int, chunk: Chunk, nouns: tuple[str, ...]) -> Candidate | 
 
 def _family(marker: Marker, level: int, bold: bool) -> Family:
     noun, delimiter, hashed = marker.style
-    # A heading is a heading: "## 1." and "## 2)" are one list. In running text the
-    # delimiter tells lists apart ("1)" items with "1." sub-steps), as CommonMark does.
-    return Family(level, noun, "" if level else delimiter, hashed, bold)
+    # A heading is a heading: "## 1.", "## 2)" and "## **3. …**" are one list. In running
+    # text the delimiter tells lists apart ("1)" items with "1." sub-steps), as CommonMark
+    # does, and so does bold ("**1. Title**" items with plain "1." sub-steps).
+    if level:
+        return Family(level, noun, "", hashed, False)
+    return Family(level, noun, delimiter, hashed, bold)
 
 
 def split_title(lines: Sequence[Inline], line: int) -> tuple[str, tuple[Block, ...]]:
