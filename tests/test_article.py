@@ -1050,3 +1050,26 @@ def test_numbered_headings_are_one_list_whether_bold_or_not() -> None:
     )
     course = parse_article(text, source="a.md")
     assert [lesson.title for lesson in course.lessons] == ["One", "Two", "Three"]
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        (
+            "# 4 tips\n\n## 1. One\n\nText one.\n\n## 2. Two\n\nText two.\n\n### 3. Three\n\n"
+            "Text three.\n\n## 4. Four\n\nText four.\n",
+            "a.md: line 11: item 3 `3. Three` is a ### heading, the others a ## heading; read "
+            "as item 3 of the list (write it like the others to silence this note)",
+        ),
+        (
+            "4 tips\n\n1. One\nText one.\n\n2. Two\nText two.\n\n3) Three\nText three.\n\n"
+            "4. Four\nText four.\n",
+            "a.md: line 9: item 3 `3) Three Text three.` has `)` after its number, the others "
+            "`.`; read as item 3 of the list (write it like the others to silence this note)",
+        ),
+    ],
+)
+def test_one_item_written_differently_is_read_in_its_place(text: str, note: str) -> None:
+    course = parse_article(text, source="a.md", markdown=text.startswith("#"))
+    assert [lesson.title for lesson in course.lessons] == ["One", "Two", "Three", "Four"]
+    assert course.notes == (note,)

@@ -88,13 +88,31 @@ def renumber_all_ones(found: Sequence[Candidate], notes: Notes) -> list[Candidat
     return result
 
 
-def build_runs(found: Sequence[Candidate], source: str) -> list[ItemRun]:
+def build_runs(
+    found: Sequence[Candidate], source: str, notes: Notes | None = None
+) -> list[ItemRun]:
     runs: list[ItemRun] = []
     stacks: dict[Family, list[ItemRun]] = {}
     for candidate in found:
         stack = stacks.setdefault(candidate.family, [])
         if stack and stack[-1].expects(candidate.number):
             stack[-1].items.append(candidate)
+            continue
+        stray = _stray(runs, stack[-1], candidate) if stack and len(stack[-1].items) > 1 else None
+        if stray is not None:
+            # "### 3." among "## 1.", "3)" among "1.": the one item written differently
+            # fills the gap exactly; it is read as the item it numbers, with a note.
+            runs.remove(stray)
+            stacks[stray.family].remove(stray)
+            stack[-1].items += [replace(stray.first, family=stack[-1].family), candidate]
+            if notes is not None:
+                notes.add(
+                    stray.first.line,
+                    f"item {stray.first.number} {quote(stray.first.source, 50)}"
+                    f"{_difference(stack[-1].family, stray.family)}; read as item "
+                    f"{stray.first.number} of the list (write it like the others to silence "
+                    "this note)",
+                )
             continue
         below = next(
             (i for i in range(len(stack) - 2, -1, -1) if stack[i].expects(candidate.number)), None
@@ -106,22 +124,70 @@ def build_runs(found: Sequence[Candidate], source: str) -> list[ItemRun]:
             stack[below].items.append(candidate)
             continue
         if candidate.number != 1 and stack and len(stack[-1].items) > 1:
-            raise numbering_error(stack[-1], candidate, source)
+            raise numbering_error(stack[-1], candidate, source, found)
         run = ItemRun(candidate.family, [candidate])
         stack.append(run)
         runs.append(run)
     return runs
 
 
-def numbering_error(run: ItemRun, candidate: Candidate, source: str) -> ArticleError:
+def _stray(runs: Sequence[ItemRun], run: ItemRun, candidate: Candidate) -> ItemRun | None:
+    """A one-item list of another family that holds exactly the item `run` misses before
+    `candidate`, which comes right after it."""
+    for other in runs:
+        if (
+            len(other.items) == 1
+            and other.family != run.family
+            and other.first.number == run.next_number
+            and run.last.position < other.first.position < candidate.position
+            and candidate.number == run.next_number + (-1 if run.descending else 1)
+        ):
+            return other
+    return None
+
+
+def _difference(family: Family, other: Family) -> str:
+    """How an item is written differently from its list, in words."""
+
+    def heading(level: int) -> str:
+        return f"a {'#' * level} heading" if level else "a line of text"
+
+    if family.heading_level != other.heading_level:
+        return f" is {heading(other.heading_level)}, the others {heading(family.heading_level)}"
+    if family.delimiter != other.delimiter:
+        return f" has `{other.delimiter}` after its number, the others `{family.delimiter}`"
+    if family.bold != other.bold:
+        return " is in bold, the others not" if other.bold else " is not in bold, the others are"
+    return ""
+
+
+def numbering_error(
+    run: ItemRun, candidate: Candidate, source: str, everything: Sequence[Candidate] = ()
+) -> ArticleError:
     expected = run.next_number
     found = candidate.number
     repeated = found <= run.last.number if not run.descending else found >= run.last.number
-    cause = (
-        f"item {found} comes again"
-        if repeated
-        else "a number is skipped, or the item before it lost its number or its blank line"
+    # Item 3 may be there, written differently ("### 3." among "## 1.", "3)" among "1."…).
+    elsewhere = next(
+        (
+            other
+            for other in everything
+            if other.number == expected
+            and other.family != run.family
+            and run.last.position < other.position < candidate.position
+        ),
+        None,
     )
+    if elsewhere is not None:
+        cause = (
+            f"item {expected} is on line {elsewhere.line} but written differently: "
+            f"{quote(elsewhere.source, 50)}{_difference(run.family, elsewhere.family)}; write it "
+            "like the others"
+        )
+    elif repeated:
+        cause = f"item {found} comes again"
+    else:
+        cause = "a number is skipped, or the item before it lost its number or its blank line"
     return ArticleError(
         f"{source}: line {candidate.line}: expected item {expected}, found item {found}: "
         f"{quote(candidate.source)}; {cause}. Number the items in order in the article "

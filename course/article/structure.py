@@ -104,7 +104,7 @@ def _structure(
     nouns = ArticleView(chunks, title, markdown, notes, source).heading_nouns()
     chunks = without_answer_marks(chunks)
     found = number_unnumbered(candidates(chunks, nouns))
-    runs = build_runs(renumber_all_ones(found, notes), source)
+    runs = build_runs(renumber_all_ones(found, notes), source, notes)
     groupers = grouping_runs(runs)
     runs = [run for run in runs if run not in groupers]
     groups = frozenset(candidate.chunk for run in groupers for candidate in run.items)
