@@ -1128,6 +1128,23 @@ SHAPES = [
         ),
         welcome=("Paragraph",),
     ),
+    Shape(
+        "takeaways-box.md",
+        "4 Ways to Fall Asleep Faster",
+        (
+            (
+                "way",
+                (
+                    "Keep the same bedtime",
+                    "Dim the lights",
+                    "Cool the room",
+                    "Put the phone away",
+                ),
+            ),
+        ),
+        welcome=("Heading", "ListBlock", "Paragraph"),
+        closing=("Summary",),
+    ),
 ]
 IDS = [shape.file for shape in SHAPES]
 

@@ -108,10 +108,14 @@ class Selection(ArticleView):
         return with_body * 2 >= len(run.items)
 
     def _after_closing_heading(self, run: ItemRun, kept: Sequence[ItemRun]) -> bool:
+        """A list after a heading that closes the article ("Conclusion"). Before the first
+        list, a summary box ("Key takeaways", "Summary", "TL;DR") opens the article."""
         previous = [other for other in kept if other.last.position < run.first.position]
         start = max((other.last.chunk for other in previous), default=-1)
         return any(
-            self.heading_like(chunk) and is_closing_heading(chunk.text)
+            self.heading_like(chunk)
+            and is_closing_heading(chunk.text)
+            and (previous or not OPENING_WORDS.match(chunk.text.strip()))
             for chunk in self.chunks[start + 1 : run.first.chunk]
         )
 

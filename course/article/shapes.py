@@ -247,7 +247,7 @@ CLOSING_WORDS = re.compile(
 )
 OPENING_WORDS = re.compile(
     r"^(?:introduction|intro|overview|background|table of contents|contents|in this "
-    r"(?:post|article)|tl;?dr)\b",
+    r"(?:post|article)|tl;?dr|(?:key )?takeaways|summary|quick summary|at a glance)\b",
     re.IGNORECASE,
 )
 # A paragraph that signs off the whole article rather than saying more about its last item:
