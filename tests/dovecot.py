@@ -118,11 +118,12 @@ def running_dovecot() -> Iterator[Dovecot]:
         config = root / "dovecot.conf"
         config.write_text(_config(root, port))
         log = root / "dovecot.log"
-        process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("ab"),
-        )
+        with log.open("ab") as errors:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
         _wait_for_port(port, process, log)
         yield Dovecot(port, root / "ca.pem", home / "Maildir", log)
     finally:
