@@ -175,7 +175,7 @@ class UnsubscribeSettings:
     mailto: str
     listen: tuple[str, int] | None
     # What `course serve` lets its clients hold (it must stand without a reverse proxy).
-    max_connections: int = 1000
+    max_connections: int = 4000
     request_seconds: float = 10.0
 
 
@@ -807,7 +807,7 @@ def _unsubscribe(r: _Reader, node: Mapping[str, Any]) -> UnsubscribeSettings:
     mailto = r.header_text(node, "unsubscribe.mailto", "")
     if mailto and not _is_addr_spec(mailto):
         raise r.error("unsubscribe.mailto", "expected one email address", mailto)
-    max_connections = r.integer(node, "unsubscribe.max_connections", 1000)
+    max_connections = r.integer(node, "unsubscribe.max_connections", 4000)
     if not 1 <= max_connections <= 100_000:
         raise r.error("unsubscribe.max_connections", "expected 1 to 100000", max_connections)
     request_seconds = r.number(node, "unsubscribe.request_seconds", 10.0)

@@ -185,8 +185,9 @@ class SuppressionLog:
         except FileNotFoundError:
             return 0
 
-    def read_from(self, offset: int) -> LogRead:
-        """Complete entries from byte `offset` (0: from the start) to the last full line."""
+    def read_from(self, offset: int, *, log_id: str = "") -> LogRead:
+        """Complete entries from byte `offset` to the last full line, when the log is the one
+        named `log_id`; from the start when it is another one (or `log_id` is "")."""
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -197,10 +198,12 @@ class SuppressionLog:
             fcntl.flock(fd, fcntl.LOCK_SH)
             with os.fdopen(os.dup(fd), "rb") as stream:
                 header = stream.readline()
-                log_id = _log_id(header, self.path)
-                start = max(offset, len(header))
+                found = _log_id(header, self.path)
+                start = max(offset, len(header)) if found == log_id else len(header)
+                if start >= os.fstat(fd).st_size:
+                    return LogRead(found, [], start, 0)  # nothing new: the common case
                 stream.seek(start)
-                return _parse(stream, log_id, start)
+                return _parse(stream, found, start)
         except OSError as exc:
             raise SuppressionLogError(f"cannot read {self.path}: {exc}") from None
         finally:
@@ -332,18 +335,16 @@ def take_notice(
 def apply_pending(log: SuppressionLog, ledger: Ledger, *, first_due: FirstDue) -> int:
     """Apply the log's entries the ledger has not seen yet; return how many addresses changed.
 
-    Cheap when nothing is new (a stat and a meta read), so it runs before every batch.
+    Cheap when nothing is new (a meta read, and the log's first line and size), so it runs
+    before every batch. A log other than the one the ledger followed (a new ledger, a
+    restored or replaced log) is replayed whole: replaying what was applied changes nothing.
     """
     log_id, offset = _watermark(ledger)
-    if log_id and offset >= log.size():
+    read = log.read_from(offset, log_id=log_id)
+    if not read.log_id or (read.log_id == log_id and not read.entries and not read.skipped):
+        if read.log_id and read.end != offset:
+            ledger.set_meta(WATERMARK_KEY, json.dumps({"log": read.log_id, "offset": read.end}))
         return 0
-    read = log.read_from(offset if log_id else 0)
-    if not read.log_id:
-        return 0
-    if read.log_id != log_id:
-        # Another log than the one the ledger followed (a new ledger, a restored or replaced
-        # log): replay all of it. Replaying what was applied before changes nothing.
-        read = log.read_from(0)
     if read.skipped:
         LOG.warning(
             "%s: skipped %d line(s) that are not suppressions (torn by a crash?)",

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from course.ledger import Ledger, NoticeResult, SubscriberRecord, SubscriberStatus, Verdict
+from course.ledger import (
+    Ledger,
+    NoticeResult,
+    Stop,
+    SubscriberRecord,
+    SubscriberStatus,
+    Verdict,
+)
 from course.suppress import (
     Action,
     Suppression,
@@ -233,3 +240,29 @@ def test_opaque_ids_map_back_to_their_subscribers(ledger: Ledger) -> None:
     assert found.email == "cat@example.com"
     assert ledger.subscriber_by_ref("ref-nobody@example.com") is None
     assert not ledger.has_deliveries()
+
+
+def test_a_batch_of_stops_changes_only_what_it_should(ledger: Ledger) -> None:
+    ledger.suppress([Stop("ben@example.com", SubscriberStatus.UNSUBSCRIBED, "first", T0)])
+    later = T0 + timedelta(hours=1)
+    changed = ledger.suppress(
+        [
+            Stop("ann@example.com", SubscriberStatus.UNSUBSCRIBED, "one-click", later),
+            Stop("ben@example.com", SubscriberStatus.UNSUBSCRIBED, "again", later),
+            Stop("cat@example.com", SubscriberStatus.UNSUBSCRIBED, "never synced", later),
+            Stop("dan@example.com", SubscriberStatus.BOUNCED, "550 5.1.1", later),
+        ]
+    )
+    assert changed == 3
+    ben = ledger.subscriber("ben@example.com")
+    assert ben is not None
+    assert (ben.status, ben.status_reason, ben.status_at) == ("unsubscribed", "first", T0)
+    assert status(ledger, "cat@example.com") == "unsubscribed"
+    assert status(ledger, "dan@example.com") == "bounced"
+    # A bounce says more than an unsubscribe; nothing says more than a bounce.
+    assert ledger.suppress([Stop("ann@example.com", SubscriberStatus.BOUNCED, "550", later)]) == 1
+    assert (
+        ledger.suppress([Stop("dan@example.com", SubscriberStatus.UNSUBSCRIBED, "x", later)]) == 0
+    )
+    assert status(ledger, "ann@example.com") == "bounced"
+    assert status(ledger, "dan@example.com") == "bounced"

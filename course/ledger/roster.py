@@ -10,7 +10,7 @@ import functools
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final, NamedTuple
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Insert,
     Update,
+    and_,
     bindparam,
     func,
     null,
@@ -56,6 +57,10 @@ from course.ledger.schema import (
 # Statuses as stored -> the enum member, so a million loaded rows share a few objects.
 _STATUS: Final = {status.value: status for status in SubscriberStatus}
 _STOPPED: Final = frozenset(SubscriberStatus) - {SubscriberStatus.ACTIVE}
+
+
+# Stands in for a time while a statement's parameters are named; never stored.
+_PLACEHOLDER_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Stop(NamedTuple):
@@ -145,25 +150,50 @@ class Roster:
         An address already unsubscribed or bounced keeps its first time and reason, except
         that a bounce replaces an unsubscribe (the address is gone, which says more). An
         unknown address gets a row, so a CSV that brings it later cannot make it active.
+        One upsert per address (as unsubscribe_in(): concurrent writers never collide),
+        sent as one executemany per status.
         """
         s = SUBSCRIBERS
+        for stop in stops:
+            if stop.status not in SUPPRESSED:
+                raise ValueError(f"cannot suppress as {stop.status!r}")
         changed = 0
         with self._db.writing() as conn:
-            for stop in stops:
-                if stop.status not in SUPPRESSED:
-                    raise ValueError(f"cannot suppress as {stop.status!r}")
-                now = require_utc(stop.at)
-                # One statement, as unsubscribe_in(): concurrent writers never collide.
+            for status in SUPPRESSED:
+                group = {stop.email.lower(): stop for stop in stops if stop.status == status}
+                if not group:
+                    continue
+                # Which of them the upsert will change: unknown, or not yet this far stopped.
+                kept = (
+                    {SubscriberStatus.BOUNCED} if status == SubscriberStatus.BOUNCED else SUPPRESSED
+                )
+                for keys in in_chunks(sorted(group), IN_CHUNK):
+                    found = select(s.c.email_key, s.c.status).where(s.c.email_key.in_(keys))
+                    changed -= sum(current in kept for _, current in conn.execute(found))
+                changed += len(group)
+                stopped = stopped_values(status, "", _PLACEHOLDER_TIME)
+                values: dict[str, Any] = {
+                    name: bindparam(f"p_{name}")
+                    for name in suppressed_row("", "", _PLACEHOLDER_TIME, status)
+                }
                 upsert = self._db.upsert(
                     s,
-                    suppressed_row(stop.email, stop.reason, now, stop.status),
+                    values,
                     key=("email_key",),
-                    changed=stopped_values(stop.status, stop.reason, now),
-                    where=s.c.status != SubscriberStatus.BOUNCED
-                    if stop.status == SubscriberStatus.BOUNCED
-                    else s.c.status.not_in(SUPPRESSED),
+                    changed={name: values[name] for name in stopped},
+                    # Not NOT IN (...): its expanding parameter cannot go in an executemany.
+                    where=and_(*(s.c.status != stopped_status for stopped_status in kept)),
                 )
-                changed += conn.execute(upsert.returning(s.c.id)).first() is not None
+                rows = [
+                    {
+                        f"p_{name}": value
+                        for name, value in suppressed_row(
+                            stop.email, stop.reason, require_utc(stop.at), status
+                        ).items()
+                    }
+                    for stop in group.values()
+                ]
+                conn.execute(upsert, rows)
         return changed
 
     def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:

@@ -10,7 +10,9 @@ own `http=` setting) with:
   request (headers and body) must arrive within `request_seconds`, or it is closed;
 - a connection cap: at the cap, a new connection evicts the one that has waited longest
   without sending a complete request (an idle or slow client, never a request in
-  progress); when every connection is busy, the new one is closed at once.
+  progress), if it has waited at least `evict_after_seconds`: a client accepted a moment
+  ago has usually sent its request already, it is just not read yet. When nobody can be
+  evicted, the new connection is closed at once.
 
 `read_body()` bounds what an endpoint reads of a body.
 """
@@ -37,10 +39,11 @@ RESERVED_FDS: Final = 64
 class ConnectionLimits:
     """How much one server lets its clients hold."""
 
-    max_connections: int = 1000
+    max_connections: int = 4000
     request_seconds: float = 10.0
     keep_alive_seconds: int = 5
     max_header_bytes: int = 8192
+    evict_after_seconds: float = 1.0
 
     def within_fd_limit(self) -> ConnectionLimits:
         """Raise the soft descriptor limit as far as allowed, and keep the cap below it.
@@ -88,7 +91,8 @@ class _Waiting:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.open: set[Any] = set()
-        self.waiting: OrderedDict[Any, None] = OrderedDict()
+        # connection -> when it started waiting for a request (the event loop's clock)
+        self.waiting: OrderedDict[Any, float] = OrderedDict()
         self.evicted = 0
         self.refused = 0
 
@@ -102,7 +106,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
         _refused = False
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            if len(shared.open) >= limits.max_connections and not _evict_one(shared):
+            at_cap = len(shared.open) >= limits.max_connections
+            if at_cap and not _evict_one(shared, asyncio.get_running_loop().time()):
                 shared.refused += 1
                 self._refused = True
                 transport.close()
@@ -138,7 +143,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def _await_request(self) -> None:
             self._request_complete()
-            shared.waiting[self] = None
+            shared.waiting[self] = self.loop.time()
             self._deadline = self.loop.call_later(limits.request_seconds, self._too_slow)
 
         def _request_complete(self) -> None:
@@ -155,11 +160,15 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     return GuardedH11Protocol
 
 
-def _evict_one(shared: _Waiting) -> bool:
-    """Close the connection that has waited longest for a request; False if none waits."""
+def _evict_one(shared: _Waiting, now: float) -> bool:
+    """Close the connection that has waited longest for a request (and long enough); False
+    if there is none."""
     if not shared.waiting:
         return False
-    oldest, _ = shared.waiting.popitem(last=False)
+    oldest, since = next(iter(shared.waiting.items()))
+    if now - since < shared.limits.evict_after_seconds:
+        return False
+    del shared.waiting[oldest]
     shared.evicted += 1
     oldest.transport.close()
     shared.open.discard(oldest)

@@ -110,61 +110,73 @@ _PAGES = jinja2.Environment(
 )
 
 
-def _page(status: int, title: str, *paragraphs: str, confirm: bool = False) -> HTMLResponse:
-    html = _PAGES.get_template("page.html").render(
-        title=title, paragraphs=paragraphs, confirm=confirm
-    )
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+@dataclass(frozen=True)
+class _Page:
+    """A page rendered once: every answer is one of a handful, the same for everybody."""
+
+    status: int
+    html: bytes
+
+    @classmethod
+    def render(cls, status: int, title: str, *paragraphs: str, confirm: bool = False) -> _Page:
+        html = _PAGES.get_template("page.html").render(
+            title=title, paragraphs=paragraphs, confirm=confirm
+        )
+        return cls(status, html.encode("utf-8"))
+
+    def response(self, **headers: str) -> HTMLResponse:
+        return HTMLResponse(self.html, status_code=self.status, headers=SECURITY_HEADERS | headers)
 
 
-def _invalid() -> HTMLResponse:
-    return _page(400, "This link does not work", "This unsubscribe link is not valid.")
+_INVALID = _Page.render(400, "This link does not work", "This unsubscribe link is not valid.")
+_TOO_LARGE = _Page.render(413, "Request too large", "An unsubscribe request is a few bytes.")
+_TRY_AGAIN = _Page.render(503, "Please try again", "We could not record this just now.")
 
 
 def create_public_app(
     unsubscriber: Unsubscriber, extra_routes: Sequence[BaseRoute] = ()
 ) -> Starlette:
     """GET and POST /unsubscribe/{token}, and the provider webhooks in `extra_routes`."""
+    asking = _Page.render(
+        200,
+        f"Unsubscribe from {unsubscriber.course_name}?",
+        "You will get no more lessons from this course.",
+        confirm=True,
+    )
+    done = _Page.render(
+        200,
+        "You are unsubscribed",
+        f"You have left {unsubscriber.course_name}. You will get no more emails from it.",
+    )
 
     def confirm(request: Request) -> HTMLResponse:
         try:
             unsubscriber.owner(request.path_params["token"])
         except InvalidToken:
-            return _invalid()
-        return _page(
-            200,
-            f"Unsubscribe from {unsubscriber.course_name}?",
-            "You will get no more lessons from this course.",
-            confirm=True,
-        )
+            return _INVALID.response()
+        return asking.response()
 
     async def unsubscribe(request: Request) -> HTMLResponse:
         try:
             owner = unsubscriber.owner(request.path_params["token"])
         except InvalidToken:
-            return _invalid()
+            return _INVALID.response()
         try:
             body = await read_body(request, MAX_BODY_BYTES)
         except BodyTooLarge:
-            return _page(413, "Request too large", "An unsubscribe request is a few bytes.")
+            return _TOO_LARGE.response()
         form = parse_qs(body.decode("utf-8", "replace"))
         how = PAGE if form.get("via") == ["page"] else ONE_CLICK
         try:
             ticket = await run_in_threadpool(unsubscriber.record, owner, how)
         except CourseError:
             # Not on disk, so not promised: a 503 asks the mailbox provider to try again.
-            response = _page(503, "Please try again", "We could not record this just now.")
-            response.headers["Retry-After"] = "60"
-            return response
+            return _TRY_AGAIN.response(**{"Retry-After": "60"})
         if ticket is not None:
             # Durable already. Give the ledger a moment, so that `course status` usually
             # shows it by the time the answer arrives; a locked ledger catches up later.
             await unsubscriber.catch_up.applied(ticket, timeout=LEDGER_WAIT_SECONDS)
-        return _page(
-            200,
-            "You are unsubscribed",
-            f"You have left {unsubscriber.course_name}. You will get no more emails from it.",
-        )
+        return done.response()
 
     return Starlette(
         routes=[
