@@ -195,15 +195,19 @@ class SuppressionLog:
         except OSError as exc:
             raise SuppressionLogError(f"cannot read {self.path}: {exc}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
             with os.fdopen(os.dup(fd), "rb") as stream:
+                # The lock only while the header and the size are taken: appends wait for
+                # nothing but that, however much there is to parse.
+                fcntl.flock(fd, fcntl.LOCK_SH)
                 header = stream.readline()
+                size = os.fstat(fd).st_size
+                fcntl.flock(fd, fcntl.LOCK_UN)
                 found = _log_id(header, self.path)
                 start = max(offset, len(header)) if found == log_id else len(header)
-                if start >= os.fstat(fd).st_size:
+                if start >= size:
                     return LogRead(found, [], start, 0)  # nothing new: the common case
                 stream.seek(start)
-                return _parse(stream, found, start)
+                return _parse(stream, found, start, size)
         except OSError as exc:
             raise SuppressionLogError(f"cannot read {self.path}: {exc}") from None
         finally:
@@ -238,12 +242,15 @@ def _log_id(header: bytes, path: Path) -> str:
     )
 
 
-def _parse(stream: Any, log_id: str, start: int) -> LogRead:
+def _parse(stream: Any, log_id: str, start: int, size: int) -> LogRead:
+    """The complete lines between `start` and `size` (what was there when the lock was held)."""
     entries: list[Suppression] = []
     skipped = 0
     position = start
     carry = b""
-    while chunk := stream.read(_READ_CHUNK):
+    while position + len(carry) < size and (
+        chunk := stream.read(min(_READ_CHUNK, size - position - len(carry)))
+    ):
         *lines, carry = (carry + chunk).split(b"\n")
         for line in lines:
             position += len(line) + 1
