@@ -160,10 +160,10 @@ def _check_identity(
     found = ledger.meta(LEDGER_ID_KEY)
     where = shown(manifest_path(settings), settings.base_dir)
     if manifest is None:
-        # A first run, or state/ from before manifests: describe what is here.
+        # A first run, or state/ from before manifests: describe what is here. Two commands
+        # started together get the same identity (the first to store one wins).
         if found is None:
-            found = uuid.uuid4().hex
-            ledger.set_meta(LEDGER_ID_KEY, found)
+            found = ledger.first_meta(LEDGER_ID_KEY, uuid.uuid4().hex)
         manifest = Manifest(
             course_id=course_id,
             ledger=ledger_label(settings.ledger),

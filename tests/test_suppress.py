@@ -266,3 +266,10 @@ def test_a_batch_of_stops_changes_only_what_it_should(ledger: Ledger) -> None:
     )
     assert status(ledger, "ann@example.com") == "bounced"
     assert status(ledger, "dan@example.com") == "bounced"
+
+
+def test_a_fact_set_once_keeps_its_first_value(ledger: Ledger) -> None:
+    # The ledger's identity: two commands starting together must agree on it.
+    assert ledger.first_meta("ledger_id", "first") == "first"
+    assert ledger.first_meta("ledger_id", "second") == "first"
+    assert ledger.meta("ledger_id") == "first"

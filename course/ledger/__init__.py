@@ -146,6 +146,9 @@ class Ledger:
     def set_meta(self, key: str, value: str) -> None:
         self._roster.set_meta(key, value)
 
+    def first_meta(self, key: str, value: str) -> str:
+        return self._roster.first_meta(key, value)
+
     # --- the queue (queue.py) --------------------------------------------------------------
 
     def due(self, now: datetime, *, limit: int = 1000) -> list[DueLesson]:

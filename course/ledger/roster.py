@@ -263,6 +263,17 @@ class Roster:
         with self._db.writing() as conn:
             conn.execute(self._db.upsert(META, {"key": key, "value": value}, key=("key",)))
 
+    def first_meta(self, key: str, value: str) -> str:
+        """Store `value` under `key` unless the key holds one already; return what it holds.
+
+        For facts set once, such as the ledger's identity: of two processes starting at the
+        same moment, both come away with the same value.
+        """
+        with self._db.writing() as conn:
+            conn.execute(self._db.insert_or_skip(META).values(key=key, value=value))
+            held: str = conn.execute(select(META.c.value).where(META.c.key == key)).scalar_one()
+        return held
+
 
 # --- status changes ---------------------------------------------------------------------------
 
