@@ -14,8 +14,10 @@ or a backup stalls no page.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
@@ -51,6 +53,26 @@ ONE_CLICK = "one-click (List-Unsubscribe-Post)"
 PAGE = "unsubscribe page"
 # RFC 8058's body is "List-Unsubscribe=One-Click"; our own page adds "&via=page".
 MAX_BODY_BYTES = 1024
+FILL_EVERY_SECONDS = 60.0
+
+
+class Throttle:
+    """Lets something happen at most once per `every` seconds, from any thread."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._last = -every
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self._every:
+                return False
+            self._last = now
+            return True
+
+
 LEDGER_WAIT_SECONDS = 0.1
 
 
@@ -65,6 +87,7 @@ class Unsubscriber:
     log: SuppressionLog
     catch_up: LedgerCatchUp
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    full_fills: Throttle = field(default_factory=lambda: Throttle(FILL_EVERY_SECONDS))
 
     def owner(self, token: str) -> TokenOwner:
         """Whom the token speaks for (signature checks only: no I/O, fine on the event loop)."""
@@ -94,7 +117,9 @@ class Unsubscriber:
             except CourseError:
                 return None  # a legacy token names the address: log it all the same
         view = self.ledger.subscriber_by_ref(owner.ref)
-        if view is None:
+        # At most once a minute: a link whose subscriber is not in this ledger at all (one
+        # rebuilt without them) must not make every click scan the whole roster.
+        if view is None and self.full_fills.allow():
             # Rows the runtime has not given an id yet (it does before it sends to them).
             self.ledger.fill_refs(
                 lambda email: subscriber_ref(self.secret, self.course_id, email), everyone=True
