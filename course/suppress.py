@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -167,7 +168,11 @@ class SuppressionLog:
                 prefix = _header_line().encode()
             elif os.pread(fd, 1, size - 1) != b"\n":
                 prefix = b"\n"  # a crash tore the last line: start ours on a fresh one
-            os.write(fd, prefix + data)
+            record = prefix + data
+            if os.write(fd, record) != len(record):
+                # Only part of it went (the disk is full): nothing is promised; the torn
+                # line is skipped by readers and set apart by the next append.
+                return OSError(errno.ENOSPC, "short write")
             os.fsync(fd)
             if size == 0:
                 _fsync_directory(self.path.parent)

@@ -20,6 +20,9 @@ from course.backends.base import OutgoingMessage, SendResult
 from course.backends.file import FileBackend
 from course.backends.inbox import InboxBackend
 from course.errors import DeliveryError
+from course.suppress import Action, Suppression, SuppressionLog, SuppressionLogError
+
+NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
 def message(n: int) -> OutgoingMessage:
@@ -120,3 +123,19 @@ def test_a_full_inbox_mid_batch_sends_nobody_twice(project: Path, tiny_tmpfs: Pa
     )
     assert len(delivered) == 40
     assert max(delivered.values()) == 1
+
+
+def test_a_full_disk_fails_the_suppression_log_loudly(tiny_tmpfs: Path) -> None:
+    log = SuppressionLog(tiny_tmpfs / "state" / "suppressions.log")
+    log.append([Suppression("ann@example.com", Action.UNSUBSCRIBE, "one-click", NOW)])
+    (tiny_tmpfs / "filler").write_bytes(b"x" * (180 * 1024 - log.size() - 4096))
+
+    def fill_up() -> None:
+        for n in range(200):  # until the disk is full: none of these may pass silently
+            log.append([Suppression(f"r{n}@example.com", Action.UNSUBSCRIBE, "x" * 200, NOW)])
+
+    with pytest.raises(SuppressionLogError, match=r"suppressions\.log"):
+        fill_up()
+    read = log.read_from(0)
+    assert read.entries[0].email == "ann@example.com"
+    assert all(entry.how == "x" * 200 for entry in read.entries[1:])
