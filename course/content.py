@@ -80,12 +80,19 @@ class Heading:
 
 @dataclass(frozen=True)
 class ListBlock:
-    """A bulleted or numbered list; a numbered one keeps the article's first number."""
+    """A bulleted or numbered list; a numbered one keeps the article's first number.
+
+    `levels` gives each item's depth: 0 for the list's own entries, 1 for an entry of a
+    list nested under the entry above it, and so on; empty when nothing is nested."""
 
     items: tuple[Inline, ...]
     line: int
     ordered: bool = False
     start: int = 1
+    levels: tuple[int, ...] = ()
+
+    def level(self, index: int) -> int:
+        return self.levels[index] if self.levels else 0
 
     @property
     def texts(self) -> tuple[str, ...]:

@@ -222,9 +222,16 @@ class _Edited:
         def keep(block: Block) -> Block | None:
             nonlocal dropped
             if isinstance(block, ListBlock):
-                items = tuple(i for i in block.items if not _contains(plain(i), phrase))
-                dropped += len(block.items) - len(items)
-                return replace(block, items=items) if items else None
+                kept = [
+                    index
+                    for index, item in enumerate(block.items)
+                    if not _contains(plain(item), phrase)
+                ]
+                dropped += len(block.items) - len(kept)
+                if not kept:
+                    return None
+                levels = tuple(block.level(index) for index in kept) if block.levels else ()
+                return replace(block, items=tuple(block.items[i] for i in kept), levels=levels)
             if any(_contains(text, phrase) for text in block_texts(block)):
                 dropped += 1
                 return None

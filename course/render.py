@@ -6,9 +6,10 @@ filled in by `course.message`, so MJML never compiles per subscriber.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -243,8 +244,13 @@ def block_views(blocks: Iterable[Block], links: Mapping[str, str]) -> tuple[Bloc
 
 def _view(block: Block, links: Mapping[str, str]) -> BlockView:
     if isinstance(block, ListBlock):
-        items = tuple(BlockView("paragraph", linking.link_phrases(i, links)) for i in block.items)
-        return BlockView("bullets", items=items, ordered=block.ordered, start=block.start)
+        entries = [
+            (block.level(index), BlockView("paragraph", linking.link_phrases(item, links)))
+            for index, item in enumerate(block.items)
+        ]
+        return BlockView(
+            "bullets", items=_nested(entries), ordered=block.ordered, start=block.start
+        )
     if isinstance(block, Image):
         return BlockView("image", url=block.src, text=block.alt, href=block.href)
     if isinstance(block, CodeBlock):
@@ -260,6 +266,24 @@ def _view(block: Block, links: Mapping[str, str]) -> BlockView:
         link = next(p for p in parts if p.url)
         return BlockView("button", parts, url=link.url, text=block.text.strip("() .").rstrip())
     return BlockView("paragraph", parts)
+
+
+def _nested(entries: Sequence[tuple[int, BlockView]]) -> tuple[BlockView, ...]:
+    """List entries with their depths -> entries whose `items` hold a bulleted list of the
+    entries nested under them."""
+    views: list[BlockView] = []
+    index = 0
+    while index < len(entries):
+        level, view = entries[index]
+        index += 1
+        children = []
+        while index < len(entries) and entries[index][0] > level:
+            children.append(entries[index])
+            index += 1
+        if children:
+            view = dataclasses.replace(view, items=(BlockView("bullets", items=_nested(children)),))
+        views.append(view)
+    return tuple(views)
 
 
 def _closing_views(course: Course, links: Mapping[str, str]) -> tuple[dict[str, object], ...]:
@@ -355,11 +379,7 @@ def _wrapped(parts: Iterable[Run], indent: str = "", hanging: str = "") -> str:
 def as_text(block: BlockView) -> str:
     """One block of the plain-text part."""
     if block.kind == "bullets":
-        lines = []
-        for number, item in enumerate(block.items, start=block.start):
-            marker = f"{number}. " if block.ordered else "- "
-            lines.append(_wrapped(item.parts, indent=marker, hanging=" " * len(marker)))
-        return "\n".join(lines) + "\n"
+        return "\n".join(_list_lines(block, "")) + "\n"
     if block.kind == "button":
         return wrap(f"{block.text}: {block.url}") + "\n"
     if block.kind == "quote":
@@ -372,6 +392,18 @@ def as_text(block: BlockView) -> str:
     if block.kind == "heading":
         return _wrapped(block.parts) + "\n"
     return _wrapped(block.parts) + "\n"
+
+
+def _list_lines(block: BlockView, indent: str) -> list[str]:
+    """A list's lines in the text part; a nested list indented under its entry."""
+    lines = []
+    for number, item in enumerate(block.items, start=block.start):
+        marker = f"{number}. " if block.ordered else "- "
+        hanging = indent + " " * len(marker)
+        lines.append(_wrapped(item.parts, indent=indent + marker, hanging=hanging))
+        for nested in item.items:
+            lines.extend(_list_lines(nested, hanging))
+    return lines
 
 
 def tidy_text(text: str) -> str:

@@ -1073,3 +1073,14 @@ def test_one_item_written_differently_is_read_in_its_place(text: str, note: str)
     course = parse_article(text, source="a.md", markdown=text.startswith("#"))
     assert [lesson.title for lesson in course.lessons] == ["One", "Two", "Three", "Four"]
     assert course.notes == (note,)
+
+
+def test_nested_bullets_keep_their_depth() -> None:
+    markdown = "# 2 tips\n\n## 1. One\n\n- a\n  - a.1\n    - a.1.1\n- b\n\n## 2. Two\n\nText two.\n"
+    first = parse_article(markdown, source="a.md").lessons[0].blocks[0]
+    assert isinstance(first, ListBlock)
+    assert first.levels == (0, 1, 2, 0)
+    plain_text_article = "2 tips\n\n1) One\nText:\n- a\n  - a.1\n- b\n\n2) Two\nText two.\n"
+    block = parse_article(plain_text_article, source="a.txt").lessons[0].blocks[1]
+    assert isinstance(block, ListBlock)
+    assert (block.texts, block.levels) == (("a", "a.1", "b"), (0, 1, 0))

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from course.article import parse_article
 from course.build import build_course
 from course.config import Settings, load_settings
+from course.content import ListBlock
+from course.edits import Edits, EditSource, apply_edits
 from course.errors import CourseError
 from course.render import lesson_label
 
@@ -224,3 +227,17 @@ def test_a_course_without_a_title_needs_a_name(project: Path) -> None:
         "with no heading or short first line that could be one); set course.name, or give "
         "the article a title line"
     )
+
+
+def test_omitting_a_nested_entry_keeps_the_others_at_their_depth(tmp_path: Path) -> None:
+    course = parse_article(
+        "# 2 tips\n\n## 1. One\n\n- a\n  - a.1 (sponsored)\n  - a.2\n- b\n\n## 2. Two\n\nText.\n",
+        source="a.md",
+    )
+    edits = Edits(
+        {"omit": [{"paragraphs": "sponsored"}]},
+        EditSource(tmp_path / "schedule.yaml", "course.edits.", tmp_path),
+    )
+    block = apply_edits(course, edits).lessons[0].blocks[0]
+    assert isinstance(block, ListBlock)
+    assert (block.texts, block.levels) == (("a", "a.2", "b"), (0, 1, 0))

@@ -234,3 +234,20 @@ def test_renderer_is_pure_and_repeatable(project: Path) -> None:
     course = parse_article(SHORT_ARTICLE, source="short.txt")
     renderer = Renderer(settings, course)
     assert renderer.render(course.lessons[0]) == renderer.render(course.lessons[0])
+
+
+def test_a_nested_list_is_nested_in_both_parts(project: Path) -> None:
+    write_article(
+        project,
+        "# 2 tips\n\n## 1. Stash\n\nPut work aside:\n\n- `git stash` saves it\n"
+        "  - each entry has an index\n- `git stash pop` brings it back\n\n## 2. Bisect\n\n"
+        "Find the commit that broke the build.\n",
+    )
+    build = build_course(settings_in(project))
+    rendered = build.lesson(1).rendered
+    assert re.search(
+        r"saves it<ul [^>]*><li [^>]*>each entry has an index</li></ul></li>", rendered.html
+    )
+    assert "- git stash saves it\n  - each entry has an index\n- git stash pop brings it back" in (
+        rendered.text
+    )

@@ -235,9 +235,16 @@ class _Reader:
         elif kind in ("bullet_list", "ordered_list"):
             ordered = kind == "ordered_list"
             start = int(str(node.attrs.get("start", 1))) if ordered else 1
-            items = tuple(self.list_items(node))
-            if items:
-                yield ListBlock(items, line, ordered, start)
+            entries = tuple(self.list_items(node))
+            if entries:
+                levels = tuple(level for _, level in entries)
+                yield ListBlock(
+                    tuple(item for item, _ in entries),
+                    line,
+                    ordered,
+                    start,
+                    levels if any(levels) else (),
+                )
         elif kind == "blockquote":
             for child in node.children:
                 for block in self.blocks(child):
@@ -257,16 +264,19 @@ class _Reader:
             if rows:
                 yield ListBlock(tuple(rows), line)
 
-    def list_items(self, node: SyntaxTreeNode) -> Iterator[Inline]:
-        """Each entry's text; paragraphs inside an entry join with a line break, and a
-        nested list's entries follow as entries of their own."""
+    def list_items(self, node: SyntaxTreeNode) -> Iterator[tuple[Inline, int]]:
+        """Each entry's text and depth; paragraphs inside an entry join with a line break,
+        and a nested list's entries follow, one level deeper."""
         for item in node.children:
             parts: list[Inline] = []
-            nested: list[Inline] = []
+            nested: list[tuple[Inline, int]] = []
             for child in item.children:
                 for block in self.blocks(child):
                     if isinstance(block, ListBlock):
-                        nested.extend(block.items)
+                        nested.extend(
+                            (entry, block.level(index) + 1)
+                            for index, entry in enumerate(block.items)
+                        )
                     elif isinstance(block, Paragraph | Quote | Heading):
                         parts.append(block.runs)
                     elif isinstance(block, CodeBlock):
@@ -279,7 +289,7 @@ class _Reader:
                     joined.append(Run(LINE_BREAK))
                 joined.extend(part)
             if joined:
-                yield merge(joined)
+                yield merge(joined), 0
             yield from nested
 
     def segments(self, inline: SyntaxTreeNode, line: int) -> list[Inline | Image]:

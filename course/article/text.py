@@ -117,17 +117,37 @@ def _paragraph(
 
 
 def _bullets(group: list[tuple[int, str]], source: SourceLines, notes: Notes) -> Chunk:
-    """Bullet lines; an indented plain line continues the bullet above."""
+    """Bullet lines; an indented plain line continues the bullet above, an indented bullet
+    is nested under the one above."""
     items: list[list[str]] = []
+    indents: list[int] = []
     for _, text in group:
         bullet = _BULLET.fullmatch(text)
         if bullet:
             items.append([bullet[1]])
+            indents.append(len(text) - len(text.lstrip()))
         else:
             items[-1].append(text.strip())
     line = source.line_of(group[0][0])
-    inlines = [inline_text(" ".join(item), line, notes)[0] for item in items]
-    return Chunk(ChunkKind.BLOCK, line, blocks=(ListBlock(tuple(i for i in inlines if i), line),))
+    depths = sorted(set(indents))
+    entries = [
+        (inline_text(" ".join(item), line, notes)[0], depths.index(indent))
+        for item, indent in zip(items, indents, strict=True)
+    ]
+    entries = [(runs, level) for runs, level in entries if runs]
+    levels = tuple(_levels([level for _, level in entries]))
+    block = ListBlock(
+        tuple(runs for runs, _ in entries), line, levels=levels if any(levels) else ()
+    )
+    return Chunk(ChunkKind.BLOCK, line, blocks=(block,))
+
+
+def _levels(raw: list[int]) -> list[int]:
+    """Depths that step down at most one level at a time (a list cannot start nested)."""
+    levels: list[int] = []
+    for level in raw:
+        levels.append(min(level, levels[-1] + 1) if levels else 0)
+    return levels
 
 
 def _joined(texts: Iterator[str]) -> Inline:
