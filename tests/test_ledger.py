@@ -119,7 +119,7 @@ def test_open_creates_the_schema_and_records_its_version(tmp_path: Path, ledger_
         names = table_names(ledger)
         indexes = {
             index["name"]
-            for table in ("subscribers", "deliveries")
+            for table in ("subscribers", "deliveries", "outcome_journal")
             for index in inspect(ledger.database.engine).get_indexes(table)
         }
         assert versions(ledger) == list(range(1, LATEST + 1))
@@ -127,6 +127,8 @@ def test_open_creates_the_schema_and_records_its_version(tmp_path: Path, ledger_
     assert "bounce_notices" in names
     assert "runner" not in names  # v4: the worker table replaced the single lease
     assert {"ix_subscribers_status_due", "ix_deliveries_state_next_attempt"} <= indexes
+    # Only PostgreSQL's planner needs the journal indexed by lesson (see schema.py).
+    assert ("ix_outcome_journal_lesson" in indexes) == ledger_url.startswith("postgresql")
 
 
 def test_reopening_does_not_migrate_again(tmp_path: Path, ledger_url: str) -> None:
@@ -1205,3 +1207,35 @@ def test_counts_history_and_problems_report_the_ledger(ledger: Ledger) -> None:
     assert ledger.problems(limit=0) == []
     assert ledger.history("nobody@example.com") == []
     assert ledger.subscriber("nobody@example.com") is None
+
+
+# --- dry runs ---------------------------------------------------------------------------------
+
+
+def test_a_rolled_back_ledger_sees_its_own_work_and_keeps_none_of_it(
+    tmp_path: Path, ledger_url: str, ledger: Ledger
+) -> None:
+    ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
+    now = T0 + 2 * HOUR
+    with ledger.rolled_back() as dry:
+        dry.sync(
+            [person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due
+        )
+        ann, bob = dry.claim_due(now, limit=10)
+        dry.journal([sent(ann, now + DAY)], now=now)
+        assert dry.apply_journal() == 1
+        dry.record([sent(bob, None)], now=now)
+        dry.set_meta("fingerprint", "dry")
+        assert dry.state_counts() == {(1, DeliveryState.SENT): 2}
+        assert dry.status_counts() == {
+            SubscriberStatus.ACTIVE: 1,
+            SubscriberStatus.COMPLETED: 1,
+        }
+        if ledger.database.is_shared:  # another connection sees none of it meanwhile
+            with Ledger.open(ledger_url, base_dir=tmp_path) as other:
+                assert other.state_counts() == {}
+                assert other.status_counts() == {SubscriberStatus.ACTIVE: 1}
+    assert ledger.state_counts() == {}
+    assert ledger.status_counts() == {SubscriberStatus.ACTIVE: 1}
+    assert ledger.meta("fingerprint") is None
+    assert lessons(ledger.due(now)) == [("ann@example.com", 1)]

@@ -17,8 +17,8 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -95,6 +95,18 @@ class Ledger:
     def close(self) -> None:
         self._workers.resign()
         self.database.close()
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[Ledger]:
+        """This ledger as one transaction that is rolled back at the end: a dry run.
+
+        Everything done through the Ledger it yields (syncs, claims, journal, folds) is seen
+        by it alone and undone when the block ends. It is no registered worker, so, alone
+        in its sandbox, it leads: a tick in it syncs the CSV too. See Database.sandbox for
+        the locks it holds meanwhile.
+        """
+        with self.database.sandbox() as sandbox:
+            yield Ledger(sandbox)
 
     def __enter__(self) -> Self:
         return self
@@ -199,6 +211,11 @@ class Ledger:
 
     def release_worker(self, *, owner: str) -> None:
         self._workers.release(owner=owner)
+
+    @property
+    def owner(self) -> str:
+        """This process's worker id on the ledger; "" while it is not registered."""
+        return self._workers.owner
 
     def lead(self, now: datetime) -> bool:
         return self._workers.lead(now)

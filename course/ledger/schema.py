@@ -258,6 +258,14 @@ OUTCOME_JOURNAL: Final = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("owner", String(200), nullable=False, server_default=""),
 )
+# PostgreSQL only (migration v6): the fold joins the journal to deliveries by lesson, and
+# PostgreSQL's planner, misled by a table that is empty between batches, looped over the
+# whole journal once per delivery without it (0.15 s for a fold of 500). SQLite, given it,
+# drove the subscriber updates from a scan of every subscriber instead (40 ms, not 1 ms,
+# at 50,000 subscribers), so SQLite goes without.
+JOURNAL_BY_LESSON: Final = Index(
+    "ix_outcome_journal_lesson", OUTCOME_JOURNAL.c.subscriber_id, OUTCOME_JOURNAL.c.day
+)
 
 
 # One row per bounce, complaint or provider event acted on, under the key that makes it
@@ -370,6 +378,12 @@ def _v5_subscriber_refs(conn: Connection) -> None:
     METADATA.create_all(conn, tables=[SUBSCRIBER_REFS])
 
 
+def _v6_journal_by_lesson(conn: Connection) -> None:
+    """v6: on PostgreSQL, the outcome journal is indexed by lesson, for the fold's joins."""
+    if conn.dialect.name == "postgresql":
+        JOURNAL_BY_LESSON.create(conn)
+
+
 # Migration n (1-based) upgrades a database from version n-1 to n. Append only; never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial_schema,
@@ -377,6 +391,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v3_bounce_notices,
     _v4_workers,
     _v5_subscriber_refs,
+    _v6_journal_by_lesson,
 )
 
 
