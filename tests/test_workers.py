@@ -7,21 +7,31 @@ worker, a fold running while another worker journals, syncs and unsubscribes at 
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from pg_cluster import PostgresCluster
-from support import free_port
+from smtp_servers import ScriptedHandler, smtp_server
+from support import free_port, run_course
 
 import course.ledger.queue
 import course.ledger.roster
+from course.config import load_settings
 from course.errors import LedgerError
 from course.ledger import (
     DeliveryOutcome,
@@ -117,6 +127,18 @@ def test_a_missing_database_is_one_line_with_the_fix(
         '/no_such_db: database "no_such_db" does not exist (create it first, or check the '
         "name in the URL)"
     )
+
+
+def test_the_password_can_come_from_pgpassword_instead_of_the_url(
+    tmp_path: Path, postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"postgresql://course@127.0.0.1:{postgres.port}/postgres"
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    with Ledger.open(url, base_dir=tmp_path) as ledger:
+        assert (
+            ledger.database.label
+            == f"postgresql+psycopg://course@127.0.0.1:{postgres.port}/postgres"
+        )
 
 
 # --- starting together ------------------------------------------------------------------------
@@ -495,3 +517,134 @@ def test_complaints_for_an_unseen_address_arriving_together_never_collide(
     assert ledgers[0].status_counts() == {SubscriberStatus.UNSUBSCRIBED: 1}
     for ledger in ledgers:
         ledger.close()
+
+
+# --- a worker killed mid-batch ----------------------------------------------------------------
+
+
+class SlowServer(ScriptedHandler):
+    """Takes each message, then waits before answering: long enough to kill a worker mid-batch."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)  # recorded first: a worker killed now leaves it in doubt
+        return reply
+
+
+def live_workers(project: Path) -> int:
+    settings = load_settings(project / "schedule.yaml")
+    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
+        return sum(w.alive for w in ledger.workers(datetime.now(UTC)))
+
+
+def test_sigkill_of_one_of_two_workers_mid_batch_the_other_finishes_the_day(
+    project: Path, url: str
+) -> None:
+    emails = [f"k{i:02d}@example.com" for i in range(60)]
+    handler = SlowServer(0.25)
+    connections = 2
+    with smtp_server(handler) as info:
+        config = project / "schedule.yaml"
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["ledger"] = url
+        data["schedule"]["tick_seconds"] = 1
+        data["preview"] = {"enabled": False}
+        data["unsubscribe"] = {"base_url": "https://courses.example.com/unsubscribe", "listen": ""}
+        data["delivery"] = {
+            "backend": "smtp",
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": info.port,
+                "security": "none",
+                "timeout": 5,
+                "max_connections": connections,
+            },
+        }
+        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        rows = "".join(f"{e},{e.split('@')[0].title()},UTC\n" for e in emails)
+        (project / "examples" / "subscribers.csv").write_text(
+            "email,first_name,timezone\n" + rows, encoding="utf-8"
+        )
+
+        def course_run() -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "course.cli", "run"],
+                cwd=project,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+        # The first worker leads, syncs the list and claims the whole day in one batch; the
+        # second joins while it sends, finds nothing left to claim, and waits.
+        killed = course_run()
+        survivor: subprocess.Popen[str] | None = None
+        try:
+            handler.wait_until(lambda: len(handler.received) >= 3, timeout=60, what="3 messages")
+            survivor = course_run()
+            deadline = time.monotonic() + 60
+            while live_workers(project) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert live_workers(project) == 2
+            handler.wait_until(lambda: len(handler.received) >= 15, timeout=60, what="15")
+            killed.send_signal(signal.SIGKILL)
+            killed.wait()
+            assert len({m.rcpt_tos[0] for m in handler.received}) < len(emails), "killed late"
+            handler.wait_until(
+                lambda: {m.rcpt_tos[0] for m in handler.received} == set(emails),
+                timeout=60,
+                what="every subscriber's lesson",
+            )
+            survivor.send_signal(signal.SIGTERM)
+            _, errors = survivor.communicate(timeout=30)
+            assert survivor.returncode == 0, errors
+        finally:
+            for process in (killed, survivor):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+    copies = Counter(m.rcpt_tos[0] for m in handler.received)
+    assert sorted(copies) == emails  # nobody skipped
+    # At most the message each of the killed worker's connections had in flight went out
+    # twice: its other answers were journaled before that connection sent again.
+    assert sum(n - 1 for n in copies.values()) <= connections
+    assert "took over worker" in errors
+    assert "were claimed by a run that stopped before recording them" in errors
+    settings = load_settings(project / "schedule.yaml")
+    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
+        assert ledger.state_counts() == {(1, DeliveryState.SENT): 60}
+        assert ledger.workers(datetime.now(UTC)) == []
+
+
+def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
+    project: Path, url: str
+) -> None:
+    config = project / "schedule.yaml"
+    config.write_text(
+        config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
+    )
+    first, second = "a" * 32, "b" * 32
+    with Ledger.open(url, base_dir=project) as other:
+        # Another worker, alive on this host, that signs links with the first secret.
+        other.register_worker(
+            owner="other", pid=os.getpid(), host=HOST, now=datetime.now(UTC), stale_after=HOUR
+        )
+        first_send = run_course(project, "send", env={"COURSE_SECRET": first})
+        assert first_send.returncode == 0, first_send.stderr
+        refused = run_course(project, "send", env={"COURSE_SECRET": second})
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines()[-1] == (
+            "course: error: schedule.yaml: unsubscribe.secret_env: this worker's unsubscribe "
+            "secret ($COURSE_SECRET, or state/unsubscribe.secret when unset) is not the one "
+            "the 1 other worker(s) on this ledger use, so the links it makes would not verify "
+            "elsewhere; give every worker the same $COURSE_SECRET"
+        )
+        other.release_worker(owner="other")
+    # Alone on the ledger, a worker may bring a new secret (changed on purpose).
+    changed = run_course(project, "send", env={"COURSE_SECRET": second})
+    assert changed.returncode == 0, changed.stderr

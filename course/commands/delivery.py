@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
 import os
 import shutil
@@ -184,6 +185,7 @@ def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple
             stale_after=stale,
         )
         registered = True
+        _same_secret_as_the_other_workers(settings, runtime)
         _recover(ledger, clock())
         every = min(settings.schedule.tick_seconds, stale.total_seconds() / 5)
         with ledger.heartbeats(owner=owner, clock=_real_now, every=every) as lost:
@@ -194,6 +196,34 @@ def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple
                 ledger.release_worker(owner=owner)
         finally:
             runtime.close()
+
+
+_LINKS_SIGNED_WITH = "unsubscribe_secret_fingerprint"
+
+
+def _same_secret_as_the_other_workers(settings: Settings, runtime: Runtime) -> None:
+    """Refuse to work beside workers that sign unsubscribe links with another secret.
+
+    Links one worker makes must verify wherever `course serve` runs. The ledger keeps a
+    fingerprint (not the secret) of the secret in use; the first worker on an idle ledger
+    sets it, so a secret changed on purpose (every worker stopped, then restarted with the
+    new one) is taken.
+    """
+    ledger = runtime.ledger
+    mine = hmac.new(runtime.deliverer.links.secret, b"which unsubscribe secret", "sha256")
+    fingerprint = mine.hexdigest()[:16]
+    others = [w for w in ledger.workers(_real_now()) if w.alive and w.owner != ledger.owner]
+    stored = ledger.meta(_LINKS_SIGNED_WITH)
+    if others and stored not in (None, fingerprint):
+        raise CourseError(
+            f"{settings.source}: unsubscribe.secret_env: this worker's unsubscribe secret "
+            f"(${settings.unsubscribe.secret_env}, or state/unsubscribe.secret when unset) is not "
+            f"the one the {len(others)} other worker(s) on this ledger use, so the links it "
+            f"makes would not verify elsewhere; give every worker the same "
+            f"${settings.unsubscribe.secret_env}"
+        )
+    if stored != fingerprint:
+        ledger.set_meta(_LINKS_SIGNED_WITH, fingerprint)
 
 
 def _real_now() -> datetime:
