@@ -648,3 +648,35 @@ def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
     # Alone on the ledger, a worker may bring a new secret (changed on purpose).
     changed = run_course(project, "send", env={"COURSE_SECRET": second})
     assert changed.returncode == 0, changed.stderr
+
+
+def test_course_status_lists_the_workers_and_the_leader(project: Path, url: str) -> None:
+    config = project / "schedule.yaml"
+    config.write_text(
+        config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
+    )
+    now = datetime.now(UTC)
+    with Ledger.open(url, base_dir=project) as leader, Ledger.open(url, base_dir=project) as other:
+        leader.register_worker(
+            owner="aaaaaaaa-leader", pid=os.getpid(), host=HOST, now=now, stale_after=HOUR
+        )
+        other.register_worker(
+            owner="bbbbbbbb-other", pid=4242, host="far", now=now, stale_after=HOUR
+        )
+        assert leader.lead(now)
+        status = run_course(project, "status")
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    start = lines.index(f"workers: 2 running (leader aaaaaaaa on {HOST})")
+    assert lines[start + 1].split() == [
+        "worker",
+        "role",
+        "host",
+        "pid",
+        "started",
+        "(UTC)",
+        "last",
+        "heartbeat",
+    ]
+    assert lines[start + 2].split()[:4] == ["aaaaaaaa", "leader", HOST, str(os.getpid())]
+    assert lines[start + 3].split()[:4] == ["bbbbbbbb", "worker", "far", "4242"]
