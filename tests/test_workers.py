@@ -8,6 +8,7 @@ worker, a fold running while another worker journals, syncs and unsubscribes at 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import signal
@@ -27,6 +28,7 @@ import yaml
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pg_cluster import PostgresCluster
 from smtp_servers import ScriptedHandler, smtp_server
+from sqlalchemy import Integer, literal, select
 from support import free_port, run_course
 
 import course.ledger.queue
@@ -42,6 +44,7 @@ from course.ledger import (
     SubscriberStatus,
     Verdict,
 )
+from course.ledger.schema import SUBSCRIBERS
 from course.ledger.workers import take_over
 
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
@@ -249,6 +252,65 @@ def test_an_empty_claim_while_rows_are_locked_waits_for_them(
     assert me.state_counts() == {(1, DeliveryState.CLAIMED): 30}
     holder.close()
     me.close()
+
+
+def test_a_claim_from_a_stale_snapshot_does_not_deadlock_with_the_claimers_fold(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Worker B's claim read its due rows before worker A's claim of them committed, and locks
+    their subscribers after it did (forced here: B's query does not look at deliveries). A's
+    fold of those lessons then waits for B's locks. B must not then wait for A's fold (by
+    inserting claims for A's lessons): PostgreSQL would break the cycle by aborting one."""
+    caplog.set_level(logging.INFO, logger="course.ledger")
+    with Ledger.open(url, base_dir=tmp_path) as setup:
+        setup.sync(people(10), now=T0, first_due=first_due)
+    a, b = worker(url, tmp_path, "a"), worker(url, tmp_path, "b")
+    now = T0 + DAY
+    claimed_by_a = a.claim_due(now, limit=10)
+    a.journal([sent(lesson) for lesson in claimed_by_a], now=now)
+
+    def stale(now: datetime, limit: int, *, lock: bool = False) -> Any:
+        s = SUBSCRIBERS
+        query = select(
+            s.c.id.label("subscriber_id"),
+            s.c.email,
+            s.c.name,
+            s.c.timezone,
+            s.c.fields,
+            s.c.next_day.label("day"),
+            literal(0, Integer).label("attempts"),
+            s.c.joined_at,
+            s.c.next_due_at.label("due_at"),
+        ).where(s.c.next_due_at <= now)
+        return query.with_for_update(skip_locked=True, of=s)
+
+    locked, go_on = threading.Event(), threading.Event()
+    real_delivered = course.ledger.queue.delivered
+
+    def pause_after_locking(conn: Any, lessons: Any) -> Any:
+        locked.set()
+        go_on.wait(10)
+        return real_delivered(conn, lessons)
+
+    monkeypatch.setattr(course.ledger.queue, "fresh_lessons_due", stale)
+    monkeypatch.setattr(course.ledger.queue, "delivered", pause_after_locking)
+    b_claimed: list[list[DueLesson]] = []
+    b_claim = threading.Thread(target=lambda: b_claimed.append(b.claim_due(now, limit=10)))
+    b_claim.start()
+    assert locked.wait(10)
+    folded: list[int] = []
+    a_fold = threading.Thread(target=lambda: folded.append(a.apply_journal()))
+    a_fold.start()
+    time.sleep(0.5)  # A's fold has updated the deliveries and waits for B's subscriber locks
+    go_on.set()
+    b_claim.join(15)
+    a_fold.join(15)
+    assert b_claimed == [[]]
+    assert folded == [10]
+    assert "deadlock" not in caplog.text
+    assert a.state_counts() == {(1, DeliveryState.SENT): 10}
+    a.close()
+    b.close()
 
 
 # --- the crash rule across workers ------------------------------------------------------------

@@ -8,12 +8,15 @@ errors the operator can act on) is decided here.
 from __future__ import annotations
 
 import hashlib
+import logging
+import random
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
     ClauseElement,
@@ -43,6 +46,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from course.errors import LedgerError
 
+_LOG = logging.getLogger("course.ledger")
+_T = TypeVar("_T")
+# Goes at a transaction PostgreSQL aborted to break a deadlock, before giving up.
+_WRITE_ATTEMPTS: Final = 4
 DEFAULT_URL: Final = "sqlite:///state/course.db"
 BUSY_TIMEOUT_MS: Final = 30_000
 # Execution option that makes the SQLite `begin` hook emit BEGIN IMMEDIATE (see _begin_sqlite).
@@ -158,6 +165,26 @@ class Database:
                 self._write_conn = self._writer.connect()
             with _unusable_as_ledger_error(self.label), self._write_conn.begin():
                 yield self._write_conn
+
+    def write(self, work: Callable[[Connection], _T]) -> _T:
+        """`work(conn)` in a write transaction, run again if PostgreSQL chose it to break a
+        deadlock (or a serialization failure) and rolled it back.
+
+        Workers' transactions touch overlapping rows in orders nobody fixes (a fold updating
+        its batch's subscribers while a sync removes some of them); PostgreSQL detects the
+        cycle and aborts one side, which then simply has another go. `work` must do nothing
+        outside the transaction that it cannot do twice.
+        """
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                with self.writing() as conn:
+                    return work(conn)
+            except LedgerError as exc:
+                if attempt == _WRITE_ATTEMPTS or not _worth_retrying(exc):
+                    raise
+                _LOG.info("%s; trying the transaction again", exc)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter only
+        raise AssertionError("unreachable")
 
     @contextmanager
     def writing_on_driver(self) -> Iterator[DBAPICursor]:
@@ -426,6 +453,13 @@ def _unusable_as_ledger_error(label: str) -> Iterator[None]:
         if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
             raise
         raise LedgerError(_unusable_message(label, exc.orig or exc)) from exc
+
+
+def _worth_retrying(error: LedgerError) -> bool:
+    """Whether PostgreSQL rolled the transaction back to break a deadlock or a conflict."""
+    cause = error.__cause__
+    orig = getattr(cause, "orig", cause)
+    return getattr(orig, "sqlstate", None) in ("40P01", "40001")
 
 
 # What a driver's message says -> what the operator can do about it.

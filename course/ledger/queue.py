@@ -106,19 +106,28 @@ class Queue:
         workers hold those rows for the moment.
         """
         now = require_utc(now)
-        with self._db.writing() as conn:
+
+        def claim(conn: Connection) -> list[DueLesson]:
             rows = [
                 *conn.execute(fresh_lessons_due(now, limit, lock=True)),
                 *conn.execute(retries_due(now, limit, lock=True)),
             ]
             rows.sort(key=lambda row: (row.due_at, row.subscriber_id))
             by_lesson = {(row.subscriber_id, row.day): due_lesson_of(row) for row in rows[:limit]}
-            token = uuid.uuid4().hex
             retries = {key for key, lesson in by_lesson.items() if lesson.attempts > 0}
-            keys = sorted(by_lesson)
+            # A fresh lesson another worker claimed and committed after this statement's
+            # snapshot still reads as due, and its subscriber row is free to lock again. Seen
+            # again now (a new statement sees what committed), it is dropped: inserting its
+            # claim would wait on that worker's fold of it, which waits on this transaction's
+            # lock on the subscriber, a deadlock.
+            taken = delivered(conn, [key for key in by_lesson if key not in retries])
+            keys = sorted(key for key in by_lesson if key not in taken)
+            token = uuid.uuid4().hex
             self._claim_keys(conn, keys, retries, token, now, self._workers.owner)
             won = claimed_with(conn, token, keys)
-        return [lesson for key, lesson in by_lesson.items() if key in won]
+            return [lesson for key, lesson in by_lesson.items() if key in won]
+
+        return self._db.write(claim)
 
     def is_due(self, now: datetime) -> bool:
         """Whether anything is due and unclaimed at `now`."""
@@ -168,9 +177,13 @@ class Queue:
             check_outcome(outcome)
         # Through the journal, so recording and folding a journal are one code path.
         owner = self._workers.owner
-        with self._db.writing() as conn:
-            conn.exec_driver_sql(self._journal.sql, self._journal.params(outcomes, now, owner))
+        params = self._journal.params(outcomes, now, owner)
+
+        def record(conn: Connection) -> None:
+            conn.exec_driver_sql(self._journal.sql, params)
             fold_journal(conn, owner)
+
+        self._db.write(record)
 
     def journal(self, outcomes: Sequence[DeliveryOutcome], *, now: datetime) -> None:
         """Store outcomes durably now, to take effect at apply_journal(); one transaction.
@@ -192,8 +205,8 @@ class Queue:
 
     def apply_journal(self) -> int:
         """Record this worker's journaled outcomes, exactly as record() would have; how many."""
-        with self._db.writing() as conn:
-            return fold_journal(conn, self._workers.owner)
+        owner = self._workers.owner
+        return self._db.write(lambda conn: fold_journal(conn, owner))
 
     def release(self, lessons: Sequence[DueLesson], *, now: datetime) -> int:
         """Give back claims that were never handed to the backend; return how many.
@@ -212,16 +225,19 @@ class Queue:
             d.c.state == DeliveryState.CLAIMED,
             d.c.claimed_by == self._workers.owner,
         )
-        with self._db.writing() as conn:
+        back = (
+            update(d)
+            .where(*its_claim)
+            .values(state=DeliveryState.RETRYING, next_attempt_at=now, updated_at=now)
+        )
+
+        def release(conn: Connection) -> None:
             if fresh:
                 conn.execute(sql_delete(d).where(*its_claim), fresh)
             if retries:
-                back = (
-                    update(d)
-                    .where(*its_claim)
-                    .values(state=DeliveryState.RETRYING, next_attempt_at=now, updated_at=now)
-                )
                 conn.execute(back, retries)
+
+        self._db.write(release)
         return len(fresh) + len(retries)
 
     def recover_claims(self, *, now: datetime, alive_at: datetime | None = None) -> int:
@@ -245,8 +261,8 @@ class Queue:
         now = require_utc(now)
         alive_at = now if alive_at is None else require_utc(alive_at)
         d, j = DELIVERIES, OUTCOME_JOURNAL
-        recovered = 0
-        with self._db.writing() as conn:
+
+        def recover(conn: Connection) -> int:
             self._db.lock_for_transaction(conn, "recovery")
             self._workers.take_over_dead(conn, alive_at)
             registered = select(WORKERS.c.owner)
@@ -260,6 +276,7 @@ class Queue:
                     select(j.c.owner).distinct().where(j.c.owner.not_in(registered))
                 ).scalars(),
             }
+            recovered = 0
             for owner in sorted(owners):
                 fold_journal(conn, owner)
                 result = conn.execute(
@@ -274,7 +291,9 @@ class Queue:
                     )
                 )
                 recovered += result.rowcount
-        return recovered
+            return recovered
+
+        return self._db.write(recover)
 
     def _claim_keys(
         self,
@@ -389,6 +408,18 @@ def claimable(conn: Connection, lessons: Iterable[tuple[int, int]]) -> list[tupl
             if row.status == SubscriberStatus.ACTIVE
         )
     return sorted(wanted & current)
+
+
+def delivered(conn: Connection, lessons: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    """The lessons that have a delivery row (in any state)."""
+    d = DELIVERIES
+    wanted = set(lessons)
+    subscriber_ids = sorted({subscriber_id for subscriber_id, _ in wanted})
+    found: set[tuple[int, int]] = set()
+    for ids in in_chunks(subscriber_ids, IN_CHUNK):
+        query = select(d.c.subscriber_id, d.c.day).where(d.c.subscriber_id.in_(ids))
+        found.update((row.subscriber_id, row.day) for row in conn.execute(query))
+    return found & wanted
 
 
 def claimed_with(
