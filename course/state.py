@@ -93,6 +93,11 @@ def shown(path: Path, base_dir: Path) -> str:
         return str(path)
 
 
+# Ledger meta: the fingerprint of the secret the ledger's workers sign links with (written by
+# each worker that starts; see course.commands.delivery).
+LINKS_SIGNED_WITH_META: Final = "unsubscribe_secret_fingerprint"
+
+
 def secret_fingerprint(secret: bytes) -> str:
     """Names a secret without revealing it (a keyed hash of nothing, 16 characters)."""
     return encode(sign(secret, "fingerprint", b"")[:12])
@@ -202,6 +207,16 @@ def _check_secret(
     fingerprint = secret_fingerprint(secret)
     if fingerprint == manifest.secret_fingerprint:
         return
+    # A host new to a shared ledger (PostgreSQL, several workers) has no fingerprint of its
+    # own yet: the one the ledger's workers sign with says which secret links were signed by.
+    shared = ledger.meta(LINKS_SIGNED_WITH_META)
+    if not manifest.secret_fingerprint and shared not in (None, fingerprint) and has_sent:
+        where = f"{env}" if environ.get(env) else SECRET_FILE
+        raise StateError(
+            f"the unsubscribe secret in {where} is not the one the other workers on "
+            f"{ledger_label(settings.ledger)} sign links with: set {env} to theirs on every "
+            "worker (links signed with another would not verify where `course serve` runs)"
+        )
     if manifest.secret_fingerprint and has_sent:
         where = f"{env}" if environ.get(env) else SECRET_FILE
         raise StateError(

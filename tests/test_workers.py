@@ -11,6 +11,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ from course.ledger import (
 )
 from course.ledger.schema import SUBSCRIBERS
 from course.ledger.workers import take_over
+from course.state import LINKS_SIGNED_WITH_META, secret_fingerprint
 
 T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -684,21 +686,27 @@ def test_sigkill_of_one_of_two_workers_mid_batch_the_other_finishes_the_day(
 
 
 def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
-    project: Path, url: str
+    project: Path, url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     config = project / "schedule.yaml"
     config.write_text(
         config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
     )
+
+    def host(name: str) -> Path:
+        """The same course on another host: its own state/."""
+        copy = tmp_path_factory.mktemp(name) / "course"
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("state"))
+        return copy
+
     first, second = "a" * 32, "b" * 32
-    with Ledger.open(url, base_dir=project) as other:
-        # Another worker, alive on this host, that signs links with the first secret.
-        other.register_worker(
-            owner="other", pid=os.getpid(), host=HOST, now=datetime.now(UTC), stale_after=HOUR
+    with Ledger.open(url, base_dir=project) as running:
+        # A worker running elsewhere, alive, signing links with the first secret.
+        running.register_worker(
+            owner="running", pid=os.getpid(), host=HOST, now=datetime.now(UTC), stale_after=HOUR
         )
-        first_send = run_course(project, "send", env={"COURSE_SECRET": first})
-        assert first_send.returncode == 0, first_send.stderr
-        refused = run_course(project, "send", env={"COURSE_SECRET": second})
+        running.set_meta(LINKS_SIGNED_WITH_META, secret_fingerprint(first.encode()))
+        refused = run_course(host("b"), "send", env={"COURSE_SECRET": second})
         assert refused.returncode == 1
         assert refused.stderr.strip().splitlines()[-1] == (
             "course: error: schedule.yaml: unsubscribe.secret_env: this worker's unsubscribe "
@@ -706,10 +714,16 @@ def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
             "the 1 other worker(s) on this ledger use, so the links it makes would not verify "
             "elsewhere; give every worker the same $COURSE_SECRET"
         )
-        other.release_worker(owner="other")
-    # Alone on the ledger, a worker may bring a new secret (changed on purpose).
-    changed = run_course(project, "send", env={"COURSE_SECRET": second})
-    assert changed.returncode == 0, changed.stderr
+        sent = run_course(project, "send", env={"COURSE_SECRET": first})
+        assert sent.returncode == 0, sent.stderr
+        running.release_worker(owner="running")
+    # Once mail has gone out, a host new to the ledger with another secret is refused
+    # before it starts, whoever else is running.
+    new_host = run_course(host("c"), "send", env={"COURSE_SECRET": second})
+    assert new_host.returncode == 1
+    assert "is not the one the other workers on postgresql://course:***@" in new_host.stderr
+    same = run_course(host("d"), "send", env={"COURSE_SECRET": first})
+    assert same.returncode == 0, same.stderr
 
 
 def test_course_status_lists_the_workers_and_the_leader(project: Path, url: str) -> None:

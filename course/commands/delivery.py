@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hmac
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from course.logs import log_to_stderr
 from course.progress import Progress
 from course.runtime import Runtime, read_pause
 from course.scheduler import TickScheduler
+from course.state import LINKS_SIGNED_WITH_META, secret_fingerprint
 from course.subscribers import open_list
 from course.subscribers.report import print_report
 from course.suppress import SuppressionLog
@@ -198,22 +198,19 @@ def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple
             runtime.close()
 
 
-_LINKS_SIGNED_WITH = "unsubscribe_secret_fingerprint"
-
-
 def _same_secret_as_the_other_workers(settings: Settings, runtime: Runtime) -> None:
     """Refuse to work beside workers that sign unsubscribe links with another secret.
 
-    Links one worker makes must verify wherever `course serve` runs. The ledger keeps a
+    Links one worker makes must verify wherever `course serve` runs. The ledger keeps the
     fingerprint (not the secret) of the secret in use; the first worker on an idle ledger
     sets it, so a secret changed on purpose (every worker stopped, then restarted with the
-    new one) is taken.
+    new one) is taken. (A host new to a ledger that has sent mail is checked against it
+    before it starts: course.state.)
     """
     ledger = runtime.ledger
-    mine = hmac.new(runtime.deliverer.links.secret, b"which unsubscribe secret", "sha256")
-    fingerprint = mine.hexdigest()[:16]
+    fingerprint = secret_fingerprint(runtime.deliverer.links.secret)
     others = [w for w in ledger.workers(_real_now()) if w.alive and w.owner != ledger.owner]
-    stored = ledger.meta(_LINKS_SIGNED_WITH)
+    stored = ledger.meta(LINKS_SIGNED_WITH_META)
     if others and stored not in (None, fingerprint):
         raise CourseError(
             f"{settings.source}: unsubscribe.secret_env: this worker's unsubscribe secret "
@@ -223,7 +220,7 @@ def _same_secret_as_the_other_workers(settings: Settings, runtime: Runtime) -> N
             f"${settings.unsubscribe.secret_env}"
         )
     if stored != fingerprint:
-        ledger.set_meta(_LINKS_SIGNED_WITH, fingerprint)
+        ledger.set_meta(LINKS_SIGNED_WITH_META, fingerprint)
 
 
 def _real_now() -> datetime:
