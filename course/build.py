@@ -18,7 +18,7 @@ from course.config import Settings
 from course.content import Course
 from course.dkim import load_signers
 from course.edits import apply_edits, load_edits
-from course.errors import ConfigError
+from course.errors import ConfigError, OutputError
 from course.message import PreparedLesson, Recipient, Sender
 from course.render import WARN_BYTES, RenderedLesson, Renderer, course_name
 from course.slots import fill
@@ -124,7 +124,7 @@ def sample_recipient(settings: Settings) -> Recipient:
 
 def write_build(build: CourseBuild, settings: Settings, out: Path, *, now: datetime) -> Path:
     """Write day-NN.html/.txt/.eml and index.html into `out`; returns the index path."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     sample = sample_recipient(settings)
     for lesson in build.lessons:
         stem = out / f"day-{lesson.day:02d}"
@@ -142,16 +142,39 @@ def write_build(build: CourseBuild, settings: Settings, out: Path, *, now: datet
     return index
 
 
+def make_folder(path: Path) -> None:
+    """Create an output folder (and its parents); OutputError names it if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{path}: exists and is not a folder; choose another name") from None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder: {exc.strerror or exc}") from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file and rename, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise OutputError(_cannot_write(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(_cannot_write(path, exc)) from None
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    if not path.parent.is_dir():
+        return f"{path}: cannot write: the folder {path.parent} does not exist"
+    if path.is_dir():
+        return f"{path}: is a folder; name a file to write"
+    return f"{path}: cannot write: {exc.strerror or exc}"
 
 
 def render_index(build: CourseBuild, settings: Settings) -> str:

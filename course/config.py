@@ -271,14 +271,19 @@ class Settings:
     list_import: ImportOptions = field(default_factory=ImportOptions)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate a schedule.yaml file."""
+def load_settings(path: Path, *, given: bool = False) -> Settings:
+    """Read and validate a schedule.yaml file; `given`: the operator named it with --config."""
+    where = f"--config {path}" if given else str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found; pass --config PATH") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        raise ConfigError(f"{where}: no such file (looked for {path.absolute()})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a folder; expected a schedule.yaml file") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     return parse_settings(text, source=path)
 
 

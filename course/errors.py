@@ -25,6 +25,10 @@ class SubscribersError(CourseError):
     """The subscribers CSV cannot be read at all (a bad row is reported, not raised)."""
 
 
+class OutputError(CourseError):
+    """A file or folder the operator asked us to write cannot be; the message names it."""
+
+
 class LedgerError(CourseError):
     """The send ledger cannot be opened, migrated or locked."""
 

@@ -25,6 +25,7 @@ from course.bounces.verp import ReturnPath
 from course.build import CourseBuild, build_course
 from course.config import Settings
 from course.delivery import Deliverer, Links, TickReport
+from course.errors import SubscribersError
 from course.ledger import (
     Departure,
     Ledger,
@@ -91,6 +92,17 @@ def read_subscribers(settings: Settings) -> SubscriberList:
     return load_subscribers(settings.subscribers, settings.list_import)
 
 
+def subscribers_stat(settings: Settings) -> os.stat_result:
+    """The CSV's stat; SubscribersError naming the file and the key when it is not there."""
+    try:
+        return settings.subscribers.stat()
+    except OSError as exc:
+        raise SubscribersError(
+            f"{settings.subscribers}: cannot read the subscribers file "
+            f"({exc.strerror}); check `subscribers:` in {settings.source}"
+        ) from None
+
+
 def make_links(
     settings: Settings, build: CourseBuild, environ: Mapping[str, str] = os.environ
 ) -> Links:
@@ -129,6 +141,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
         build = build_course(settings)
+        subscribers_stat(settings)  # a wrong path is reported before anything is created
         ledger = open_ledger(settings, build.sender.course_id)
         backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
@@ -157,7 +170,7 @@ class Runtime:
 
     def refresh_subscribers(self, now: datetime) -> SyncSummary | None:
         """Re-read the CSV when it changed since the last sync; None when it did not."""
-        stat = self.settings.subscribers.stat()
+        stat = subscribers_stat(self.settings)
         # Untouched since we last hashed it: skip re-reading a large file. A file modified in
         # the last few seconds is hashed anyway, as timestamps are coarser than edits can be.
         settled = time.time() - stat.st_mtime > 5

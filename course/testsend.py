@@ -6,12 +6,13 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 
+from course.arguments import operator_address
 from course.backends.base import OutgoingMessage, SendResult
 from course.backends.factory import make_backend
 from course.build import CourseBuild, sample_recipient
 from course.config import Settings
 from course.errors import CourseError, DeliveryError
-from course.message import Recipient, check_header_value
+from course.message import Recipient
 from course.runtime import make_links, read_subscribers
 
 
@@ -24,7 +25,7 @@ def recipient_as(
     """The CSV subscriber `email` (personalisation and all), or the sample subscriber."""
     if not email:
         return sample_recipient(settings)
-    wanted = email.casefold()
+    wanted = operator_address(email, "--as").casefold()
     for subscriber in read_subscribers(settings).subscribers:
         if subscriber.email.casefold() == wanted:
             unsubscribe = make_links(settings, build, environ).unsubscribe(subscriber.email)
@@ -46,9 +47,7 @@ def send_test(
     """Deliver lesson `day` personalised for `as_recipient`, but addressed to `to`."""
     if not 1 <= day <= len(build.lessons):
         raise CourseError(f"--day: expected 1 to {len(build.lessons)}, got {day}")
-    check_header_value(to, "test address")
-    if "@" not in to:
-        raise CourseError(f"--to: expected an email address, got {to!r}")
+    to = operator_address(to, "--to")
     shown = Recipient(to, as_recipient.name, as_recipient.unsubscribe_url, as_recipient.fields)
     message_id, data = build.lesson(day).build(shown, date=now)
     # Not a subscriber's lesson, so no VERP token: a bounce of it names nobody on the list.

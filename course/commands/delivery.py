@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from course.arguments import day_count, operator_address, positive_int
 from course.backends.memory import MemoryBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
@@ -50,7 +51,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     sub.set_defaults(handler=cmd_subscribers)
     send = commands.add_parser("send", help="run one delivery tick now (or at --now)")
-    send.add_argument("--now", help="ISO 8601 time to tick at (default: the real clock)")
+    send.add_argument(
+        "--now", metavar="ISO", help="ISO 8601 time to tick at (default: the real clock)"
+    )
     send.add_argument(
         "--dry-run", action="store_true", help="show what would go out; change nothing"
     )
@@ -58,13 +61,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run = commands.add_parser("run", help="the scheduler: deliver due lessons every tick")
     run.set_defaults(handler=cmd_run)
     sim = commands.add_parser("simulate", help="deliver N days on a virtual clock, in seconds")
-    sim.add_argument("--days", type=int, required=True, help="how many days to simulate")
-    sim.add_argument("--start", help="ISO 8601 start (default: now)")
+    sim.add_argument(
+        "--days", type=day_count, required=True, metavar="N", help="how many days to simulate"
+    )
+    sim.add_argument("--start", metavar="ISO", help="ISO 8601 start (default: now)")
     sim.set_defaults(handler=cmd_simulate)
     test = commands.add_parser(
         "send-test", help="send one lesson to one address (not recorded in the ledger)"
     )
-    test.add_argument("--day", type=int, required=True, help="which lesson")
+    test.add_argument("--day", type=positive_int, required=True, metavar="N", help="which lesson")
     test.add_argument("--to", required=True, metavar="ADDRESS", help="where to send it")
     test.add_argument(
         "--as",
@@ -345,8 +350,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             f"{settings.source}: delivery.backend: simulate delivers days of mail "
             "in seconds; it refuses smtp. Use inbox or file."
         )
-    if args.days < 1:
-        raise CourseError("--days: expected a whole number of days >= 1")
     start = _now(args, "--start", settings)
     end = start + timedelta(days=args.days)
     clock = _VirtualClock(start)
@@ -393,16 +396,17 @@ def cmd_send_test(args: argparse.Namespace, settings: Settings) -> int:
         settings, build, day=args.day, to=args.to, as_recipient=recipient, now=datetime.now(UTC)
     )
     print(
-        f"day {args.day} sent to {args.to} as {recipient.email} via "
+        f"day {args.day} sent to {result.message.recipient} as {recipient.email} via "
         f"{settings.delivery.backend}: {result.reply or 'accepted'}"
     )
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    email = operator_address(args.subscriber, "--subscriber") if args.subscriber else ""
     with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
-        if args.subscriber:
-            return _subscriber_status(ledger, args.subscriber)
+        if email:
+            return _subscriber_status(ledger, email)
         _overall_status(ledger)
     return 0
 

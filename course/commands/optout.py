@@ -8,10 +8,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 from starlette.applications import Starlette
 
+from course.arguments import host_argument, operator_address, path_argument, port_argument
 from course.article import load_article
 from course.build import course_id, write_atomic
 from course.config import Settings
@@ -39,17 +39,30 @@ from course.web.server import serve_in_background
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     unsub = commands.add_parser("unsubscribe", help="suppress a subscriber by hand")
-    unsub.add_argument("email")
+    unsub.add_argument("email", metavar="EMAIL", help="the address to suppress")
     unsub.set_defaults(handler=cmd_unsubscribe)
     resub = commands.add_parser("resubscribe", help="let an unsubscribed subscriber back in")
-    resub.add_argument("email")
+    resub.add_argument("email", metavar="EMAIL", help="the address to let back in")
     resub.set_defaults(handler=cmd_resubscribe)
     sup = commands.add_parser("suppressions", help="export unsubscribed and bounced as CSV")
-    sup.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    sup.add_argument(
+        "--out",
+        type=path_argument,
+        metavar="FILE",
+        help="file to write (default: standard output)",
+    )
     sup.set_defaults(handler=cmd_suppressions)
     serve = commands.add_parser("serve", help="the public unsubscribe endpoints")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8026, help="port (default 8026)")
+    serve.add_argument(
+        "--host",
+        type=host_argument,
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to bind (default 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=port_argument, default=8026, metavar="PORT", help="port (default 8026)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -65,12 +78,13 @@ def planned_first_due(settings: Settings) -> FirstDue:
 
 
 def cmd_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    email = operator_address(args.email, "unsubscribe")
     with _ledger(settings) as ledger:
-        view = ledger.subscriber(args.email)
+        view = ledger.subscriber(email)
         changed = view is None or view.status not in SUPPRESSED_STATUSES
         if changed:
             entry = Suppression(
-                args.email, Action.UNSUBSCRIBE, "by hand (course unsubscribe)", datetime.now(UTC)
+                email, Action.UNSUBSCRIBE, "by hand (course unsubscribe)", datetime.now(UTC)
             )
             suppress(
                 SuppressionLog.in_project(settings.base_dir),
@@ -78,17 +92,25 @@ def cmd_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
                 [entry],
                 first_due=planned_first_due(settings),
             )
-    print(f"{args.email}: unsubscribed" if changed else f"{args.email}: already suppressed")
+    print(f"{email}: unsubscribed" if changed else f"{email}: already suppressed; nothing changed")
     return 0
 
 
 def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
+    email = operator_address(args.email, "resubscribe")
     with _ledger(settings) as ledger:
-        view = ledger.subscriber(args.email)
-        if view is None or view.status not in SUPPRESSED_STATUSES:
-            raise CourseError(f"{args.email!r} is not unsubscribed or bounced")
+        view = ledger.subscriber(email)
+        if view is None:
+            raise CourseError(f"resubscribe: {email} is not in the ledger; nothing to undo")
+        if view.status == SubscriberStatus.REMOVED:
+            raise CourseError(
+                f"resubscribe: {email} left the subscribers list; add them back there instead"
+            )
+        if view.status not in SUPPRESSED_STATUSES:
+            print(f"{email}: already {view.status}; nothing changed")
+            return 0
         entry = Suppression(
-            args.email, Action.RESUBSCRIBE, "by hand (course resubscribe)", datetime.now(UTC)
+            email, Action.RESUBSCRIBE, "by hand (course resubscribe)", datetime.now(UTC)
         )
         suppress(
             SuppressionLog.in_project(settings.base_dir),
@@ -96,7 +118,7 @@ def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
             [entry],
             first_due=planned_first_due(settings),
         )
-    print(f"{args.email}: active again from day {view.next_day}")
+    print(f"{email}: active again from day {view.next_day}")
     return 0
 
 

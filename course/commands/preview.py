@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from course.arguments import port_argument
 from course.commands.interrupt import sigterm_as_interrupt
 from course.config import Settings
 from course.web.preview import start_preview
@@ -15,7 +16,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "preview", help="browse every lesson and the local inbox on http://127.0.0.1"
     )
     preview.add_argument(
-        "--port", type=int, default=None, help="port on 127.0.0.1 (default: preview.port, 8025)"
+        "--port",
+        type=port_argument,
+        default=None,
+        metavar="PORT",
+        help="port on 127.0.0.1 (default: preview.port, 8025)",
     )
     preview.set_defaults(handler=cmd_preview)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -91,13 +92,26 @@ def bind(host: str, port: int, *, what: str) -> socket.socket:
     try:
         sock.bind((host, port))
         sock.listen(BACKLOG)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        raise ServerError(
-            f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what "
-            "uses it, or choose another port"
-        ) from None
+        raise ServerError(f"{what}: cannot listen on {host}:{port}: {_advice(exc, host)}") from None
     return sock
+
+
+def _advice(exc: OSError | OverflowError, host: str) -> str:
+    """What went wrong binding, and the fix that fits it."""
+    if isinstance(exc, OverflowError):
+        return "expected a port number 1-65535"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host {host!r}; use an IP address such as 127.0.0.1"
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return f"{reason}; stop what uses it, or choose another port"
+    if exc.errno == errno.EACCES:
+        return f"{reason}; ports below 1024 need privileges: choose a port from 1024 up"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{reason}; {host} is not an address of this machine"
+    return reason
 
 
 def _wait_until_started(server: uvicorn.Server, thread: threading.Thread, what: str) -> None:
