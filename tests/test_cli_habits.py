@@ -164,3 +164,12 @@ def test_idna_and_unicode_spellings_are_one_address() -> None:
 def test_typed_addresses_the_csv_would_reject_are_refused(typed: str) -> None:
     with pytest.raises(InvalidAddress):
         operator_address(typed, "--to")
+
+
+def test_the_readme_command_table_lists_every_command() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    _, commands = command_line([])
+    for name in commands.choices:
+        assert f"`course {name}" in table, f"`course {name}` is missing from the command table"

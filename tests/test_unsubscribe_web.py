@@ -213,7 +213,7 @@ def test_by_hand_listed_exported_and_resubscribed(project: Path) -> None:
     )
     assert (
         run(project, "unsubscribe", "ben@example.com").stdout
-        == "ben@example.com: already suppressed\n"
+        == "ben@example.com: already suppressed; nothing changed\n"
     )
     run(project, "unsubscribe", "=cmd@example.com")
     status = run(project, "status").stdout

@@ -16,7 +16,7 @@ from course.article import load_article
 from course.build import course_id, write_atomic
 from course.config import Settings
 from course.errors import CourseError
-from course.ledger import Ledger
+from course.ledger import Ledger, SubscriberStatus
 from course.logs import log_to_stderr
 from course.planner import Timing, first_due
 from course.render import course_name
@@ -104,7 +104,7 @@ def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
             raise CourseError(f"resubscribe: {email} is not in the ledger; nothing to undo")
         if view.status == SubscriberStatus.REMOVED:
             raise CourseError(
-                f"resubscribe: {email} left the subscribers list; add them back there instead"
+                f"resubscribe: {email} left the subscribers list; add them back there"
             )
         if view.status not in SUPPRESSED_STATUSES:
             print(f"{email}: already {view.status}; nothing changed")
