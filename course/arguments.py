@@ -10,9 +10,8 @@ import argparse
 import re
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
-
 from course.errors import CourseError
+from course.subscribers.emails import InvalidAddress, normalize_email
 
 MAX_PORT = 65535
 MAX_DAYS = 3660
@@ -73,24 +72,21 @@ def day_count(text: str) -> int:
     return number
 
 
-class InvalidAddress(CourseError):
+class TypedAddressError(CourseError):
     """An address typed by the operator is not a valid email address."""
 
 
 def operator_address(text: str, option: str) -> str:
     """The address the operator typed, validated and normalised exactly as the CSV's are.
 
-    email-validator with the CSV reader's settings: syntax only (no DNS), internationalised
-    domains accepted and returned in their Unicode form whether typed as Unicode or IDNA
-    (xn--), the domain lowercased. Surrounding spaces are dropped; a control character
-    anywhere (a newline pasted along with the address) is refused, as in a CSV row.
+    The CSV reader's own normaliser (email-validator, syntax only): internationalised domains
+    are accepted and come back in their Unicode form whether typed as Unicode or IDNA (xn--),
+    the domain lowercased. Surrounding spaces are dropped; a control character anywhere (a
+    newline pasted along with the address) is refused, as it is in a CSV row.
     """
     if _CONTROL.search(text):
-        raise InvalidAddress(f"{option}: {text!r} contains a control character (a line break?)")
+        raise TypedAddressError(f"{option}: {text!r} contains a control character (a line break?)")
     try:
-        checked = validate_email(
-            text.strip(" \t"), check_deliverability=False, test_environment=True
-        )
-    except EmailNotValidError as exc:
-        raise InvalidAddress(f"{option}: {text!r} is not a valid email address: {exc}") from None
-    return checked.normalized
+        return normalize_email(text.strip(" \t"))
+    except InvalidAddress as exc:
+        raise TypedAddressError(f"{option}: {text!r}: {exc}") from None

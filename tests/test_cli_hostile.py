@@ -42,7 +42,7 @@ class Hostile:
 
 
 PORT_RANGE = "expected a port number 1-65535"
-NOT_AN_ADDRESS = "is not a valid email address"
+NOT_AN_ADDRESS = "invalid email address"
 CONTROL = "contains a control character"
 ISO = "expected an ISO 8601 time"
 
@@ -118,6 +118,25 @@ ROWS = [
     Hostile(("simulate", "--days", "-3"), 2, "expected a whole number of days"),
     Hostile(("simulate", "--days", "99999999"), 2, "expected a whole number of days"),
     Hostile(("simulate", "--days", "2", "--start", "soon"), 1, ISO),
+    Hostile(("subscribers", "--report", "/nonexistent/r.csv"), 1, "/nonexistent/r.csv: cannot"),
+    Hostile(("subscribers", "--report", ""), 2, "expected a path"),
+    # checks and keys
+    Hostile(("check", "--bogus"), 2, "course check: error: unrecognized arguments: --bogus"),
+    Hostile(("check",), 1, "cannot read the article", edit=("article: examples/", "article: x/")),
+    Hostile(("dkim-keygen", "--selector", "s1"), 2, "required: --domain"),
+    Hostile(("dkim-keygen", "--domain", "", "--selector", "s1"), 1, "--domain: expected"),
+    Hostile(("dkim-keygen", "--domain", "exa\nmple.com", "--selector", "s1"), 1, "--domain"),
+    Hostile(("dkim-keygen", "--domain", "example.com", "--selector", "a b"), 1, "--selector"),
+    Hostile(
+        ("dkim-keygen", "--domain", "example.com", "--selector", "s1", "--out", "/proc/k.key"),
+        1,
+        "/proc/k.key: cannot",
+    ),
+    Hostile(
+        ("dkim-keygen", "--domain", "example.com", "--selector", "s1", "--out", "schedule.yaml"),
+        1,
+        "schedule.yaml: already exists",
+    ),
     # a run that cannot start
     Hostile(("run",), 1, "ledger", edit=("ledger: sqlite:///state/course.db", "ledger: notaurl")),
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from course.arguments import day_count, operator_address, positive_int
+from course.arguments import day_count, operator_address, path_argument, positive_int
 from course.backends.memory import MemoryBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
@@ -47,7 +47,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "subscribers", help="read the list: the tool, the mapping, and every row not mailed"
     )
     sub.add_argument(
-        "--report", metavar="FILE", type=Path, help="also write every row note to FILE as CSV"
+        "--report",
+        metavar="FILE",
+        type=path_argument,
+        help="also write every row note to FILE as CSV",
     )
     sub.set_defaults(handler=cmd_subscribers)
     send = commands.add_parser("send", help="run one delivery tick now (or at --now)")

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from course.arguments import path_argument
 from course.config import DOMAIN_PATTERN, SELECTOR_PATTERN, DkimAlgorithm, Settings, a_label
 from course.dkim import dns_record, generate_key, private_pem, zone_line
 from course.errors import CourseError
@@ -16,8 +17,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     keygen = commands.add_parser(
         "dkim-keygen", help="make a DKIM signing key and print the DNS record to publish"
     )
-    keygen.add_argument("--domain", required=True, help="the signing domain (d=), e.g. example.com")
-    keygen.add_argument("--selector", required=True, help="the selector (s=), e.g. s2026")
+    keygen.add_argument(
+        "--domain",
+        required=True,
+        metavar="DOMAIN",
+        help="the signing domain (d=), e.g. example.com",
+    )
+    keygen.add_argument(
+        "--selector", required=True, metavar="SELECTOR", help="the selector (s=), e.g. s2026"
+    )
     keygen.add_argument(
         "--algorithm",
         choices=[str(a) for a in DkimAlgorithm],
@@ -27,8 +35,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     keygen.add_argument(
         "--out",
-        type=Path,
+        type=path_argument,
         default=None,
+        metavar="FILE",
         help="where to write the private key (default: state/dkim-SELECTOR.key)",
     )
     keygen.set_defaults(handler=cmd_dkim_keygen)
