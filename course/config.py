@@ -392,7 +392,7 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
         sender=sender,
         schedule=schedule,
         subscribers=subscribers,
-        ledger=r.string(root, "ledger", "sqlite:///state/course.db"),
+        ledger=_ledger_url(r, root),
         delivery=_delivery(r, r.section(root, "delivery"), sender),
         unsubscribe=_unsubscribe(r, r.section(root, "unsubscribe")),
         preview=_preview(r, r.section(root, "preview")),
@@ -402,6 +402,32 @@ def _settings(r: _Reader, root: Mapping[str, Any]) -> Settings:
     )
     _check_compliance(r, settings)
     return settings
+
+
+def _ledger_url(r: _Reader, root: Mapping[str, Any]) -> str:
+    """`ledger`, checked for its shape here so the error names the file and the key.
+
+    SQLAlchemy parses it fully when the ledger opens; importing it here would slow down
+    every command that never opens the ledger (`course build`).
+    """
+    url = r.string(root, "ledger", "sqlite:///state/course.db")
+    expected = "expected sqlite:///path/to/file.db or postgresql://user@host/dbname"
+    scheme, _, rest = url.partition("://")
+    dialect = scheme.partition("+")[0]
+    if dialect == "postgres":
+        raise r.error("ledger", "expected postgresql://, not postgres://", url)
+    if dialect not in ("sqlite", "postgresql") or (dialect == "postgresql" and not rest):
+        raise r.error("ledger", expected, url)
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise r.error("ledger", "expected a URL without spaces or control characters", url)
+    if dialect == "sqlite" and rest and not rest.startswith("/"):
+        raise r.error("ledger", "expected sqlite:/// and then the file's path", url)
+    if dialect == "postgresql":
+        try:
+            urlsplit(url).port  # noqa: B018 (a bad port raises on reading)
+        except ValueError:
+            raise r.error("ledger", "expected a port number 1-65535 after the host", url) from None
+    return url
 
 
 def _course(r: _Reader, node: Mapping[str, Any]) -> CourseSettings:

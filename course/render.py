@@ -6,6 +6,7 @@ filled in by `course.message`, so MJML never compiles per subscriber.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import textwrap
@@ -100,6 +101,7 @@ class Renderer:
         self.html_template = self._load(LAYOUT_TEMPLATE)
         self.text_template = self._load(TEXT_TEMPLATE)
         self.subject_template = self._subject_template()
+        self._sources: dict[str, str] | None = None
 
     def _load(self, name: str) -> jinja2.Template:
         try:
@@ -111,6 +113,16 @@ class Renderer:
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"{self.template_dir}: template {exc.name!r} not found") from None
 
+    def _mjml_sources(self) -> dict[str, str]:
+        """Every .mjml template's source, so an MJML error can name the file that has it."""
+        if self._sources is None:
+            self._sources = {}
+            loader = self.env.loader
+            for name in self.env.list_templates(extensions=["mjml"]) if loader else ():
+                with contextlib.suppress(jinja2.TemplateNotFound, OSError, UnicodeError):
+                    self._sources[name] = loader.get_source(self.env, name)[0] if loader else ""
+        return self._sources
+
     def _subject_template(self) -> jinja2.Template:
         try:
             return self.env.from_string(self.settings.course.subject)
@@ -121,9 +133,13 @@ class Renderer:
         """Render one lesson; raises TemplateError naming the template and line."""
         slots = SlotTable()
         context = self._context(lesson, slots)
-        subject = _one_line(_run(self.subject_template, context, str(self.settings.source)))
+        subject = _one_line(
+            _run(self.subject_template, context, f"{self.settings.source}: course.subject")
+        )
         context["subject"] = subject
-        html = compile_mjml(_run(self.html_template, context, LAYOUT_TEMPLATE), lesson.day)
+        html = compile_mjml(
+            _run(self.html_template, context, LAYOUT_TEMPLATE), lesson.day, self._mjml_sources()
+        )
         text = tidy_text(_run(self.text_template, context, TEXT_TEMPLATE))
         rendered = RenderedLesson(
             lesson=lesson,
@@ -219,14 +235,15 @@ def _template_position(exc: BaseException, fallback: str) -> str:
     return position
 
 
-def compile_mjml(source: str, day: int) -> str:
-    """MJML -> HTML, failing with the rendered line when MRML refuses the document."""
-    check_mjml(source, f"{LAYOUT_TEMPLATE} (day {day})")
+def compile_mjml(source: str, day: int, templates: Mapping[str, str] | None = None) -> str:
+    """MJML -> HTML, failing with the template (or rendered) line when MRML would refuse it."""
+    where = f"{LAYOUT_TEMPLATE} (day {day})"
+    check_mjml(source, where, templates)
     try:
         return mjml.mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:
-        where = locate_mjml_error(source)
-        raise TemplateError(f"{LAYOUT_TEMPLATE} (day {day}): MJML error{where}: {exc}") from None
+        position = locate_mjml_error(source, where, templates)
+        raise TemplateError(f"{position}: MJML error: {exc}") from None
 
 
 def check_size(rendered: RenderedLesson) -> None:

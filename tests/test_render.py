@@ -194,12 +194,13 @@ def test_syntax_error_names_template_and_line(project: Path) -> None:
         build_course(settings_in(project))
 
 
-def test_unknown_mjml_tag_names_the_rendered_line(project: Path) -> None:
+def test_unknown_mjml_tag_names_the_template_line(project: Path) -> None:
     template = project / "templates" / "lesson.mjml"
     template.write_text(template.read_text().replace("<mj-divider />", "<mj-dividr />", 1))
+    line = template.read_text().splitlines().index("    <mj-dividr />") + 1
     with pytest.raises(
         TemplateError,
-        match=r"lesson\.mjml \(day 1\): rendered MJML line \d+: "
+        match=rf"lesson\.mjml: line {line}, rendered as lesson\.mjml \(day 1\): "
         r"unknown MJML tag <mj-dividr>",
     ):
         build_course(settings_in(project))

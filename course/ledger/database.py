@@ -361,7 +361,7 @@ def advisory_key(name: str) -> int:
 def _parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise LedgerError(f"invalid ledger URL {url!r}: {exc}") from exc
     if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
         # psycopg 3 (the `postgres` extra), whatever SQLAlchemy's default driver is.
