@@ -94,23 +94,39 @@ def course_id(settings: Settings, course: Course) -> str:
 
 
 def build_warnings(rendered: list[RenderedLesson]) -> list[str]:
-    warnings = []
+    """What the operator should fix; a phrase repeated across lessons is one warning."""
+    unlinked: dict[str, list[int]] = {}
     for lesson in rendered:
-        warnings += [
-            f"day {lesson.day}: call to action has no link: {phrase!r}; map it under "
-            "course.links in schedule.yaml"
-            for phrase in lesson.unlinked
-        ]
-        if lesson.html_bytes >= WARN_BYTES:
-            warnings.append(
-                f"day {lesson.day}: HTML is {lesson.html_bytes:,} bytes, close to "
-                "Gmail's 102 KB clipping limit"
-            )
-    return _unique(warnings)
+        for phrase in lesson.unlinked:
+            days = unlinked.setdefault(phrase, [])
+            if lesson.day not in days:
+                days.append(lesson.day)
+    warnings = [
+        f"{_where(days)}: call to action has no link: {phrase!r}; map it under "
+        "course.links in schedule.yaml"
+        for phrase, days in unlinked.items()
+    ]
+    warnings += [
+        f"day {lesson.day}: HTML is {lesson.html_bytes:,} bytes, close to "
+        "Gmail's 102 KB clipping limit"
+        for lesson in rendered
+        if lesson.html_bytes >= WARN_BYTES
+    ]
+    return warnings
 
 
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+def _where(days: list[int]) -> str:
+    """'day 3', or '15 lessons (days 1-12, 14-15)'."""
+    if len(days) == 1:
+        return f"day {days[0]}"
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    spans = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    return f"{len(days)} lessons (days {spans})"
 
 
 def sample_recipient(settings: Settings) -> Recipient:
