@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from course.backends.base import Backend, OutgoingMessage, SendResult
+from course.backends.wire import WireRefusal, wire_problem
 from course.bounces.verp import ReturnPath
-from course.build import CourseBuild
+from course.build import SAMPLE_EMAIL, SAMPLE_NAME, CourseBuild
 from course.config import RetrySettings
-from course.errors import DeliveryError
+from course.errors import CourseError, DeliveryError
 from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.message import Recipient
 from course.planner import Timing, next_due, retry_delay
@@ -114,6 +115,7 @@ class Deliverer:
         self.before_batch = before_batch
         self._due_after: dict[tuple[datetime, str], datetime] = {}
         self._sleep = sleep  # between empty claims while other workers hold due rows
+        self._sample_problems: dict[int, str] = {}
 
     def tick(
         self,
@@ -156,14 +158,35 @@ class Deliverer:
         return report
 
     def _build(self, claimed: Sequence[DueLesson], now: datetime) -> _Batch:
-        messages = [self.message(lesson, now) for lesson in claimed]
-        pairs = zip(messages, claimed, strict=True)
-        lessons = {(m.message_id, m.recipient): lesson for m, lesson in pairs}
-        return _Batch(claimed, messages, lessons)
+        """Each claimed lesson's message; one that cannot be built is kept aside, with why."""
+        messages: list[OutgoingMessage] = []
+        lessons: dict[tuple[str, str], DueLesson] = {}
+        unbuilt: list[tuple[DueLesson, str]] = []
+        try:
+            for lesson in claimed:
+                try:
+                    message = self.message(lesson, now)
+                except (CourseError, UnicodeError) as exc:
+                    # This subscriber's values (an address IDNA cannot encode, a name with a
+                    # control character) break this message only.
+                    unbuilt.append((lesson, f"cannot build the message: {exc}"))
+                    continue
+                messages.append(message)
+                lessons[message.message_id, message.recipient] = lesson
+        except BaseException:
+            self.ledger.release(claimed, now=now)  # claimed but never tried: due again
+            raise
+        return _Batch(claimed, messages, lessons, unbuilt)
 
     def _deliver(self, batch: _Batch, now: datetime, report: TickReport) -> None:
-        """Send one claimed batch; whatever the backend never took is given back."""
-        claimed, messages, by_id = batch.claimed, batch.messages, batch.lessons
+        """Send one claimed batch; whatever the backend never took is given back.
+
+        A message the wire check refuses, or that could not be built, fails on its own (the
+        delivery is `failed` with the reason) and the rest of the batch goes on; when the
+        same lesson is refused for the sample subscriber too, the fault is the run's, not
+        one subscriber's, and the tick stops with nothing marked.
+        """
+        claimed, by_id = batch.claimed, batch.lessons
         recorded: set[tuple[int, int]] = set()
 
         def record(results: Sequence[SendResult]) -> None:
@@ -176,23 +199,47 @@ class Deliverer:
                 self.ledger.journal(outcomes, now=now)
             else:
                 self.ledger.record(outcomes, now=now)
+            counted(outcomes)
+
+        def counted(outcomes: Sequence[DeliveryOutcome]) -> None:
             for outcome in outcomes:
                 recorded.add((outcome.subscriber_id, outcome.day))
                 _count(report, outcome)
 
         try:
-            # A remote backend's answers are journaled before that connection sends again
-            # (the crash rule), the answers that arrive together sharing a commit. A local
-            # one reports its batch at once, or, when storage fails part-way, what it did
-            # store before raising: those are recorded, so they are not sent twice.
-            results = self.backend.send(messages, on_result=record)
-            unreported = [
-                r
-                for r in results
-                if _lesson_key(by_id[r.message.message_id, r.message.recipient]) not in recorded
-            ]
-            if unreported:
-                record(unreported)
+            counted(self._refuse(batch.unbuilt, now))
+            pending = batch.messages
+            while pending:
+                try:
+                    # A remote backend's answers are journaled before that connection sends
+                    # again (the crash rule), the answers that arrive together sharing a
+                    # commit. A local one reports its batch at once, or, when storage fails
+                    # part-way, what it did store before raising: those are recorded, so they
+                    # are not sent twice.
+                    results = self.backend.send(pending, on_result=record)
+                    unreported = [
+                        r for r in results if _message_key(by_id, r.message) not in recorded
+                    ]
+                    if unreported:
+                        record(unreported)
+                    pending = []
+                except WireRefusal:
+                    # Rare, so the check runs again only now, over what is left to send.
+                    left = [m for m in pending if _message_key(by_id, m) not in recorded]
+                    refused = {_key(m): wire_problem(m) for m in left}
+                    refused = {key: why for key, why in refused.items() if why}
+                    if not refused:
+                        raise  # our check passes what the backend refused: not a message's
+                    counted(
+                        self._refuse(
+                            [
+                                (by_id[key], f"refused before sending: {why}")
+                                for key, why in refused.items()
+                            ],
+                            now,
+                        )
+                    )
+                    pending = [m for m in left if _key(m) not in refused]
         finally:
             if self.backend.remote:
                 self.ledger.apply_journal()
@@ -214,6 +261,52 @@ class Deliverer:
         if bounced:
             self.suppressions.append(bounced)
 
+    def _refuse(
+        self, refused: Sequence[tuple[DueLesson, str]], now: datetime
+    ) -> list[DeliveryOutcome]:
+        """Record these deliveries `failed` with the reason; DeliveryError if the run is at fault.
+
+        The test of whose fault it is: the same lesson built for the sample subscriber. If the
+        check refuses that too (a template or setting every message shares), failing these
+        subscribers would make them skip a lesson for nothing: the tick stops instead.
+        """
+        for day in sorted({lesson.day for lesson, _ in refused}):
+            problem = self._sample_problem(day, now)
+            if problem:
+                raise DeliveryError(
+                    f"day {day} is refused for the sample subscriber too, so the fault is "
+                    f"not one subscriber's: {problem}"
+                )
+        outcomes = [
+            DeliveryOutcome(
+                lesson.subscriber_id,
+                lesson.day,
+                DeliveryState.FAILED,
+                "",
+                reason,
+                next_due_at=self._next(lesson, now),
+            )
+            for lesson, reason in refused
+        ]
+        for lesson, reason in refused:
+            LOG.warning("day %d to %r failed: %s", lesson.day, lesson.email, reason)
+        if outcomes:
+            self.ledger.record(outcomes, now=now)
+        return outcomes
+
+    def _sample_problem(self, day: int, now: datetime) -> str:
+        """Why lesson `day` for the sample subscriber is refused; "" when it is fine."""
+        if day not in self._sample_problems:
+            sample = Recipient(SAMPLE_EMAIL, SAMPLE_NAME, self.links.unsubscribe(SAMPLE_EMAIL), {})
+            try:
+                message_id, data = self.build.lesson(day).build(sample, date=now)
+                sender = self.envelope_sender(SAMPLE_EMAIL, day)
+                problem = wire_problem(OutgoingMessage(sender, SAMPLE_EMAIL, message_id, data))
+            except (CourseError, UnicodeError) as exc:
+                problem = f"cannot build the message: {exc}"
+            self._sample_problems[day] = problem
+        return self._sample_problems[day]
+
     def message(self, lesson: DueLesson, now: datetime) -> OutgoingMessage:
         """The finished message for one due lesson."""
         recipient = Recipient(
@@ -223,12 +316,13 @@ class Deliverer:
             unsubscribe_url=self.links.unsubscribe(lesson.email),
         )
         message_id, data = self.build.lesson(lesson.day).build(recipient, date=now)
-        return OutgoingMessage(self.envelope_sender(lesson), lesson.email, message_id, data)
+        sender = self.envelope_sender(lesson.email, lesson.day)
+        return OutgoingMessage(sender, lesson.email, message_id, data)
 
-    def envelope_sender(self, lesson: DueLesson) -> str:
+    def envelope_sender(self, email: str, day: int) -> str:
         if self.return_path is None:
             return self.build.sender.address
-        return self.return_path.for_lesson(lesson.email, lesson.day)
+        return self.return_path.for_lesson(email, day)
 
     def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> DeliveryOutcome:
         message_id, reply = result.message.message_id, result.reply
@@ -271,6 +365,18 @@ class _Batch:
     claimed: Sequence[DueLesson]
     messages: list[OutgoingMessage]
     lessons: dict[tuple[str, str], DueLesson]
+    unbuilt: list[tuple[DueLesson, str]]  # lessons whose message could not be built, and why
+
+
+def _key(message: OutgoingMessage) -> tuple[str, str]:
+    return message.message_id, message.recipient
+
+
+def _message_key(
+    by_id: dict[tuple[str, str], DueLesson], message: OutgoingMessage
+) -> tuple[int, int]:
+    """The (subscriber, day) of the lesson a message carries."""
+    return _lesson_key(by_id[_key(message)])
 
 
 def _lesson_key(lesson: DueLesson) -> tuple[int, int]:

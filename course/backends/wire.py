@@ -35,17 +35,26 @@ def check_batch(messages: Iterable[OutgoingMessage]) -> None:
         check_wire_format(message)
 
 
-def check_wire_format(message: OutgoingMessage) -> None:
-    """Raise DeliveryError unless the message is what a strict MTA would accept."""
-    reason = _problem(message)
-    if reason:
+class WireRefusal(DeliveryError):
+    """The wire check refused one message; the deliverer fails that delivery, not the run."""
+
+    def __init__(self, message: OutgoingMessage, reason: str) -> None:
         # repr() keeps an injected CRLF from splitting the log line that shows this error.
-        raise DeliveryError(
+        super().__init__(
             f"refused message {message.message_id!r} to {message.recipient!r}: {reason}"
         )
+        self.message = message
+        self.reason = reason
 
 
-def _problem(message: OutgoingMessage) -> str:
+def check_wire_format(message: OutgoingMessage) -> None:
+    """Raise WireRefusal unless the message is what a strict MTA would accept."""
+    reason = wire_problem(message)
+    if reason:
+        raise WireRefusal(message, reason)
+
+
+def wire_problem(message: OutgoingMessage) -> str:
     """The first thing wrong with the message, or "" when it is fine."""
     return (
         _address_problem("sender", message.sender)
