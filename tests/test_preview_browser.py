@@ -204,3 +204,58 @@ def test_the_open_page_follows_edits_and_shows_template_errors(page: Page, own_s
     expect(page.locator("pre.problem")).to_contain_text("lesson.mjml: line 26")
     (own_site.project / "templates" / "lesson.mjml").write_text(original, encoding="utf-8")
     expect(email.locator("body")).to_contain_text("Hi Sample Reader,")
+
+
+def page_overflow(page: Page) -> dict[str, int]:
+    """How wide the page's content is against the window: sideways scrolling if scroll > inner."""
+    widths: dict[str, int] = page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+    )
+    return widths
+
+
+def test_on_a_phone_no_page_scrolls_sideways(browser: Browser, site: Site) -> None:
+    context = browser.new_context(viewport={"width": PHONE, "height": 740})
+    phone = context.new_page()
+    phone.set_default_timeout(RELOAD_TIMEOUT)
+    try:
+        if not any((site.project / "state" / "inbox" / "new").glob("*")):
+            simulate(site.project)
+        phone.goto(site.url)
+        widths = page_overflow(phone)
+        assert widths["scroll"] <= widths["inner"], f"the index scrolls sideways: {widths}"
+        # The lessons are cards: every day's subject, size and checks are on the screen.
+        for cell in ("tr[data-day='15'] .subject", "tr[data-day='15'] .size", ".badge"):
+            box = phone.locator(cell).first.bounding_box()
+            assert box is not None, cell
+            assert 0 <= box["x"] <= box["x"] + box["width"] <= PHONE, cell
+        title = phone.locator(".top .where")
+        assert title.evaluate("e => e.scrollWidth <= e.clientWidth"), "the title is clipped"
+
+        phone.goto(f"{site.url}lessons/3")
+        widths = page_overflow(phone)
+        assert widths["scroll"] <= widths["inner"], f"the lesson scrolls sideways: {widths}"
+        # No width chosen: the phone preset, and the frame fits inside the screen.
+        expect(phone.locator("[data-width='phone']")).to_have_attribute("aria-pressed", "true")
+        frame = frame_widths(phone)
+        assert frame["frame"] <= PHONE
+        assert frame["scroll"] <= frame["client"], f"the email overflows its frame: {frame}"
+        phone.goto(f"{site.url}lessons/3?width=desktop")  # chosen: still no sideways page
+        widths = page_overflow(phone)
+        assert widths["scroll"] <= widths["inner"], f"desktop frame pushes the page: {widths}"
+        phone.click("[data-tab='headers']")
+        widths = page_overflow(phone)
+        assert widths["scroll"] <= widths["inner"], f"the headers scroll sideways: {widths}"
+
+        phone.goto(f"{site.url}inbox")
+        widths = page_overflow(phone)
+        assert widths["scroll"] <= widths["inner"], f"the inbox scrolls sideways: {widths}"
+        phone.locator("tr[data-key] a[href^='/inbox/']").first.click()
+        expect(phone.locator("iframe.email")).to_be_visible()
+        for tab in ("html", "headers", "raw"):
+            phone.click(f"[data-tab='{tab}']")
+            widths = page_overflow(phone)
+            assert widths["scroll"] <= widths["inner"], f"a message ({tab}) scrolls: {widths}"
+        screenshot(phone, "preview-message-on-a-phone")
+    finally:
+        context.close()

@@ -24,14 +24,14 @@ class View:
 
     as_email: str = ""
     tab: str = "html"
-    width: str = "desktop"
+    width: str = ""  # "": not chosen, so the page fits the screen (phone on a phone)
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> View:
         return cls(
             as_email=query.get("as", "").strip(),
             tab=pick(query.get("tab"), TABS, "html"),
-            width=pick(query.get("width"), WIDTHS, "desktop"),
+            width=pick(query.get("width"), WIDTHS, ""),
         )
 
     def params(self) -> dict[str, str]:

@@ -44,12 +44,22 @@
       event.preventDefault();
       select("data-width", "aria-pressed", link);
       document.querySelectorAll("iframe.email").forEach(function (frame) {
+        frame.classList.remove("auto");
         frame.style.width = link.dataset.px + "px";
         fit(frame);
       });
       remember("width", link.dataset.width);
     });
   });
+
+  // No width chosen: the stylesheet sized the frame for this screen; say which preset that is.
+  var auto = document.querySelector("iframe.email.auto");
+  if (auto) {
+    var shown = document.querySelector(
+      '[data-width="' + (window.matchMedia("(max-width: 720px)").matches ? "phone" : "desktop") + '"]'
+    );
+    if (shown) select("data-width", "aria-pressed", shown);
+  }
 
   document.querySelectorAll("iframe.email").forEach(function (frame) {
     frame.addEventListener("load", function () { fit(frame); });
