@@ -92,6 +92,20 @@ def next_due(sent_at: datetime, timezone: str, timing: Timing) -> datetime:
     return send_instant(day, tz, timing.send_time)
 
 
+def resume_due(
+    now: datetime, last_lesson_at: datetime | None, timezone: str, timing: Timing
+) -> datetime:
+    """When someone coming back (resubscribed, or back in the CSV) gets their next lesson.
+
+    Never on the local date their last lesson went out: at the next send time after it, or
+    when first_due(now) says if that is later (as it is after a long absence).
+    """
+    due = first_due(now, timezone, timing)
+    if last_lesson_at is None:
+        return due
+    return max(due, next_due(last_lesson_at, timezone, timing))
+
+
 def _require_aware(moment: datetime) -> None:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: the planner needs aware times")

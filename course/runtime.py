@@ -34,7 +34,7 @@ from course.ledger import (
     SubscriberStatus,
     SyncSummary,
 )
-from course.planner import Timing, first_due
+from course.planner import Timing, first_due, resume_due
 from course.state import open_ledger
 from course.subscribers import (
     RowNote,
@@ -162,7 +162,12 @@ class Runtime:
 
     def apply_suppressions(self) -> int:
         """Bring the ledger up to date with state/suppressions.log (one-click POSTs, bounces)."""
-        return apply_pending(self.suppressions, self.ledger, first_due=self._first_due)
+        return apply_pending(
+            self.suppressions,
+            self.ledger,
+            first_due=self._first_due,
+            resume_due=self._resume_due,
+        )
 
     def close(self) -> None:
         self.backend.close()
@@ -190,6 +195,7 @@ class Runtime:
                 now=now,
                 first_due=self._first_due,
                 before_suppressing=functools.partial(self._log_departures, now),
+                resume_due=self._resume_due,
             )
         self.ledger.set_meta(CSV_FINGERPRINT, current)
         self._seen_csv = current
@@ -259,6 +265,11 @@ class Runtime:
             LOG.info("... more rows not shown; `course subscribers --report FILE` lists them all")
         for line in list_import.closing_lines():
             LOG.info("%s", line)
+
+    def _resume_due(
+        self, timezone: str, now: datetime, last_lesson_at: datetime | None
+    ) -> datetime:
+        return resume_due(now, last_lesson_at, timezone, self.timing)
 
     def _first_due(self, timezone: str, joined: datetime) -> datetime:
         return first_due(joined, timezone, self.timing)

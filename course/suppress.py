@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from course.errors import CourseError
-from course.ledger import Ledger, NoticeResult, Stop, SubscriberStatus, Verdict
+from course.ledger import Ledger, NoticeResult, ResumeDue, Stop, SubscriberStatus, Verdict
 
 LOG = logging.getLogger("course.suppress")
 LOG_FILE: Final = "state/suppressions.log"
@@ -288,6 +288,7 @@ def suppress(
     entries: Sequence[Suppression],
     *,
     first_due: FirstDue,
+    resume_due: ResumeDue | None = None,
 ) -> None:
     """Record `entries` durably in the log, then bring the ledger up to date with it.
 
@@ -296,7 +297,7 @@ def suppress(
     the next apply_pending() (every tick runs one first) takes them in.
     """
     log.append(entries)
-    apply_pending(log, ledger, first_due=first_due)
+    apply_pending(log, ledger, first_due=first_due, resume_due=resume_due)
 
 
 # The bounce mailbox's and the webhooks' verdicts that stop mail, as log entries.
@@ -344,8 +345,17 @@ def take_notice(
     )
 
 
-def apply_pending(log: SuppressionLog, ledger: Ledger, *, first_due: FirstDue) -> int:
+def apply_pending(
+    log: SuppressionLog,
+    ledger: Ledger,
+    *,
+    first_due: FirstDue,
+    resume_due: ResumeDue | None = None,
+) -> int:
     """Apply the log's entries the ledger has not seen yet; return how many addresses changed.
+
+    A resubscribe is due at resume_due(zone, now, last lesson's time) when given (never a
+    second lesson on one local date), else at first_due(zone, now).
 
     Cheap when nothing is new (a meta read, and the log's first line and size), so it runs
     before every batch. A log other than the one the ledger followed (a new ledger, a
@@ -368,7 +378,7 @@ def apply_pending(log: SuppressionLog, ledger: Ledger, *, first_due: FirstDue) -
     # behind a locked ledger are taken in at once, not one commit each.
     changed = ledger.suppress([_stop(entry) for entry in final if entry.action in SUPPRESSING])
     changed += sum(
-        _resubscribe(ledger, entry, first_due)
+        _resubscribe(ledger, entry, first_due, resume_due)
         for entry in final
         if entry.action == Action.RESUBSCRIBE
     )
@@ -404,12 +414,14 @@ def _stop(entry: Suppression) -> Stop:
     return Stop(entry.email, SubscriberStatus.UNSUBSCRIBED, how, entry.at)
 
 
-def _resubscribe(ledger: Ledger, entry: Suppression, first_due: FirstDue) -> bool:
+def _resubscribe(
+    ledger: Ledger, entry: Suppression, first_due: FirstDue, resume_due: ResumeDue | None
+) -> bool:
     """The operator let them back in: active again, if the ledger still has them stopped."""
     view = ledger.subscriber(entry.email)
     if view is None or view.status not in SUPPRESSED_STATUSES:
         return False
-    return ledger.reactivate(entry.email, now=entry.at, first_due=first_due)
+    return ledger.reactivate(entry.email, now=entry.at, first_due=first_due, resume_due=resume_due)
 
 
 def _settle(future: asyncio.Future[None]) -> None:

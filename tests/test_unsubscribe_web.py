@@ -223,9 +223,8 @@ def test_by_hand_listed_exported_and_resubscribed(project: Path) -> None:
     assert exported[0] == "email,status,since_utc,reason"
     assert exported[1].startswith("ben@example.com,unsubscribed,")
     assert exported[2].startswith("'=cmd@example.com,unsubscribed,")
-    assert (
-        run(project, "resubscribe", "ben@example.com").stdout
-        == "ben@example.com: active again from day 2\n"
+    assert run(project, "resubscribe", "ben@example.com").stdout.startswith(
+        "ben@example.com: active again from day 2, due "
     )
 
 

@@ -16,9 +16,9 @@ from course.article import load_article
 from course.build import course_id, write_atomic
 from course.config import Settings
 from course.errors import CourseError
-from course.ledger import Ledger, SubscriberStatus
+from course.ledger import Ledger, ResumeDue, SubscriberStatus
 from course.logs import log_to_stderr
-from course.planner import Timing, first_due
+from course.planner import Timing, first_due, resume_due
 from course.render import course_name
 from course.state import open_ledger
 from course.suppress import (
@@ -31,6 +31,7 @@ from course.suppress import (
     suppress,
 )
 from course.suppression import suppression_csv
+from course.timeformat import local_time
 from course.unsubscribe import load_secret
 from course.web.limits import ConnectionLimits
 from course.web.public import Unsubscriber, create_public_app
@@ -77,6 +78,12 @@ def planned_first_due(settings: Settings) -> FirstDue:
     return lambda zone, joined: first_due(joined, zone, timing)
 
 
+def planned_resume_due(settings: Settings) -> ResumeDue:
+    """When someone back after a stop gets their next lesson: never a second that local day."""
+    timing = Timing.from_settings(settings.schedule)
+    return lambda zone, now, last: resume_due(now, last, zone, timing)
+
+
 def cmd_unsubscribe(args: argparse.Namespace, settings: Settings) -> int:
     email = operator_address(args.email, "unsubscribe")
     with _ledger(settings) as ledger:
@@ -117,8 +124,11 @@ def cmd_resubscribe(args: argparse.Namespace, settings: Settings) -> int:
             ledger,
             [entry],
             first_due=planned_first_due(settings),
+            resume_due=planned_resume_due(settings),
         )
-    print(f"{email}: active again from day {view.next_day}")
+        back = ledger.subscriber(email)
+    due = local_time(back.next_due_at if back else None, view.timezone)
+    print(f"{email}: active again from day {view.next_day}, due {due}")
     return 0
 
 

@@ -38,7 +38,7 @@ from course.ledger.records import (
     SyncSummary,
 )
 from course.ledger.reports import Reports
-from course.ledger.roster import Roster, Stop
+from course.ledger.roster import ResumeDue, Roster, Stop
 from course.ledger.schema import DeliveryState, SubscriberStatus, Verdict, upgrade
 from course.ledger.workers import Workers, WorkerView
 
@@ -52,6 +52,7 @@ __all__ = [
     "ListRow",
     "NoticeResult",
     "NoticeView",
+    "ResumeDue",
     "Stop",
     "SubscriberRecord",
     "SubscriberStatus",
@@ -128,9 +129,14 @@ class Ledger:
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
         before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
+        resume_due: ResumeDue | None = None,
     ) -> SyncSummary:
         return self._roster.sync(
-            rows, now=now, first_due=first_due, before_suppressing=before_suppressing
+            rows,
+            now=now,
+            first_due=first_due,
+            before_suppressing=before_suppressing,
+            resume_due=resume_due,
         )
 
     def set_status(
@@ -142,9 +148,14 @@ class Ledger:
         return self._roster.unsubscribe(email, how=how, now=now)
 
     def reactivate(
-        self, email: str, *, now: datetime, first_due: Callable[[str, datetime], datetime]
+        self,
+        email: str,
+        *,
+        now: datetime,
+        first_due: Callable[[str, datetime], datetime],
+        resume_due: ResumeDue | None = None,
     ) -> bool:
-        return self._roster.reactivate(email, now=now, first_due=first_due)
+        return self._roster.reactivate(email, now=now, first_due=first_due, resume_due=resume_due)
 
     def suppress(self, stops: Sequence[Stop]) -> int:
         return self._roster.suppress(stops)

@@ -72,6 +72,10 @@ class Stop(NamedTuple):
     at: datetime
 
 
+# (timezone, now, when their last lesson went out or None) -> when their next lesson is due.
+ResumeDue = Callable[[str, datetime, datetime | None], datetime]
+
+
 class Roster:
     """The subscribers of one ledger."""
 
@@ -85,6 +89,7 @@ class Roster:
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
         before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
+        resume_due: ResumeDue | None = None,
     ) -> SyncSummary:
         """Make the ledger follow the list's current rows, in one transaction.
 
@@ -94,9 +99,10 @@ class Roster:
         from day 1, joined at its subscribed_at (or now), due at first_due(timezone, joined_at).
         A known one gets a changed email spelling, name, timezone or fields; a removed
         subscriber who is listed again is active again from their next_day, due at
-        first_due(timezone, now). Unsubscribed, bounced and completed subscribers are never
-        reactivated here (unsubscribed and bounced ones are counted as `held`). Duplicate
-        addresses: the first row wins.
+        resume_due(timezone, now, last lesson's time) when given (never a second lesson on
+        one local date), else at first_due(timezone, now). Unsubscribed, bounced and
+        completed subscribers are never reactivated here (unsubscribed and bounced ones are
+        counted as `held`). Duplicate addresses: the first row wins.
 
         A Departure is a row that says its address is not to be mailed: an active subscriber
         stops with the row's reason. One that says `unsubscribed` or `bounced` puts the
@@ -114,7 +120,9 @@ class Roster:
             # too): each reads what the previous one wrote. Unsubscribes do not wait for a
             # sync; the statements below are conditional on what they may overwrite.
             self._db.lock_for_transaction(conn, "roster")
-            return _ListSync(self._db, conn, now, first_due, before_suppressing).run(rows)
+            return _ListSync(
+                self._db, conn, now, first_due, before_suppressing, resume_due
+            ).run(rows)
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime
@@ -234,10 +242,17 @@ class Roster:
         return [subscriber_view(row) for row in rows]
 
     def reactivate(
-        self, email: str, *, now: datetime, first_due: Callable[[str, datetime], datetime]
+        self,
+        email: str,
+        *,
+        now: datetime,
+        first_due: Callable[[str, datetime], datetime],
+        resume_due: ResumeDue | None = None,
     ) -> bool:
         """The operator re-subscribes someone: active again from their next_day.
 
+        Due at resume_due(timezone, now, last lesson's time) when given (so the planner can
+        keep them from a second lesson on one local date), else at first_due(timezone, now).
         False if the address is unknown; LedgerError if they completed the course (nothing is
         left to send). A lesson that had bounced or was waiting for a retry is sent again.
         """
@@ -254,7 +269,10 @@ class Roster:
             if row.status == SubscriberStatus.COMPLETED:
                 raise LedgerError(f"{email} has completed the course; there is nothing to resend")
             if row.status != SubscriberStatus.ACTIVE:
-                due = first_due(row.timezone, now)
+                if resume_due is None:
+                    due = first_due(row.timezone, now)
+                else:
+                    due = resume_due(row.timezone, now, last_lesson_at(conn, row.id))
                 resume(conn, row.id, row.status, row.next_day, due, now, REASON_REACTIVATED)
         return True
 
@@ -330,6 +348,18 @@ def stopped_values(status: SubscriberStatus, reason: str, now: datetime) -> dict
         "next_due_at": None,
         "updated_at": now,
     }
+
+
+def last_lesson_at(conn: Connection, subscriber_id: int) -> datetime | None:
+    """When the subscriber's latest lesson went out (or failed for good); None before day 1."""
+    d = DELIVERIES
+    moved_on = (DeliveryState.SENT, DeliveryState.FAILED)
+    latest: datetime | None = conn.execute(
+        select(func.max(func.coalesce(d.c.sent_at, d.c.updated_at))).where(
+            d.c.subscriber_id == subscriber_id, d.c.state.in_(moved_on)
+        )
+    ).scalar()
+    return latest
 
 
 def resume(
@@ -536,11 +566,13 @@ class _ListSync:
         now: datetime,
         first_due: Callable[[str, datetime], datetime],
         before_suppressing: Callable[[Sequence[Departure]], None] | None = None,
+        resume_due: ResumeDue | None = None,
     ) -> None:
         self._conn = conn
         self._now = now
         self._first_due = first_due
         self._before_suppressing = before_suppressing
+        self._resume_due = resume_due
         # New rows go straight to the driver, in its SQL (Database.driver_sql), with their
         # times converted by UTCDateTime itself: SQLAlchemy's per-row parameter processing
         # was 40% of a 1,000,000-row import.
@@ -672,7 +704,11 @@ class _ListSync:
 
     def _rejoin(self, old: _Known, record: SubscriberRecord) -> None:
         self._writer.wait()
-        due = self._first_due(record.timezone, self._now)
+        if self._resume_due is None:
+            due = self._first_due(record.timezone, self._now)
+        else:
+            last = last_lesson_at(self._conn, old.id)
+            due = self._resume_due(record.timezone, self._now, last)
         resume(self._conn, old.id, old.status, old.next_day, due, self._now, REASON_REJOINED)
 
     def _departures(self, departures: Mapping[str, Departure], known: Mapping[str, _Known]) -> None:
