@@ -115,6 +115,10 @@ def build_warnings(rendered: list[RenderedLesson]) -> list[str]:
     return warnings
 
 
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
 def _where(days: list[int]) -> str:
     """'day 3', or '15 lessons (days 1-12, 14-15)'."""
     if len(days) == 1:

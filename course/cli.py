@@ -24,13 +24,14 @@ Command = Callable[[argparse.Namespace, Settings], int]
 # ledger, scheduler and web stacks took longer to import than `course build` takes to run.
 COMMAND_MODULES = {
     **dict.fromkeys(
-        ("subscribers", "send", "run", "simulate", "send-test", "status"),
+        ("subscribers", "send", "run", "simulate", "send-test"),
         "course.commands.delivery",
     ),
     **dict.fromkeys(
         ("unsubscribe", "resubscribe", "suppressions", "serve"), "course.commands.optout"
     ),
     **dict.fromkeys(("init", "backup", "restore"), "course.commands.state"),
+    "status": "course.commands.status",
     "preview": "course.commands.preview",
     "dkim-keygen": "course.commands.dkim",
     "check": "course.commands.check",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from course.arguments import day_count, operator_address, path_argument, positive_int
+from course.arguments import day_count, path_argument, positive_int
 from course.backends.memory import MemoryBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
@@ -24,10 +24,10 @@ from course.commands.optout import public_app, public_limits
 from course.config import Settings
 from course.delivery import Deliverer, TickReport
 from course.errors import CourseError
-from course.ledger import DeliveryState, Ledger, SubscriberStatus, Verdict
+from course.ledger import Ledger
 from course.logs import log_to_stderr
 from course.progress import Progress
-from course.runtime import Runtime, read_pause
+from course.runtime import Runtime
 from course.scheduler import TickScheduler
 from course.state import LINKS_SIGNED_WITH_META, secret_fingerprint
 from course.subscribers import open_list
@@ -81,9 +81,6 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="personalise as this CSV subscriber (default: a sample subscriber)",
     )
     test.set_defaults(handler=cmd_send_test)
-    status = commands.add_parser("status", help="who is on which day; what failed")
-    status.add_argument("--subscriber", metavar="EMAIL", help="one subscriber's history")
-    status.set_defaults(handler=cmd_status)
 
 
 def cmd_subscribers(args: argparse.Namespace, settings: Settings) -> int:
@@ -403,134 +400,3 @@ def cmd_send_test(args: argparse.Namespace, settings: Settings) -> int:
         f"{settings.delivery.backend}: {result.reply or 'accepted'}"
     )
     return 0
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    email = operator_address(args.subscriber, "--subscriber") if args.subscriber else ""
-    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
-        if email:
-            return _subscriber_status(ledger, email)
-        _overall_status(ledger)
-    return 0
-
-
-def _overall_status(ledger: Ledger) -> None:
-    statuses = ledger.status_counts()
-    total = sum(statuses.values())
-    parts = ", ".join(f"{statuses[s]} {s}" for s in SubscriberStatus if statuses.get(s))
-    print(f"subscribers: {total}" + (f" ({parts})" if parts else ""))
-    pause = read_pause(ledger)
-    if pause is not None:
-        until = pause.until.strftime("%Y-%m-%d %H:%M UTC")
-        over = " (over: the next tick sends again)" if pause.until <= datetime.now(UTC) else ""
-        print(f"delivery paused until {until}{over} after too many errors: {pause.reason}")
-    counts = ledger.state_counts()
-    days = sorted({day for day, _ in counts})
-    if days:
-        print()
-        rows = [(str(d), *(str(counts.get((d, s), 0)) for s in DeliveryState)) for d in days]
-        print_table(("day", *DeliveryState), rows)
-    suppressed = ledger.latest_with_status(
-        (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED), limit=50
-    )
-    if suppressed:
-        print("\nunsubscribed and bounced (latest 50):")
-        print_table(
-            ("subscriber", "status", "since (UTC)", "how"),
-            [(v.email, v.status, _when(v.status_at), v.status_reason) for v in suppressed],
-        )
-    _stopped_by_the_list(ledger)
-    problems = ledger.problems(limit=50)
-    if problems:
-        print("\nproblems (latest 50):")
-        print_table(
-            ("subscriber", "day", "state", "attempts", "reply"),
-            [(email, str(d.day), d.state, str(d.attempts), d.last_reply) for email, d in problems],
-        )
-    delayed = ledger.recent_notices((Verdict.NOTED,), limit=50)
-    if delayed:
-        print("\ndelayed or refused after sending, not suppressed (latest 50):")
-        print_table(
-            ("subscriber", "when (UTC)", "from", "what the report says"),
-            [(n.email, _when(n.received_at), n.source, n.detail) for n in delayed],
-        )
-    _workers_status(ledger, _real_now())
-
-
-def _workers_status(ledger: Ledger, now: datetime) -> None:
-    """Who works on the ledger, and which worker leads (runs the CSV sync)."""
-    workers = ledger.workers(now)
-    if not workers:
-        print("\nworkers: none running")
-        return
-    leader = next((w for w in workers if w.leader_since is not None and w.alive), None)
-    lead = f"leader {leader.owner[:8]} on {leader.host}" if leader else "no live leader"
-    print(f"\nworkers: {sum(w.alive for w in workers)} running ({lead})")
-    print_table(
-        ("worker", "role", "host", "pid", "started (UTC)", "last heartbeat"),
-        [
-            (
-                w.owner[:8],
-                "leader" if w is leader else "worker",
-                w.host,
-                str(w.pid),
-                _when(w.started_at),
-                f"{_ago(now - w.heartbeat_at)}" + ("" if w.alive else " (stopped?)"),
-            )
-            for w in workers
-        ],
-    )
-
-
-def _ago(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
-
-
-def _stopped_by_the_list(ledger: Ledger) -> None:
-    """Who stopped because the list no longer has them, or has them as not subscribed."""
-    removed = ledger.latest_with_status([SubscriberStatus.REMOVED], limit=50)
-    if removed:
-        print("\nstopped by the list: not in it now, or not subscribed there (latest 50):")
-        print_table(
-            ("subscriber", "since (UTC)", "why"),
-            [(v.email, _when(v.status_at), v.status_reason) for v in removed],
-        )
-
-
-def _subscriber_status(ledger: Ledger, email: str) -> int:
-    view = ledger.subscriber(email)
-    if view is None:
-        raise CourseError(f"--subscriber: {email!r} is not in the ledger")
-    due = view.next_due_at.isoformat(timespec="minutes") if view.next_due_at else "-"
-    print(
-        f"{view.email}: {view.status} since {view.status_at:%Y-%m-%d %H:%M} UTC"
-        + (f" ({view.status_reason})" if view.status_reason else "")
-    )
-    print(
-        f"joined {view.joined_at:%Y-%m-%d %H:%M} UTC, time zone {view.timezone}, "
-        f"next day {view.next_day} due {due}"
-    )
-    rows = [
-        (
-            str(d.day),
-            d.state,
-            str(d.attempts),
-            _when(d.sent_at or d.claimed_at),
-            d.message_id,
-            d.last_reply,
-        )
-        for d in ledger.history(email)
-    ]
-    if rows:
-        print()
-        print_table(("day", "state", "attempts", "at (UTC)", "message-id", "reply"), rows)
-    return 0
-
-
-def _when(moment: datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"

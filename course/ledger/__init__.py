@@ -39,7 +39,13 @@ from course.ledger.records import (
 )
 from course.ledger.reports import Reports
 from course.ledger.roster import ResumeDue, Roster, Stop
-from course.ledger.schema import DeliveryState, SubscriberStatus, Verdict, upgrade
+from course.ledger.schema import (
+    DeliveryState,
+    SubscriberStatus,
+    Verdict,
+    schema_version_of,
+    upgrade,
+)
 from course.ledger.workers import Workers, WorkerView
 
 __all__ = [
@@ -91,6 +97,29 @@ class Ledger:
         except BaseException:
             db.close()
             raise
+        return cls(db)
+
+    @classmethod
+    def open_if_started(cls, url: str, *, base_dir: Path) -> Ledger | None:
+        """The ledger at `url` if one was ever created there, else None; creates nothing.
+
+        For `course status` before the first tick: no SQLite file, or a database without the
+        ledger's tables, is a course that has not started.
+        """
+        db = Database.open_if_exists(url, base_dir=base_dir)
+        if db is None:
+            return None
+        try:
+            with db.reading() as conn:
+                started = schema_version_of(conn) > 0
+            if started:
+                upgrade(db)
+        except BaseException:
+            db.close()
+            raise
+        if not started:
+            db.close()
+            return None
         return cls(db)
 
     def close(self) -> None:

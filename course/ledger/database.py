@@ -101,6 +101,16 @@ class Database:
             parsed, label = _resolve_sqlite(parsed, base_dir)
         return cls(_open_engine(parsed, label), label)
 
+    @classmethod
+    def open_if_exists(cls, url: str, *, base_dir: Path) -> Database | None:
+        """Like open(), but None for a SQLite file that is not there yet, which stays so."""
+        parsed = _parse_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            path = _sqlite_path(parsed, base_dir)
+            if path is not None and not path.is_file():
+                return None
+        return cls.open(url, base_dir=base_dir)
+
     @property
     def dialect(self) -> str:
         """Which database this is: "sqlite" or "postgresql"."""
@@ -378,16 +388,23 @@ def _parse_url(url: str) -> URL:
 def _resolve_sqlite(parsed: URL, base_dir: Path) -> tuple[URL, str]:
     """The URL with a relative path made absolute against base_dir, and the path as written."""
     database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    path = _sqlite_path(parsed, base_dir)
+    if path is None:
         return parsed, database or ":memory:"
-    path = Path(database).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"cannot create the directory for the ledger {database}: {exc}") from exc
     return parsed.set(database=str(path)), database
+
+
+def _sqlite_path(parsed: URL, base_dir: Path) -> Path | None:
+    """The SQLite file the URL names, relative paths against base_dir; None for in-memory."""
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return path if path.is_absolute() else base_dir / path
 
 
 def _open_engine(parsed: URL, label: str) -> Engine:
