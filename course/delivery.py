@@ -98,6 +98,7 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         suppressions: SuppressionLog | None = None,
         before_batch: Callable[[], object] = lambda: None,
+        watch: Callable[[Sequence[tuple[DueLesson, DeliveryOutcome]]], None] | None = None,
     ) -> None:
         self.build = build
         self.ledger = ledger
@@ -113,6 +114,8 @@ class Deliverer:
         # Runs before each claim: the runtime applies pending suppressions there, so an
         # unsubscribe that arrives mid-tick stops that subscriber's next batch.
         self.before_batch = before_batch
+        # Told each claimed lesson and what became of it, once recorded (`send --dry-run`).
+        self.watch = watch
         self._due_after: dict[tuple[datetime, str], datetime] = {}
         self._sleep = sleep  # between empty claims while other workers hold due rows
         self._sample_problems: dict[int, str] = {}
@@ -205,6 +208,9 @@ class Deliverer:
             for outcome in outcomes:
                 recorded.add((outcome.subscriber_id, outcome.day))
                 _count(report, outcome)
+            if self.watch is not None:
+                lessons = {(c.subscriber_id, c.day): c for c in claimed}
+                self.watch([(lessons[o.subscriber_id, o.day], o) for o in outcomes])
 
         try:
             counted(self._refuse(batch.unbuilt, now))

@@ -139,21 +139,35 @@ class Runtime:
         self.leader_jobs.insert(0, self.refresh_subscribers)
 
     @classmethod
-    def open(cls, settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Runtime:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        ledger: Ledger | None = None,
+        backend: Backend | None = None,
+        environ: Mapping[str, str] = os.environ,
+        suppressions: SuppressionLog | None = None,
+    ) -> Runtime:
+        """The configured parts; `ledger`, `backend` and `suppressions` replace the project's
+        (a dry run's rehearsal, a simulation's sandbox)."""
         build = build_course(settings)
         subscribers_stat(settings)  # a wrong path is reported before anything is created
-        ledger = open_ledger(settings, build.sender.course_id)
-        backend = make_backend(settings, clock) if clock else make_backend(settings)
+        if ledger is None:
+            ledger = open_ledger(settings, build.sender.course_id, environ=environ)
+        if backend is None:
+            backend = make_backend(settings, clock) if clock else make_backend(settings)
         timing = Timing.from_settings(settings.schedule)
-        suppressions = SuppressionLog.in_project(settings.base_dir)
+        if suppressions is None:
+            suppressions = SuppressionLog.in_project(settings.base_dir)
         deliverer = Deliverer(
             build,
             ledger,
             backend,
             timing,
-            make_links(settings, build),
+            make_links(settings, build, environ),
             settings.delivery.retry,
-            return_path=make_return_path(settings, build),
+            return_path=make_return_path(settings, build, environ),
             suppressions=suppressions,
         )
         runtime = cls(settings, build, ledger, backend, deliverer, timing, suppressions)

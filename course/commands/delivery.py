@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -12,19 +13,19 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from course.arguments import day_count, path_argument, positive_int
-from course.backends.memory import MemoryBackend
+from course.backends.recording import RecordingBackend
 from course.build import build_course
 from course.commands.interrupt import sigterm_as_interrupt
 from course.commands.optout import public_app, public_limits
 from course.config import Settings
-from course.delivery import Deliverer, TickReport
+from course.delivery import TickReport
 from course.errors import CourseError
-from course.ledger import Ledger
+from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.logs import log_to_stderr
 from course.progress import Progress
 from course.runtime import Runtime
@@ -35,7 +36,9 @@ from course.subscribers.report import print_report
 from course.suppress import SuppressionLog
 from course.tables import print_table
 from course.testsend import recipient_as, send_test
+from course.timeformat import local_time
 from course.timeparse import parse_moment
+from course.unsubscribe import SECRET_FILE
 from course.web.preview import start_preview
 from course.web.server import serve_in_background
 
@@ -105,61 +108,78 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr()
     with _runner(settings, clock=lambda: now) as (runtime, worker):
         report = _tick_with_progress(runtime, now, "sending", worker.lost)
-    print(f"{now.isoformat(timespec='seconds')}: {report.summary()}")
+    print(f"{local_time(now, settings.schedule.timezone)}: {report.summary()}")
     return 0
 
 
 def _dry_run(settings: Settings, now: datetime) -> int:
-    """Run the tick against a throwaway copy of the ledger, into memory."""
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = replace(settings, ledger=_copy_ledger(settings, Path(scratch)))
-        runtime = Runtime.open(copy)
-        # The dry run reads what the suppression log holds; what it would add (a list sync
-        # logs who the list says left) goes into the scratch copy.
-        runtime.suppressions = _copy_log(runtime.suppressions, Path(scratch))
-        memory = MemoryBackend()
-        runtime.deliverer = Deliverer(
-            runtime.build,
-            runtime.ledger,
-            memory,
-            runtime.timing,
-            runtime.deliverer.links,
-            settings.delivery.retry,
-            return_path=runtime.deliverer.return_path,
+    """The tick at `now` on a rehearsal of the ledger, into a backend that only records.
+
+    Nothing is sent or changed: no server or password is needed, the real ledger is copied
+    (SQLite, with the backup API) or used inside a transaction that is rolled back, and the
+    CSV is read as a real tick would read it.
+    """
+    recorder = RecordingBackend()
+    seen: list[tuple[DueLesson, DeliveryOutcome]] = []
+    zone = settings.schedule.timezone
+    with (
+        tempfile.TemporaryDirectory(prefix="course-dry-run-") as scratch,
+        Ledger.rehearsal(
+            settings.ledger, base_dir=settings.base_dir, scratch=Path(scratch)
+        ) as ledger,
+    ):
+        runtime = Runtime.open(
+            settings,
+            clock=lambda: now,
+            ledger=ledger,
+            backend=recorder,
+            environ=_rehearsal_environ(settings),
+            # It reads what the log holds; what it would add (a list sync logs who the
+            # list says left) goes into the scratch copy.
+            suppressions=copy_log(SuppressionLog.in_project(settings.base_dir), Path(scratch)),
         )
+        runtime.deliverer.watch = seen.extend
         try:
             runtime.tick(now)
         finally:
             runtime.close()
-    rows = [(m.recipient, _day_of(m.message_id)) for m in memory.outbox]
-    print(f"dry run at {now.isoformat(timespec='seconds')}: {len(rows)} would be sent")
-    print_table(("recipient", "day"), rows)
+    going = sorted(seen, key=lambda pair: (pair[0].day, pair[0].email))
+    sent = sum(1 for _, outcome in going if outcome.state == DeliveryState.SENT)
+    failed = len(going) - sent
+    print(
+        f"dry run at {local_time(now, zone)}: {sent} would be sent"
+        + (f", {failed} would fail" if failed else "")
+        + "; nothing was sent or recorded"
+    )
+    if going:
+        print()
+        print_table(
+            ("recipient", "day", "would be"),
+            [(lesson.email, str(lesson.day), _would(outcome)) for lesson, outcome in going],
+        )
     return 0
 
 
-def _copy_log(log: SuppressionLog, scratch: Path) -> SuppressionLog:
-    copy = SuppressionLog(scratch / "suppressions.log")
+def copy_log(log: SuppressionLog, folder: Path) -> SuppressionLog:
+    """A copy of the suppression log in `folder`: read as the real one is, written apart."""
+    copy = SuppressionLog(folder / "suppressions.log")
     if log.path.exists():
         shutil.copyfile(log.path, copy.path)
     return copy
 
 
-def _copy_ledger(settings: Settings, scratch: Path) -> str:
-    if not settings.ledger.startswith("sqlite:///"):
-        raise CourseError(f"{settings.source}: ledger: --dry-run works on SQLite ledgers only")
-    source = settings.base_dir / settings.ledger.removeprefix("sqlite:///")
-    target = scratch / "dry-run.db"
-    if source.exists():
-        with Ledger.open(settings.ledger, base_dir=settings.base_dir):
-            pass  # opening checkpoints nothing but proves the file is a ledger we can read
-        for suffix in ("", "-wal", "-shm"):
-            if Path(f"{source}{suffix}").exists():
-                shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
-    return f"sqlite:///{target}"
+def _would(outcome: DeliveryOutcome) -> str:
+    return str(outcome.state) + (f": {outcome.reply}" if outcome.reply else "")
 
 
-def _day_of(message_id: str) -> str:
-    return message_id.split(".d", 1)[1][:2].lstrip("0") if ".d" in message_id else "?"
+def _rehearsal_environ(settings: Settings) -> dict[str, str]:
+    """The environment, with a throwaway unsubscribe secret if the real one does not exist
+    yet: a dry run must not create state/unsubscribe.secret (links in it go nowhere)."""
+    environ = dict(os.environ)
+    secret_env = settings.unsubscribe.secret_env
+    if not environ.get(secret_env) and not (settings.base_dir / SECRET_FILE).exists():
+        environ[secret_env] = secrets.token_urlsafe(32)
+    return environ
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from course.ledger.database import Database
+from course.ledger.database import Database, parse_backend
 from course.ledger.notices import NoticeResult, Notices, NoticeView
 from course.ledger.queue import Queue
 from course.ledger.records import (
@@ -121,6 +121,33 @@ class Ledger:
             db.close()
             return None
         return cls(db)
+
+    @classmethod
+    @contextmanager
+    def rehearsal(cls, url: str, *, base_dir: Path, scratch: Path) -> Iterator[Ledger]:
+        """A ledger to rehearse on (`course send --dry-run`): its changes never reach `url`.
+
+        SQLite: a consistent copy in the folder `scratch`, made with sqlite3's online backup
+        API, so a running `course run` is not held up; no file yet gives a fresh ledger and
+        leaves none behind. Other databases: the ledger itself, inside one transaction that
+        is rolled back at the end (Database.open_rolled_back).
+        """
+        if parse_backend(url) == "sqlite":
+            copy = scratch / "rehearsal.db"
+            Database.snapshot_sqlite(url, base_dir=base_dir, target=copy)
+            ledger = cls.open(f"sqlite:///{copy}", base_dir=scratch)
+        else:
+            db = Database.open_rolled_back(url, base_dir=base_dir)
+            try:
+                upgrade(db)
+            except BaseException:
+                db.close()
+                raise
+            ledger = cls(db)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
 
     def close(self) -> None:
         self._workers.resign()

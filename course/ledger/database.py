@@ -11,10 +11,11 @@ import hashlib
 import logging
 import random
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -95,11 +96,13 @@ class Database:
 
         LedgerError names the URL when it is invalid or its driver is missing.
         """
-        parsed = _parse_url(url)
-        label = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite":
-            parsed, label = _resolve_sqlite(parsed, base_dir)
-        return cls(_open_engine(parsed, label), label)
+        return cls(*_engine(url, base_dir))
+
+    @classmethod
+    def open_rolled_back(cls, url: str, *, base_dir: Path) -> Database:
+        """The database at `url` as one transaction that every read and write joins, and
+        that close() rolls back: a rehearsal whose changes nobody else ever sees."""
+        return _RolledBack(*_engine(url, base_dir))
 
     @classmethod
     def open_if_exists(cls, url: str, *, base_dir: Path) -> Database | None:
@@ -110,6 +113,26 @@ class Database:
             if path is not None and not path.is_file():
                 return None
         return cls.open(url, base_dir=base_dir)
+
+    @classmethod
+    def snapshot_sqlite(cls, url: str, *, base_dir: Path, target: Path) -> bool:
+        """Copy the SQLite ledger at `url` into `target` with sqlite3's online backup API.
+
+        One consistent copy, WAL content included, taken while a running `course run` goes
+        on writing (the copy only reads). False, with nothing created, when there is no file.
+        """
+        source = _sqlite_path(_parse_url(url), base_dir)
+        if source is None or not source.is_file():
+            return False
+        try:
+            with (
+                closing(sqlite3.connect(source, timeout=BUSY_TIMEOUT_MS / 1000)) as real,
+                closing(sqlite3.connect(target)) as copy,
+            ):
+                real.backup(copy)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot copy the ledger {source}: {exc}") from exc
+        return True
 
     @property
     def dialect(self) -> str:
@@ -359,6 +382,55 @@ class Database:
         return lite.on_conflict_do_update(index_elements=key, set_=changed, where=where)
 
 
+class _RolledBack(Database):
+    """One connection and one outer transaction; each ledger transaction is a savepoint in it.
+
+    Reads see the rehearsal's own writes (a tick must see its own claims). Rows it writes
+    stay locked until close() rolls everything back, so keep a rehearsal short.
+    """
+
+    def __init__(self, engine: Engine, label: str) -> None:
+        super().__init__(engine, label)
+        self._lock = threading.RLock()  # a read may happen inside a write of the same thread
+        with _unusable_as_ledger_error(label):
+            self._conn = self._writer.connect()
+            self._outer = self._conn.begin()
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        with self._lock, _unusable_as_ledger_error(self.label), self._conn.begin_nested():
+            yield self._conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.writing() as conn:
+            yield conn
+
+    @contextmanager
+    def writing_on_driver(self) -> Iterator[DBAPICursor]:
+        with self._lock, _driver_errors_as_ledger_error(self.engine, self.label):
+            driver = self._conn.connection.dbapi_connection
+            assert driver is not None  # a checked-out connection always has its driver's
+            cursor = driver.cursor()
+            try:
+                cursor.execute("SAVEPOINT course_driver")
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK TO SAVEPOINT course_driver")
+                    raise
+                cursor.execute("RELEASE SAVEPOINT course_driver")
+            finally:
+                cursor.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._outer.is_active:
+                self._outer.rollback()
+            self._conn.close()
+        super().close()
+
+
 # --- opening ----------------------------------------------------------------------------------
 
 
@@ -366,6 +438,19 @@ def advisory_key(name: str) -> int:
     """The 64-bit PostgreSQL advisory lock key of a lock `name` of this program."""
     digest = hashlib.sha256(f"dripcourse ledger: {name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def parse_backend(url: str) -> str:
+    """Which database a ledger URL names: "sqlite" or "postgresql"."""
+    return str(_parse_url(url).get_backend_name())
+
+
+def _engine(url: str, base_dir: Path) -> tuple[Engine, str]:
+    parsed = _parse_url(url)
+    label = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        parsed, label = _resolve_sqlite(parsed, base_dir)
+    return _open_engine(parsed, label), label
 
 
 def _parse_url(url: str) -> URL:

@@ -120,9 +120,9 @@ class Roster:
             # too): each reads what the previous one wrote. Unsubscribes do not wait for a
             # sync; the statements below are conditional on what they may overwrite.
             self._db.lock_for_transaction(conn, "roster")
-            return _ListSync(
-                self._db, conn, now, first_due, before_suppressing, resume_due
-            ).run(rows)
+            return _ListSync(self._db, conn, now, first_due, before_suppressing, resume_due).run(
+                rows
+            )
 
     def set_status(
         self, email: str, status: SubscriberStatus, *, reason: str, now: datetime
