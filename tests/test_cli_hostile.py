@@ -24,6 +24,7 @@ from support import free_port
 from course.cli import command_line, command_name
 
 CSV = "subscribers: examples/subscribers.csv"
+BOUNCES = "# bounces:                  # late bounces and complaints (`course bounces`)"
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ ROWS = [
     Hostile(("simulate", "--days", "-3"), 2, "expected a whole number of days"),
     Hostile(("simulate", "--days", "99999999"), 2, "expected a whole number of days"),
     Hostile(("simulate", "--days", "2", "--start", "soon"), 1, ISO),
+    Hostile(("simulate", "--days", "2", "--fresh", "--in-place"), 2, "not allowed with"),
     Hostile(("subscribers", "--report", "/nonexistent/r.csv"), 1, "/nonexistent/r.csv: cannot"),
     Hostile(("subscribers", "--report", ""), 2, "expected a path"),
     # checks and keys
@@ -136,6 +138,22 @@ ROWS = [
         ("dkim-keygen", "--domain", "example.com", "--selector", "s1", "--out", "schedule.yaml"),
         1,
         "schedule.yaml: already exists",
+    ),
+    # the bounce mailbox
+    Hostile(("bounces", "--bogus"), 2, "course bounces: error: unrecognized arguments: --bogus"),
+    Hostile(("bounces", "now"), 2, "course bounces: error: unrecognized arguments: now"),
+    Hostile(
+        ("bounces",),
+        1,
+        "bounces.password_env: set the environment variable BOUNCES_PASSWORD",
+        edit=(BOUNCES, "bounces:\n  mailbox: imaps://nobody@127.0.0.1:1/INBOX"),
+        writes=True,  # it opens the ledger before it looks for the password
+    ),
+    Hostile(
+        ("bounces", "--dry-run"),
+        1,
+        "bounces.mailbox",
+        edit=(BOUNCES, "bounces:\n  mailbox: pop3://nowhere"),
     ),
     # a run that cannot start
     Hostile(("run",), 1, "ledger", edit=("ledger: sqlite:///state/course.db", "ledger: notaurl")),

@@ -120,7 +120,8 @@ def frame_widths(page: Page) -> dict[str, int]:
 
 
 def simulate(project: Path) -> None:
-    command = [sys.executable, "-m", "course.cli", "simulate", "--days", "2"]
+    # --in-place: the inbox page shows the real inbox, which the sandbox never fills.
+    command = [sys.executable, "-m", "course.cli", "simulate", "--in-place", "--days", "2"]
     result = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 

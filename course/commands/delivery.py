@@ -11,7 +11,7 @@ import socket
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,7 @@ from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.logs import log_to_stderr
 from course.progress import Progress
 from course.runtime import Runtime
+from course.sandbox import FOLDER, LEDGER_FILE, prepare_sandbox, sandbox_settings
 from course.scheduler import TickScheduler
 from course.state import LINKS_SIGNED_WITH_META, secret_fingerprint
 from course.subscribers import open_list
@@ -71,6 +72,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--days", type=day_count, required=True, metavar="N", help="how many days to simulate"
     )
     sim.add_argument("--start", metavar="ISO", help="ISO 8601 start (default: now)")
+    where = sim.add_mutually_exclusive_group()
+    where.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the sandbox from an empty ledger, not a copy of the real one",
+    )
+    where.add_argument(
+        "--in-place",
+        action="store_true",
+        help="simulate on the real ledger and into the configured backend (changes them!)",
+    )
     sim.set_defaults(handler=cmd_simulate)
     test = commands.add_parser(
         "send-test", help="send one lesson to one address (not recorded in the ledger)"
@@ -191,11 +203,15 @@ class _Worker:
 
 
 @contextmanager
-def _runner(settings: Settings, clock: Callable[[], datetime]) -> Iterator[tuple[Runtime, _Worker]]:
+def _runner(
+    settings: Settings,
+    clock: Callable[[], datetime],
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[tuple[Runtime, _Worker]]:
     """An open runtime registered as a worker on the ledger, its heartbeat kept fresh from a
     thread (so a long tick, `send` or `simulate` never looks dead), with the claims of dead
     workers recovered. On SQLite a second live worker is refused (the single-writer lease)."""
-    runtime = Runtime.open(settings, clock=clock)
+    runtime = Runtime.open(settings, clock=clock, environ=environ)
     owner = uuid.uuid4().hex
     stale = timedelta(seconds=max(300, 3 * settings.schedule.tick_seconds))
     ledger = runtime.ledger
@@ -365,24 +381,49 @@ def _where_to_look(settings: Settings) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.delivery.backend == "smtp":
-        raise CourseError(
-            f"{settings.source}: delivery.backend: simulate delivers days of mail "
-            "in seconds; it refuses smtp. Use inbox or file."
-        )
+    """N days on a virtual clock: in the sandbox (state/simulate/), or with --in-place."""
     start = _now(args, "--start", settings)
     end = start + timedelta(days=args.days)
+    zone = settings.schedule.timezone
+    if args.in_place:
+        if settings.delivery.backend == "smtp":
+            raise CourseError(
+                f"{settings.source}: delivery.backend: simulate --in-place delivers days of "
+                "mail in seconds through the configured backend; it refuses smtp. Simulate "
+                "without --in-place: the sandbox never sends."
+            )
+        print(
+            "course: warning: simulate --in-place: the real ledger and the configured "
+            "backend get every simulated lesson; subscribers will look further along than "
+            "they are",
+            file=sys.stderr,
+        )
+        target, where, environ = settings, "on the real ledger", dict(os.environ)
+    else:
+        copied = prepare_sandbox(settings, fresh=args.fresh)
+        target = sandbox_settings(settings)
+        start_from = "a copy of the ledger" if copied else "an empty ledger"
+        where = f"in the sandbox {FOLDER}/ ({start_from}; the real ledger and inbox are untouched)"
+        environ = _rehearsal_environ(settings)
     clock = _VirtualClock(start)
     progress = Progress("simulating")
     totals = TickReport()
-    with _runner(settings, clock=clock) as (runtime, _):
+    with _runner(target, clock=clock, environ=environ) as (runtime, _):
         while clock.now <= end:
             _add(totals, runtime.tick(clock.now))
             progress(totals.sent, f"sent, at {clock.now:%Y-%m-%d %H:%M}")
             if not clock.advance(runtime.ledger.next_due_at(), settings.schedule.tick_seconds):
                 break
     progress.done()
-    print(f"simulated {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {totals.summary()}")
+    print(
+        f"simulated {local_time(start, zone)} to {local_time(end, zone)} {where}: "
+        f"{totals.summary()}"
+    )
+    if not args.in_place:
+        print(
+            f"`course preview` shows the sandbox's inbox at /simulate; its ledger is "
+            f"{FOLDER}/{LEDGER_FILE}"
+        )
     return 0
 
 

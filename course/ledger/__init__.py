@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from course.ledger.copies import copy_rows
 from course.ledger.database import Database, parse_backend
 from course.ledger.notices import NoticeResult, Notices, NoticeView
 from course.ledger.queue import Queue
@@ -135,7 +136,7 @@ class Ledger:
         if parse_backend(url) == "sqlite":
             copy = scratch / "rehearsal.db"
             Database.snapshot_sqlite(url, base_dir=base_dir, target=copy)
-            ledger = cls.open(f"sqlite:///{copy}", base_dir=scratch)
+            ledger = cls.open(f"sqlite:///{copy.resolve()}", base_dir=scratch)
         else:
             db = Database.open_rolled_back(url, base_dir=base_dir)
             try:
@@ -148,6 +149,33 @@ class Ledger:
             yield ledger
         finally:
             ledger.close()
+
+    @classmethod
+    def copy(cls, url: str, *, base_dir: Path, target: Path) -> bool:
+        """Copy the ledger at `url` into the SQLite file `target`, for a sandbox.
+
+        SQLite is copied with the online backup API; any other database row by row in one
+        read transaction. The copy holds no runner lease: it belongs to whoever opens it
+        next. False, with nothing created, when no ledger exists at `url` yet.
+        """
+        if parse_backend(url) == "sqlite":
+            if not Database.snapshot_sqlite(url, base_dir=base_dir, target=target):
+                return False
+            copied = cls.open(f"sqlite:///{target.resolve()}", base_dir=target.parent)
+        else:
+            source = cls.open_if_started(url, base_dir=base_dir)
+            if source is None:
+                return False
+            with source:
+                copied = cls.open(f"sqlite:///{target.resolve()}", base_dir=target.parent)
+                try:
+                    copy_rows(source.database, copied.database)
+                except BaseException:
+                    copied.close()
+                    raise
+        with copied:
+            copied._workers.forget_all()
+        return True
 
     def close(self) -> None:
         self._workers.resign()

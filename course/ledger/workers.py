@@ -219,6 +219,12 @@ class Workers:
             return False
         return True
 
+    def forget_all(self) -> None:
+        """Drop every worker's registration: for a copy of the ledger, which nobody works on
+        yet (their claims then count as a dead worker's, and the crash rule puts them back)."""
+        with self._db.writing() as conn:
+            conn.execute(delete(WORKERS))
+
 
 def take_over(conn: Connection, row: Any) -> bool:
     """Take over a dead worker: delete its row if it has not beaten since it was read.

@@ -32,6 +32,7 @@ from course.dkim import Keyring
 from course.errors import CourseError
 from course.message import Recipient
 from course.render import course_name
+from course.sandbox import sandbox_inbox
 from course.testsend import recipient_as, send_test
 from course.web.preview_guard import LOOPBACK_HOSTS, FormGuard, SecurityHeaders
 from course.web.preview_inbox import InboxFilter, find_message, inbox_page
@@ -98,6 +99,16 @@ class Personalised:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    """A Maildir the preview lists: the real inbox, or the `course simulate` sandbox's."""
+
+    path: str  # where its pages are, "/inbox" or "/simulate"
+    name: str
+    directory: Path
+    sandbox: bool
+
+
 class PreviewApp:
     """The endpoints; they share the course state, the clock and the form token."""
 
@@ -119,6 +130,10 @@ class PreviewApp:
             Route("/inbox", self.inbox),
             Route("/inbox/{key}", self.inbox_message),
             Route("/inbox/{key}/message.eml", self.inbox_eml),
+            # The `course simulate` sandbox's inbox, apart from the real one.
+            Route("/simulate", self.inbox),
+            Route("/simulate/{key}", self.inbox_message),
+            Route("/simulate/{key}/message.eml", self.inbox_eml),
             Route("/api/version", self.version),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
@@ -219,17 +234,19 @@ class PreviewApp:
     # Inbox pages
 
     def inbox(self, request: Request) -> Response:
+        box = self._box(request)
         query = request.query_params
         wanted = InboxFilter(query.get("recipient", "").strip(), self._number(query, "day"))
         page = self._number(query, "page") or 1
-        listing = inbox_page(self.state.settings.delivery.inbox, wanted, page)
-        context = {**self._inbox_common(), "listing": listing, "wanted": wanted}
+        listing = inbox_page(box.directory, wanted, page)
+        context = {**self._inbox_common(box), "listing": listing, "wanted": wanted}
         return self.pages.render("inbox.html", context)
 
     def inbox_message(self, request: Request) -> Response:
-        data = self._inbox_bytes(request.path_params["key"])
+        box = self._box(request)
+        data = self._inbox_bytes(box, request.path_params["key"])
         if data is None:
-            return self._problem("No such message", "It is not in the inbox (any more).", 404)
+            return self._problem("No such message", f"It is not in the {box.name} (any more).", 404)
         message = view_message(data)
         key = request.path_params["key"]
         build = self.state.current().build
@@ -237,7 +254,7 @@ class PreviewApp:
         self.state.spam.request({("inbox", key): data})
         checks = message_checks(message, Judges(keyring, self.state.spam.verdict(("inbox", key))))
         context = {
-            **self._inbox_common(),
+            **self._inbox_common(box),
             **self._pending(checks),
             "key": request.path_params["key"],
             "message": message,
@@ -248,13 +265,21 @@ class PreviewApp:
         return self.pages.render("message.html", context)
 
     def inbox_eml(self, request: Request) -> Response:
-        data = self._inbox_bytes(request.path_params["key"])
+        box = self._box(request)
+        data = self._inbox_bytes(box, request.path_params["key"])
         if data is None:
-            return self._problem("No such message", "It is not in the inbox (any more).", 404)
+            return self._problem("No such message", f"It is not in the {box.name} (any more).", 404)
         return eml_response(data, "message.eml")
 
-    def _inbox_bytes(self, key: str) -> bytes | None:
-        path = find_message(self.state.settings.delivery.inbox, key)
+    def _box(self, request: Request) -> Mailbox:
+        """The real inbox, or the simulate sandbox's, as the path says."""
+        settings = self.state.settings
+        if request.url.path.startswith("/simulate"):
+            return Mailbox("/simulate", "simulation inbox", sandbox_inbox(settings), True)
+        return Mailbox("/inbox", "inbox", settings.delivery.inbox, False)
+
+    def _inbox_bytes(self, box: Mailbox, key: str) -> bytes | None:
+        path = find_message(box.directory, key)
         try:
             return path.read_bytes() if path else None
         except FileNotFoundError:  # moved or deleted since we looked
@@ -289,6 +314,7 @@ class PreviewApp:
             {
                 "course": self.state.course_version(),
                 "inbox": self.state.inbox_version(),
+                "simulate": self.state.inbox_version(sandbox_inbox(self.state.settings)),
                 "checks": self.state.checks_version(),
             }
         )
@@ -304,6 +330,7 @@ class PreviewApp:
     def _common(self, snap: Snapshot) -> dict[str, object]:
         title = course_name(snap.settings, snap.build.course) if snap.build else "Course"
         return {
+            "has_sandbox": (sandbox_inbox(snap.settings) / "new").is_dir(),
             "course_title": title,
             "section": "lessons",
             "watch": "course",
@@ -317,14 +344,16 @@ class PreviewApp:
             return {"checks_version": self.state.checks_version()}
         return {}
 
-    def _inbox_common(self) -> dict[str, object]:
+    def _inbox_common(self, box: Mailbox) -> dict[str, object]:
         snap = self.state.current()
+        watch = "simulate" if box.sandbox else "inbox"
         return {
             **self._common(snap),
-            "section": "inbox",
-            "watch": "inbox",
-            "version": self.state.inbox_version(),
-            "inbox_dir": snap.settings.delivery.inbox,
+            "section": watch,
+            "watch": watch,
+            "version": self.state.inbox_version(box.directory),
+            "inbox_dir": box.directory,
+            "box": box,
         }
 
     def _no_such_day(self, snap: Snapshot, day: int) -> Response:
@@ -337,7 +366,11 @@ class PreviewApp:
         self, title: str, message: str, status: int, snap: Snapshot | None = None
     ) -> Response:
         """An error page; with a snapshot it reloads itself when the course files change."""
-        context = self._common(snap) if snap else {"course_title": "Course", "version": ""}
+        context = (
+            self._common(snap)
+            if snap
+            else {"course_title": "Course", "version": "", "has_sandbox": False}
+        )
         context.update(section="", watch="course" if snap else "", title=title, message=message)
         return self.pages.render("problem.html", context, status)
 

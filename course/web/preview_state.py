@@ -126,9 +126,9 @@ class PreviewState:
             [_content(path) for path in course_files(settings)] + [_stat(settings.subscribers)]
         )
 
-    def inbox_version(self) -> str:
-        """Changes whenever a message arrives in (or leaves) the inbox Maildir."""
-        inbox = self._settings.delivery.inbox
+    def inbox_version(self, inbox: Path | None = None) -> str:
+        """Changes whenever a message arrives in (or leaves) the inbox Maildir (or `inbox`)."""
+        inbox = self._settings.delivery.inbox if inbox is None else inbox
         return _digest([_stat(inbox / "new"), _stat(inbox / "cur")])
 
     def _rebuild(self) -> Snapshot:
