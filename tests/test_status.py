@@ -61,7 +61,7 @@ def test_every_time_has_one_format_and_names_its_zone(project: Path) -> None:
 
 
 def test_a_subscriber_who_finished_has_no_next_day(project: Path) -> None:
-    run(project, "simulate", "--days", "16", "--start", "2026-03-01T12:00Z")
+    run(project, "simulate", "--in-place", "--days", "16", "--start", "2026-03-01T12:00Z")
     result = run(project, "status", "--subscriber", "ann@example.com")
     assert "completed the course: all 15 lessons went out" in result.stdout
     assert "day 16" not in result.stdout
