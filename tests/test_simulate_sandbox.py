@@ -90,12 +90,12 @@ def test_the_copy_keeps_what_the_real_course_knows(project: Path) -> None:
 
 
 def test_a_running_course_does_not_stop_a_simulation(project: Path) -> None:
-    """The copy comes without the runner lease: `course run` keeps its own."""
+    """The copy comes without the workers' registrations: `course run` keeps its own."""
     settings = load_settings(project / "schedule.yaml")
     run(project, "send", "--now", MONDAY)
     now = datetime.now(UTC)
     with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
-        ledger.acquire_runner(
+        ledger.register_worker(
             owner="live-run",
             pid=os.getpid(),
             host=socket.gethostname(),
@@ -105,8 +105,8 @@ def test_a_running_course_does_not_stop_a_simulation(project: Path) -> None:
         result = run(project, "simulate", "--days", "2", "--start", MONDAY)
         assert "(day 2: 7" in result.stdout
         busy = run_course(project, "send", "--now", MONDAY, env=SECRET)
-        assert busy.returncode == 1  # the real ledger's lease is still held
-        ledger.release_runner(owner="live-run")
+        assert busy.returncode == 1  # SQLite: the real ledger's one worker still runs
+        ledger.release_worker(owner="live-run")
 
 
 def test_with_smtp_configured_the_sandbox_still_never_sends(project: Path) -> None:

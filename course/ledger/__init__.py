@@ -155,7 +155,7 @@ class Ledger:
         """Copy the ledger at `url` into the SQLite file `target`, for a sandbox.
 
         SQLite is copied with the online backup API; any other database row by row in one
-        read transaction. The copy holds no runner lease: it belongs to whoever opens it
+        read transaction. The copy has no workers registered: it belongs to whoever opens it
         next. False, with nothing created, when no ledger exists at `url` yet.
         """
         if parse_backend(url) == "sqlite":
