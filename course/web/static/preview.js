@@ -74,14 +74,19 @@
   var version = document.body.dataset.version;
   var checks = document.body.dataset.checks; // set while a check is still running
   if (!watch || !version) return;
+  // Once the operator is on the way to another page (a link, a filter), a reload of this one
+  // must not cancel that navigation.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
   window.setInterval(function () {
     var active = document.activeElement;
-    if (active && active.matches("input, select, textarea")) return; // never discard typing
+    if (leaving || (active && active.matches("input, select, textarea"))) return; // never discard typing
     fetch("/api/version", { cache: "no-store" })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (now) {
-        if (now && now[watch] && now[watch] !== version) window.location.reload();
-        else if (now && checks && now.checks !== checks) window.location.reload();
+        if (leaving || !now) return;
+        if (now[watch] && now[watch] !== version) window.location.reload();
+        else if (checks && now.checks !== checks) window.location.reload();
       })
       .catch(function () { /* the preview is restarting; ask again next time */ });
   }, 1000);
