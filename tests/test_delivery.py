@@ -187,15 +187,17 @@ def test_rows_turned_inactive_stop_from_the_next_tick_with_the_exports_reason(
     status = course(project, "status").stdout
     assert status.startswith("subscribers: 5 (1 active, 2 unsubscribed, 2 removed)")
     suppressed = status.split("unsubscribed and bounced")[1].split("\n\n")[0]
-    assert "ann@example.com  unsubscribed  2026-03-04 12:00  subscribers.csv row 2: state" in (
+    assert "ann@example.com  unsubscribed  2026-03-04 12:00 UTC  subscribers.csv row 2: state" in (
         suppressed
     )
-    assert "dan@example.com  unsubscribed  2026-03-04 12:00  subscribers.csv row 5: state" in (
+    assert "dan@example.com  unsubscribed  2026-03-04 12:00 UTC  subscribers.csv row 5: state" in (
         suppressed
     )
     stopped = status.split("stopped by the list")[1].split("\n\n")[0]
-    assert "ben@example.com   2026-03-04 12:00  subscribers.csv row 3: state 'inactive'" in stopped
-    assert "cleo@example.com  2026-03-04 12:00  removed from CSV" in stopped
+    assert "ben@example.com   2026-03-04 12:00 UTC  subscribers.csv row 3: state 'inactive'" in (
+        stopped
+    )
+    assert "cleo@example.com  2026-03-04 12:00 UTC  removed from CSV" in stopped
 
     # Listed as active again: the inactive row comes back, the unsubscribe holds.
     csv.write_text(
