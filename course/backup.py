@@ -90,7 +90,11 @@ def write_backup(settings: Settings, out: Path) -> BackupContents:
         )
     files: dict[str, bytes] = {_MANIFEST: manifest_path(settings).read_bytes()}
     database = sqlite_file(settings)
-    with tempfile.TemporaryDirectory(dir=_scratch_dir(out)) as scratch:
+    try:
+        scratch_dir = tempfile.TemporaryDirectory(dir=_scratch_dir(out))
+    except OSError as exc:  # a folder that exists but takes no files (/proc, read-only)
+        raise BackupError(f"{out}: cannot write there: {exc.strerror or exc}") from None
+    with scratch_dir as scratch:
         if database is not None:
             copy = Path(scratch) / _LEDGER
             _sqlite_online_copy(database, copy)

@@ -155,6 +155,21 @@ ROWS = [
         "bounces.mailbox",
         edit=(BOUNCES, "bounces:\n  mailbox: pop3://nowhere"),
     ),
+    # state: init, backup, restore
+    Hostile(("init", "--bogus"), 2, "course init: error: unrecognized arguments: --bogus"),
+    Hostile(("init", "--fresh", "--new-secret"), 2, "not allowed with"),
+    Hostile(("backup", "--out", ""), 2, "expected a path"),
+    Hostile(
+        ("backup", "--out", "/proc/x.tar.gz"),
+        1,
+        "/proc/x.tar.gz: cannot write there",
+        writes=True,  # the ledger and its manifest are set up before the archive is written
+    ),
+    Hostile(("backup", "--out", "examples"), 1, "examples", writes=True),
+    Hostile(("restore",), 2, "the following arguments are required: FILE"),
+    Hostile(("restore", ""), 2, "expected a path"),
+    Hostile(("restore", "missing.tar.gz"), 1, "missing.tar.gz: no such file"),
+    Hostile(("restore", "schedule.yaml"), 1, "schedule.yaml: not a readable backup archive"),
     # a run that cannot start
     Hostile(("run",), 1, "ledger", edit=("ledger: sqlite:///state/course.db", "ledger: notaurl")),
 ]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from course.arguments import path_argument
 from course.article import load_article
 from course.backup import (
     BackupContents,
@@ -59,13 +60,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     backup.add_argument(
         "--out",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="archive to write (default: backups/course-<id>-<time>.tar.gz)",
     )
     backup.set_defaults(handler=cmd_backup)
     restore = commands.add_parser("restore", help="put a `course backup` archive back")
-    restore.add_argument("file", type=Path, metavar="FILE", help="the archive to restore")
+    restore.add_argument("file", type=path_argument, metavar="FILE", help="the archive to restore")
     restore.set_defaults(handler=cmd_restore)
 
 
