@@ -28,13 +28,15 @@ def path_argument(text: str) -> Path:
 
 
 def port_argument(text: str) -> int:
-    """A TCP port, 1 to 65535."""
+    """A TCP port, 1 to 65535; 0 asks for any free port (the server prints which)."""
     try:
         port = int(text)
     except ValueError:
         port = -1
-    if not 1 <= port <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"expected a port number 1-{MAX_PORT}, got {text!r}")
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number 1-{MAX_PORT} (or 0 for any free one), got {text!r}"
+        )
     return port
 
 

@@ -57,7 +57,7 @@ ROWS = [
     Hostile(("subscribers", "--out", "x"), 2, "course subscribers: error: unrecognized"),
     # ports
     Hostile(("preview", "--port", "99999"), 2, PORT_RANGE),
-    Hostile(("preview", "--port", "0"), 2, PORT_RANGE),
+    Hostile(("preview", "--port", "65536"), 2, PORT_RANGE),
     Hostile(("preview", "--port", "eighty"), 2, PORT_RANGE),
     Hostile(("serve", "--port", "70000"), 2, PORT_RANGE),
     Hostile(("serve", "--port", "-1"), 2, PORT_RANGE),
