@@ -80,7 +80,9 @@ def test_simulating_after_a_real_send_leaves_the_real_course_alone(project: Path
 def test_the_copy_keeps_what_the_real_course_knows(project: Path) -> None:
     run(project, "send", "--now", MONDAY)
     run(project, "unsubscribe", "ben@example.com")
+    real_log = (project / "state" / "suppressions.log").read_bytes()
     run(project, "simulate", "--days", "3", "--start", MONDAY)
+    assert (project / "state" / "suppressions.log").read_bytes() == real_log
     sandbox = project / SANDBOX_INBOX
     assert "ben@example.com" not in recipients(sandbox)
     assert {m.day for m in read_inbox(sandbox) if m.recipient == "ann@example.com"} == {2, 3}

@@ -29,7 +29,13 @@ from course.ledger import DeliveryOutcome, DeliveryState, DueLesson, Ledger
 from course.logs import log_to_stderr
 from course.progress import Progress
 from course.runtime import Runtime
-from course.sandbox import FOLDER, LEDGER_FILE, prepare_sandbox, sandbox_settings
+from course.sandbox import (
+    FOLDER,
+    LEDGER_FILE,
+    prepare_sandbox,
+    sandbox_folder,
+    sandbox_settings,
+)
 from course.scheduler import TickScheduler
 from course.state import LINKS_SIGNED_WITH_META, secret_fingerprint
 from course.subscribers import open_list
@@ -207,11 +213,12 @@ def _runner(
     settings: Settings,
     clock: Callable[[], datetime],
     environ: Mapping[str, str] = os.environ,
+    suppressions: SuppressionLog | None = None,
 ) -> Iterator[tuple[Runtime, _Worker]]:
     """An open runtime registered as a worker on the ledger, its heartbeat kept fresh from a
     thread (so a long tick, `send` or `simulate` never looks dead), with the claims of dead
     workers recovered. On SQLite a second live worker is refused (the single-writer lease)."""
-    runtime = Runtime.open(settings, clock=clock, environ=environ)
+    runtime = Runtime.open(settings, clock=clock, environ=environ, suppressions=suppressions)
     owner = uuid.uuid4().hex
     stale = timedelta(seconds=max(300, 3 * settings.schedule.tick_seconds))
     ledger = runtime.ledger
@@ -399,16 +406,19 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         target, where, environ = settings, "on the real ledger", dict(os.environ)
+        log = SuppressionLog.in_project(settings.base_dir)
     else:
         copied = prepare_sandbox(settings, fresh=args.fresh)
         target = sandbox_settings(settings)
         start_from = "a copy of the ledger" if copied else "an empty ledger"
         where = f"in the sandbox {FOLDER}/ ({start_from}; the real ledger and inbox are untouched)"
         environ = _rehearsal_environ(settings)
+        # Who left is read from the real log; whatever the simulation would log stays here.
+        log = copy_log(SuppressionLog.in_project(settings.base_dir), sandbox_folder(settings))
     clock = _VirtualClock(start)
     progress = Progress("simulating")
     totals = TickReport()
-    with _runner(target, clock=clock, environ=environ) as (runtime, _):
+    with _runner(target, clock=clock, environ=environ, suppressions=log) as (runtime, _):
         while clock.now <= end:
             _add(totals, runtime.tick(clock.now))
             progress(totals.sent, f"sent, at {clock.now:%Y-%m-%d %H:%M}")
