@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 from support import run_course
 
-from course.subscribers import ImportOptions, RowOutcome, SubscriberList, load_subscribers
+from course.subscribers import (
+    ImportOptions,
+    RowOutcome,
+    Standing,
+    SubscriberList,
+    load_subscribers,
+)
 
 EXPORTS = Path(__file__).parent / "data" / "exports"
 REJECTED, SKIPPED = RowOutcome.REJECTED, RowOutcome.SKIPPED
@@ -179,8 +185,8 @@ CORPUS = [
         "mailerlite.csv",
         "MailerLite's subscribers export",
         [
-            (2, "yara@example.com", "Yara", "Europe/Berlin", "2024-05-28T12:03:11+00:00"),
-            (7, "dot@example.com", "Dot", "Australia/Sydney", "2024-01-04T23:00:00+00:00"),
+            (2, "yara@example.com", "Yara", "Europe/Berlin", "2024-05-28T12:05:00+00:00"),
+            (7, "dot@example.com", "Dot", "Australia/Sydney", "2024-01-04T23:01:00+00:00"),
         ],
         [
             (3, SKIPPED, "Type 'unsubscribed'"),
@@ -199,6 +205,115 @@ CORPUS = [
         ],
         [
             (4, SKIPPED, "email_disabled 'true'"),
+        ],
+    ),
+]
+
+
+# Exports whose "not subscribed" is not a status word: a yes/no consent column, an opt-out
+# flag or date, a column headed `State` that holds regions, a file named for who is in it.
+CORPUS += [
+    Export(
+        "buttondown.csv",
+        "Buttondown's subscribers export",
+        [
+            (2, "jo@example.com", "Jo", "America/Denver", "2024-01-02T10:00:00+00:00"),
+            (5, "mo@example.com", "", "UTC", "2024-01-05T10:00:00+00:00"),
+            (8, "pam@example.com", "Pam", "UTC", "2024-01-08T10:00:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "unconfirmed: subscriber_type 'unactivated' (double opt-in pending)"),
+            (4, SKIPPED, "subscriber_type 'unsubscribed'"),
+            (6, SKIPPED, "subscriber_type 'removed'"),
+            (7, SKIPPED, "subscriber_type 'spammy'"),
+        ],
+    ),
+    Export(
+        "ghost.csv",
+        "Ghost's members export",
+        [
+            (2, "ada@example.com", "Ada", "UTC", "2024-02-10T09:15:00+00:00"),
+            (4, "cleo@example.com", "", "UTC", "2024-03-05T08:00:00+00:00"),
+            (6, "ESME@example.com", "Esme", "UTC", "2024-03-07T08:00:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "subscribed_to_emails 'false'"),
+            (5, SKIPPED, "deleted_at '2024-06-01T00:00:00.000Z'"),
+        ],
+    ),
+    Export(
+        "hubspot.csv",
+        "HubSpot's contacts export",
+        [
+            (2, "quinn@example.com", "Quinn", "America/Chicago", "2024-05-02T19:30:00+00:00"),
+            (5, "tess@example.com", "Tess", "Australia/Sydney", "2024-05-04T22:00:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "Unsubscribed from all email 'true'"),
+            (4, SKIPPED, "Marketing contact status 'Non-marketing contact'"),
+        ],
+    ),
+    Export(
+        "klaviyo.csv",
+        "Klaviyo's profiles export",
+        [
+            (2, "tom@example.com", "Tom", "America/Chicago", "2024-04-02T18:22:10+00:00"),
+            (5, "wyn@example.com", "Wyn", "Australia/Perth", "2024-05-02T02:00:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "Email Marketing Consent 'NEVER_SUBSCRIBED'"),
+            (4, SKIPPED, "Email Marketing Consent 'UNSUBSCRIBED'"),
+        ],
+    ),
+    Export(
+        "mailchimp-nonsubscribed.csv",
+        "Mailchimp's non-subscribed-members export",
+        [],
+        [
+            (2, SKIPPED, "in Mailchimp's non-subscribed export (never opted in to email)"),
+            (3, SKIPPED, "in Mailchimp's non-subscribed export (never opted in to email)"),
+        ],
+    ),
+    Export(
+        "mailerlite-classic.csv",
+        "MailerLite's subscribers export",
+        [
+            (2, "zara@example.com", "Zara", "UTC", "2023-05-02T10:00:00+00:00"),
+            (4, "bree@example.com", "Bree", "UTC", "2023-05-04T10:00:00+00:00"),
+        ],
+        [(3, SKIPPED, "date_unsubscribe '2023-08-01 10:00:00'")],
+    ),
+    Export(
+        "sheet-state-subscribed.csv",
+        "",
+        [
+            (2, "hugo@example.com", "Hugo", "UTC", "2024-01-01T00:00:00+00:00"),
+            (4, "jon@example.com", "Jon", "UTC", "2024-01-03T00:00:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "Subscribed 'no'"),
+            (5, SKIPPED, "Subscribed is empty"),
+        ],
+    ),
+    Export(
+        "shopify-customers.csv",
+        "Shopify's customers export",
+        [
+            (2, "eva@example.com", "Eva", "UTC", None),
+            (4, "gia@example.com", "Gia", "UTC", None),
+        ],
+        [
+            (3, SKIPPED, "Accepts Email Marketing 'no'"),
+            (5, SKIPPED, "Accepts Email Marketing is empty"),
+        ],
+    ),
+    Export(
+        "unsubscribed.csv",
+        "",
+        [],
+        [
+            (2, SKIPPED, "in a file named 'unsubscribed'"),
+            (3, SKIPPED, "in a file named 'unsubscribed'"),
         ],
     ),
 ]
@@ -224,7 +339,43 @@ def test_each_export_reads_exactly(export: Export) -> None:
 def test_every_tool_of_the_issue_is_in_the_corpus() -> None:
     tools = {read(export).tool.split("'")[0] for export in CORPUS}
     assert {"Mailchimp", "Kit", "Substack", "listmonk", "MailerLite", "beehiiv"} <= tools
+    assert {"Ghost", "Shopify", "Buttondown", "HubSpot", "Klaviyo"} <= tools
     assert "a Google Forms response sheet" in tools
+
+
+def test_what_each_way_of_saying_not_subscribed_does_to_the_person() -> None:
+    standings = {
+        (export.name, note.row): note.standing
+        for export in CORPUS
+        if export.name in ("ghost.csv", "hubspot.csv", "klaviyo.csv", "unsubscribed.csv")
+        for note in read(export).notes
+    }
+    assert standings == {
+        # No consent, or deleted: never mailed, and mailed if a later export says yes.
+        ("ghost.csv", 3): Standing.INACTIVE,
+        ("ghost.csv", 5): Standing.INACTIVE,
+        ("hubspot.csv", 4): Standing.INACTIVE,
+        ("klaviyo.csv", 3): Standing.INACTIVE,
+        # They said no: the suppression list.
+        ("hubspot.csv", 3): Standing.UNSUBSCRIBED,
+        ("klaviyo.csv", 4): Standing.UNSUBSCRIBED,
+        ("unsubscribed.csv", 2): Standing.UNSUBSCRIBED,
+        ("unsubscribed.csv", 3): Standing.UNSUBSCRIBED,
+    }
+
+
+def test_columns_whose_header_could_be_a_status_are_judged_by_their_values() -> None:
+    sheet = load_subscribers(EXPORTS / "sheet-state-subscribed.csv")
+    assert [line for line in sheet.header if line.startswith("note:")] == [
+        "note: column 'State' holds no subscription status (values like 'CA'), so it does not "
+        "decide who is mailed",
+        "note: column 'Newsletter' holds no subscription status (values like 'Weekly digest'), "
+        "so it does not decide who is mailed",
+    ]
+    assert sheet.header[5] == (
+        "  Subscribed -> status (subscribed when yes/true; no, empty or unsubscribed are skipped)"
+    )
+    assert sheet.subscribers[0].fields["state"] == "CA"
 
 
 def test_mailchimp_exports_are_told_apart_by_their_shape() -> None:

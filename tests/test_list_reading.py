@@ -55,6 +55,25 @@ def test_first_name_aliases(header: str) -> None:
     assert parse(f"email,{header}\nann@example.com,Ann\n").subscribers[0].first_name == "Ann"
 
 
+def test_a_title_above_the_header_is_skipped_and_said() -> None:
+    text = "Newsletter subscribers;;\n;;\nE-Mail;Vorname;Status\nann@example.com;Ann;aktiv\n"
+    result = parse(text)
+    assert [(s.row, s.email, s.first_name) for s in result.subscribers] == [
+        (4, "ann@example.com", "Ann")
+    ]
+    assert "note: row 1 above the header skipped: 'Newsletter subscribers'" in result.header
+
+
+@pytest.mark.parametrize("header", ["Contact", "Kontakt", "E-posta adresi", "อีเมล"])
+def test_an_email_column_no_header_names_is_found_by_its_addresses(header: str) -> None:
+    result = parse(f"Name,{header},Ort\nAnn Lee,ann@example.com,Köln\nBo Ek,,Lund\n")
+    assert [(s.email, s.first_name) for s in result.subscribers] == [("ann@example.com", "Ann")]
+    assert (
+        f"note: no header names the email column; column '{header}' holds addresses, so it is "
+        "the email (name it in subscribers.columns to be sure)"
+    ) in result.header
+
+
 def test_header_keys_and_template_names() -> None:
     assert header_key("What's your first name?") == "whatsyourfirstname"
     assert template_name("What's up, Doc?") == "whats_up_doc"
@@ -123,7 +142,7 @@ def test_status_names_a_column_and_its_active_values() -> None:
     assert [s.email for s in result.subscribers] == ["ann@example.com"]
     assert reasons(result) == [
         (3, "skipped", "Mitglied 'nein'"),
-        (4, "skipped", "Mitglied ''"),
+        (4, "skipped", "Mitglied is empty"),
     ]
 
 
@@ -191,6 +210,82 @@ def test_substack_disabled_email_and_mailchimp_exports_of_people_who_left() -> N
         Standing.BOUNCED,
         "in Mailchimp's cleaned export",
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "standing"),
+    [
+        # Set means they left: yes, a date, or any reason written there.
+        ("Unsubscribed", "TRUE", Standing.UNSUBSCRIBED),
+        ("unsubscribed_at", "2024-05-05 10:00", Standing.UNSUBSCRIBED),
+        ("Email Opt Out", "x", Standing.UNSUBSCRIBED),
+        ("Do Not Email", "1", Standing.UNSUBSCRIBED),
+        ("EMAIL_BLACKLISTED", "Yes", Standing.UNSUBSCRIBED),
+        ("bounced_at", "2024-05-05", Standing.BOUNCED),
+        ("deleted_at", "2024-05-05T00:00:00Z", Standing.INACTIVE),
+        ("Unsubscribed", "false", Standing.ACTIVE),
+        ("unsubscribed_at", "", Standing.ACTIVE),
+        ("Email Opt Out", "null", Standing.ACTIVE),
+        # Yes consents; no, nothing or anything else does not.
+        ("subscribed_to_emails", "true", Standing.ACTIVE),
+        ("Accepts Marketing", "yes", Standing.ACTIVE),
+        ("Email Opt-In", "subscribed", Standing.ACTIVE),
+        ("Accepts Email Marketing", "no", Standing.INACTIVE),
+        ("Accepts Email Marketing", "", Standing.INACTIVE),
+        ("Marketing Consent", "unsubscribed", Standing.UNSUBSCRIBED),
+        ("Marketing Consent", "maybe", Standing.INACTIVE),
+        # The status words of more tools.
+        ("subscriber_type", "regular", Standing.ACTIVE),
+        ("subscriber_type", "unactivated", Standing.UNCONFIRMED),
+        ("Email Marketing Consent", "NEVER_SUBSCRIBED", Standing.INACTIVE),
+        ("subscription_state", "in_trial", Standing.ACTIVE),
+        ("Email permission status", "Implicit", Standing.ACTIVE),
+        ("Estado de suscripción", "cancelado", Standing.UNSUBSCRIBED),
+    ],
+)
+def test_consent_and_opt_out_columns(header: str, value: str, standing: Standing) -> None:
+    result = parse(f"email,{header}\nann@example.com,{value}\n")
+    found = result.notes[0].standing if result.notes else Standing.ACTIVE
+    assert (found, len(result.subscribers)) == (standing, standing is Standing.ACTIVE)
+
+
+@pytest.mark.parametrize(
+    ("text", "mailed"),
+    [
+        # Regions, dates and newsletter names under headers that could be statuses.
+        ("email,State\nann@example.com,CA\nben@example.com,NY\n", 2),
+        ("email,Subscribed\nann@example.com,2024-01-05\nben@example.com,5/6/2024\n", 2),
+        ("email,Newsletter\nann@example.com,Weekly\nben@example.com,\n", 2),
+        ("email,Estado\nann@example.com,Jalisco\nben@example.com,Oaxaca\n", 2),
+        # Statuses under those headers.
+        ("email,State\nann@example.com,active\nben@example.com,unsubscribed\n", 1),
+        ("email,Active\nann@example.com,yes\nben@example.com,no\n", 1),
+        ("email,Newsletter\nann@example.com,x\nben@example.com,\n", 1),
+    ],
+)
+def test_a_weak_status_header_is_judged_by_the_whole_column(text: str, mailed: int) -> None:
+    assert len(parse(text).subscribers) == mailed
+
+
+@pytest.mark.parametrize(
+    ("name", "standing"),
+    [
+        ("unsubscribed_members_export_3f2a.csv", Standing.UNSUBSCRIBED),
+        ("cleaned_members_export_3f2a.csv", Standing.BOUNCED),
+        ("Non-Subscribed contacts.csv", Standing.INACTIVE),
+        ("blocklist 2024.csv", Standing.UNSUBSCRIBED),
+    ],
+)
+def test_a_file_named_for_people_who_left_mails_nobody(name: str, standing: Standing) -> None:
+    text = "Email Address,First Name\nann@example.com,Ann\n"
+    result = parse_subscribers(text, source=name)
+    assert (result.subscribers, result.notes[0].standing) == ((), standing)
+    assert parse_subscribers(text, source="subscribed_members_export_3f2a.csv").subscribers
+
+
+def test_a_status_column_speaks_for_itself_whatever_the_file_name() -> None:
+    text = "email,status\nann@example.com,active\n"
+    assert parse_subscribers(text, source="unsubscribed-and-active.csv").subscribers
 
 
 def test_the_status_column_that_keeps_mail_away_most_speaks_for_the_row() -> None:

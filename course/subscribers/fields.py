@@ -12,6 +12,8 @@ import unicodedata
 from enum import StrEnum
 from typing import Final
 
+from course.subscribers.statuses import RuleKind, Standing, StatusRule
+
 
 class Field(StrEnum):
     """What the import does with a column (the values `subscribers.columns` accepts)."""
@@ -61,9 +63,33 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "mailadresse",
         "adresseemail",
         "adressemail",
+        "adresseélectronique",
         "courriel",
         "correo",
         "correoelectronico",
+        "correoelectrónico",
+        "direccióndecorreo",
+        "direccióndecorreoelectrónico",
+        "direcciondecorreoelectronico",
+        "emailadres",
+        "indirizzoemail",
+        "postaelettronica",
+        "endereçodeemail",
+        "enderecodeemail",
+        "adresemail",
+        "epost",
+        "epostadress",
+        "epostadresse",
+        "emailadresa",
+        "sähköposti",
+        "sähköpostiosoite",
+        "メールアドレス",
+        "电子邮件地址",
+        "电子邮件",
+        "이메일주소",
+        "이메일",
+        "адресэлектроннойпочты",
+        "электроннаяпочта",
         "emailaddr",
         "emails",
     ),
@@ -76,8 +102,21 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "vorname",
         "prénom",
         "prenom",
-        "nombre",
         "voornaam",
+        "primeironome",
+        "primernombre",
+        "imię",
+        "imie",
+        "förnamn",
+        "fornavn",
+        "etunimi",
+        "jméno",
+        "keresztnév",
+        "prenume",
+        "имя",
+        # Often the whole name in Spanish and Portuguese forms: read as a full name when the
+        # file has no last-name column (see layout).
+        "nombre",
         "nome",
     ),
     Field.LAST_NAME: (
@@ -87,11 +126,22 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "familyname",
         "last",
         "nachname",
+        "familienname",
         "nom",
+        "nomdefamille",
         "apellido",
         "apellidos",
         "achternaam",
         "cognome",
+        "sobrenome",
+        "nazwisko",
+        "efternamn",
+        "etternavn",
+        "efternavn",
+        "sukunimi",
+        "příjmení",
+        "vezetéknév",
+        "фамилия",
     ),
     Field.FULL_NAME: (
         "fullname",
@@ -99,47 +149,291 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "displayname",
         "subscribername",
         "contactname",
+        "membername",
+        "customername",
         "vollständigername",
+        "vorundnachname",
         "nomcomplet",
+        "nometprénom",
+        "prénometnom",
         "nombrecompleto",
+        "nombreyapellidos",
+        "nomecompleto",
+        "naam",
+        "volledigenaam",
+        "navn",
+        "namn",
+        "nimi",
+        "imięinazwisko",
+        "фио",
     ),
     Field.TIMEZONE: (
         "timezone",
         "tz",
         "timezonename",
+        "timezoneid",
+        "ianatimezone",
+        "usertimezone",
+        "subscribertimezone",
+        "localtimezone",
         "zeitzone",
         "fuseauhoraire",
         "zonahoraria",
+        "husohorario",
+        "fusohorário",
+        "fusohorario",
+        "fusoorario",
+        "tijdzone",
+        "strefaczasowa",
+        "tidszon",
+        "tidssone",
+        "tidszone",
+        "aikavyöhyke",
+        "часовойпояс",
+        "タイムゾーン",
+        "时区",
+        "시간대",
         "tzid",
     ),
     Field.JOINED_AT: (
         "subscribedat",
+        "subscribedon",
         "subscribed",
+        "subscribedate",
         "subscriptiondate",
         "datesubscribed",
+        "datesubscribe",
         "confirmtime",
         "confirmedat",
+        "confirmationdate",
+        "confirmationtimestamp",
         "optintime",
+        "optindate",
+        "optedinat",
         "signedup",
         "signedupat",
         "signupdate",
+        "signuptimestamp",
         "joinedat",
         "joined",
+        "datejoined",
+        "joindate",
         "dateadded",
+        "addedat",
+        "addedon",
+        "addedtime",
+        "registeredat",
+        "registered",
+        "registrationdate",
         "createdat",
         "created",
+        "createdon",
+        "datecreated",
+        "createdate",
+        "creationdate",
         "timestamp",
+        # Google Forms' first column, as its response sheets name it per language.
         "zeitstempel",
         "horodateur",
         "marcatemporal",
+        "informazionicronologiche",
+        "carimbodedatahora",
+        "tijdstempel",
+        "sygnaturaczasowa",
+        "tidsstämpel",
+        "tidsstempel",
+        "aikaleima",
+        "časováznačka",
+        "отметкавремени",
+        "zamandamgası",
+        "タイムスタンプ",
+        "时间戳",
+        "타임스탬프",
         "anmeldedatum",
+        "registriertam",
+        "eintragsdatum",
+        "dateinscription",
+        "datedinscription",
+        "fechadealta",
+        "fechaalta",
+        "fechaderegistro",
+        "dataiscrizione",
+        "datadiiscrizione",
+        "datadeinscrição",
+        "aanmelddatum",
     ),
-    Field.STATUS: (
-        "status",
-        "state",
-        "subscriptionstatus",
-        "subscriberstatus",
-        "emailstatus",
+    Field.ATTRIBUTES: (
+        "attributes",
+        "metadata",
+        "customfields",
+    ),
+}
+# Headers that name the first name in one language and the whole name in another: read as a
+# full name unless the file also has a last-name column.
+FIRST_OR_FULL: Final = frozenset({"nombre", "nome"})
+# A joining-date header that says its times are UTC (`Created at (UTC)`): its times without
+# an offset are UTC, not the subscriber's own clock.
+UTC_SUFFIXES: Final = ("utc", "gmt")
+
+_VALUES = StatusRule(RuleKind.KNOWN_VALUES)
+_CONSENT = StatusRule(RuleKind.CONSENT)
+_UNSUBSCRIBED = StatusRule.opt_out(Standing.UNSUBSCRIBED)
+_BOUNCED = StatusRule.opt_out(Standing.BOUNCED)
+_DELETED = StatusRule.opt_out(Standing.INACTIVE)
+
+# Columns that say whether the row is subscribed, by header key, and how each reads (see
+# statuses.RuleKind): a status word, a yes that consents, or a yes/date that opts out. Every
+# row these say is not subscribed is skipped, whatever else the row holds.
+STATUS_HEADERS: Final[dict[str, StatusRule]] = {
+    **dict.fromkeys(
+        (
+            "status",
+            "subscriptionstatus",
+            "subscriberstatus",
+            "subscribertype",  # Buttondown
+            "subscriptionstate",  # Steady
+            "emailstatus",
+            "contactstatus",
+            "memberstatus",
+            "emailmarketingstatus",
+            "marketingstatus",
+            "emailmarketingconsent",  # Klaviyo
+            "emailconsentstatus",
+            "consentstatus",
+            "optinstatus",
+            "liststatus",
+            "newsletterstatus",
+            "emailsubscriptionstatus",
+            "emailpermissionstatus",  # Constant Contact
+            "permissionstatus",
+            "marketingcontactstatus",  # HubSpot
+            "statut",
+            "abostatus",
+            "abonnementstatus",
+            "estadodesuscripción",
+            "estadodelasuscripción",
+            "statoiscrizione",
+        ),
+        _VALUES,
+    ),
+    **dict.fromkeys(
+        (
+            "subscribedtoemails",  # Ghost
+            "subscribedtoemail",
+            "acceptsemailmarketing",  # Shopify
+            "acceptsmarketing",
+            "acceptsemail",
+            "emailmarketing",
+            "marketingemails",
+            "emailoptin",
+            "emailoptedin",
+            "optedin",
+            "marketingoptin",
+            "emailmarketingoptin",
+            "newsletteroptin",
+            "marketingconsent",
+            "emailconsent",
+            "newsletterconsent",
+            "gdprconsent",
+            "issubscribed",
+            "emailsubscribed",
+            "subscribedtonewsletter",
+            "newslettersubscribed",
+            "wantsnewsletter",
+            "einwilligung",
+            "newslettereinwilligung",
+            "consentement",
+            "consentimiento",
+        ),
+        _CONSENT,
+    ),
+    **dict.fromkeys(
+        (
+            "unsubscribed",
+            "isunsubscribed",
+            "unsubscribedfromallemail",  # HubSpot
+            "unsubscribedfromall",
+            "unsubscribedfromemails",
+            "globalunsubscribe",
+            "globalunsubscribed",
+            "emailoptout",  # Zoho, Salesforce
+            "emailoptedout",
+            "hasoptedoutofemail",
+            "optedout",
+            "optedoutofemail",
+            "optout",
+            "donotemail",
+            "donotcontact",
+            "donotmail",
+            "donotsend",
+            "blacklisted",
+            "emailblacklisted",  # Brevo
+            "blocklisted",
+            "emailblocklisted",
+            "suppressed",
+            "emailsuppressed",
+            "emailsuppressions",
+            "complained",
+            "markedasspam",
+            "spamcomplaint",
+            "unsubscribedat",
+            "unsubscribedon",
+            "unsubscribedate",
+            "unsubscribedtime",
+            "unsubscribetime",
+            "unsubscriptiondate",
+            "dateunsubscribed",
+            "dateunsubscribe",  # MailerLite classic
+            "unsubtime",  # Mailchimp
+            "unsubreason",
+            "unsubscribereason",
+            "optoutdate",
+            "optouttime",
+            "optoutat",
+            "optedoutat",
+            "complainedat",
+            "blocklistedat",
+            "blacklistedat",
+            "suppressedat",
+            "abgemeldetam",
+            "abmeldedatum",
+        ),
+        _UNSUBSCRIBED,
+    ),
+    **dict.fromkeys(
+        (
+            "bounced",
+            "isbounced",
+            "hardbounced",
+            "hardbounce",
+            "emailbounced",
+            "bouncedat",
+            "bouncedate",
+            "cleanedat",
+            "cleantime",  # Mailchimp
+        ),
+        _BOUNCED,
+    ),
+    **dict.fromkeys(("deleted", "isdeleted", "deletedat", "archivedat", "removedat"), _DELETED),
+}
+# Headers whose column may hold statuses, or something else under the same name: a US state,
+# a joining date, a newsletter's name. A pass over the file decides: the column is read as a
+# status only if most of its values are words a status column holds.
+WEAK_STATUS_HEADERS: Final[dict[str, StatusRule]] = {
+    **dict.fromkeys(("state", "estado", "stato", "état", "etat"), _VALUES),
+    **dict.fromkeys(
+        (
+            "subscribed",
+            "active",
+            "isactive",
+            "newsletter",
+            "optin",
+            "consent",
+            "subscription",
+            "abonniert",
+            "abonnement",
+        ),
+        _CONSENT,
     ),
 }
 
@@ -178,7 +472,18 @@ def field_for(key: str) -> tuple[Field, int] | None:
         field = _BY_KEY.get(candidate)
         if field is not None:
             return field, _RANK[candidate]
+    stem = says_utc(key)
+    if stem and _BY_KEY.get(stem) is Field.JOINED_AT:
+        return Field.JOINED_AT, _RANK[stem]
     return None
+
+
+def says_utc(key: str) -> str:
+    """For `createdatutc` (`Created at (UTC)`), the key without the zone; else ''."""
+    for suffix in UTC_SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            return key[: -len(suffix)]
+    return ""
 
 
 def _candidates(key: str) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from itertools import pairwise
+from itertools import islice, pairwise
 from types import MappingProxyType
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
@@ -24,15 +24,20 @@ from course.errors import SubscribersError
 from course.subscribers.dates import DateOrder, SlashEvidence, parse_joined
 from course.subscribers.emails import EmailNormalizer, InvalidAddress, duplicate_key
 from course.subscribers.fields import Field, field_for, header_key, template_name
-from course.subscribers.layout import Layout, build_layout, names_email
+from course.subscribers.layout import Layout, WeakVerdict, build_layout, names_email
 from course.subscribers.names import first_name_of, full_name_of
 from course.subscribers.options import ImportOptions, Unconfirmed
 from course.subscribers.records import Record, Source, records, sniff_delimiter
-from course.subscribers.statuses import Standing
-from course.subscribers.text import CONTROL, count, shown
+from course.subscribers.statuses import Standing, is_status_word
+from course.subscribers.text import BREAKLESS_CONTROL, CONTROL, count, shown
 from course.subscribers.zones import ZoneReading, Zones
 
 _TABLE_NOTES_MAX: Final = 20
+_UTC: Final = ZoneInfo("UTC")
+# A header is looked for within this many non-blank rows (titles above it are skipped).
+_HEADER_SEARCH_ROWS: Final = 10
+# Rows after the header shown to the layout, to find an email column no header names.
+_SAMPLE_ROWS: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +134,10 @@ class ListImport:
         self.options = options
         self.zones = Zones(options.default_timezone)
         delimiter = sniff_delimiter(source, lambda header: names_email(header, options))
-        self.layout = self._read_layout(delimiter)
         self.notes: list[str] = []
+        self._header_row = 0
+        self.layout = self._read_layout(delimiter)
+        self.notes.extend(self.layout.notes)
         self.counts = Counts()
         self._table_zones: Counter[tuple[str, str]] = Counter()
         self._census = self._take_census()
@@ -181,7 +188,7 @@ class ListImport:
         builder = _RowBuilder(self)
         with self.source.open() as stream:
             stream_records = records(stream, self.layout.delimiter)
-            _skip_header(stream_records, self.source.name)
+            _skip_to_body(stream_records, self._header_row)
             build = builder.build
             for record in stream_records:
                 built = build(record)
@@ -195,8 +202,55 @@ class ListImport:
 
     def _read_layout(self, delimiter: str) -> Layout:
         with self.source.open() as stream:
-            header = _skip_header(records(stream, delimiter), self.source.name)
-        return build_layout(header, delimiter, self.options, self.source.name)
+            header, self._header_row, above = _find_header(
+                records(stream, delimiter), self.source.name, self.options
+            )
+        with self.source.open() as stream:
+            stream_records = records(stream, delimiter)
+            _skip_to_body(stream_records, self._header_row)
+            sample = [
+                record.values
+                for record in islice(stream_records, _SAMPLE_ROWS)
+                if not isinstance(record.values, str)
+            ]
+        if above:
+            self.notes.append(
+                f"{_rows_text(above)} above the header skipped: "
+                f"'{shown(' '.join(' '.join(above[0][1]).split()))}'"
+            )
+        name = self.source.name
+        layout = build_layout(header, delimiter, self.options, name, sample=sample)
+        if layout.undecided:
+            verdicts = self._judge(layout)
+            layout = build_layout(header, delimiter, self.options, name, verdicts, sample)
+        return layout
+
+    def _judge(self, layout: Layout) -> dict[int, WeakVerdict]:
+        """A pass over the columns whose header may or may not name a status: a column is a
+        status when most of its filled values are words a status column holds."""
+        known = dict.fromkeys((weak.index for weak in layout.undecided), 0)
+        unknown = dict.fromkeys(known, 0)
+        example = dict.fromkeys(known, "")
+        with self.source.open() as stream:
+            stream_records = records(stream, layout.delimiter)
+            _skip_to_body(stream_records, self._header_row)
+            for record in stream_records:
+                values = record.values
+                if isinstance(values, str):
+                    continue
+                for index in known:
+                    value = values[index].strip() if index < len(values) else ""
+                    if not value:
+                        continue
+                    if is_status_word(value):
+                        known[index] += 1
+                    else:
+                        unknown[index] += 1
+                        example[index] = example[index] or value
+        return {
+            index: WeakVerdict(0 < known[index] >= unknown[index], example[index])
+            for index in known
+        }
 
     def _take_census(self) -> _Census:
         """The first pass: repeats, addresses marked gone anywhere, and the dates' order.
@@ -217,7 +271,7 @@ class ListImport:
         append = hashes.append
         with self.source.open() as stream:
             stream_records = records(stream, layout.delimiter)
-            _skip_header(stream_records, self.source.name)
+            _skip_to_body(stream_records, self._header_row)
             for row, _, _, values in stream_records:
                 if isinstance(values, str) or email >= len(values):
                     continue
@@ -257,16 +311,49 @@ def _repeated(hashes: array[int]) -> frozenset[int]:
     return frozenset(a for a, b in pairwise(ordered) if a == b)
 
 
-def _skip_header(stream_records: Iterator[Record], source: str) -> list[str]:
-    """Consume records up to the first non-blank one and return it as the header."""
+def _find_header(
+    stream_records: Iterator[Record], source: str, options: ImportOptions
+) -> tuple[list[str], int, list[tuple[int, list[str]]]]:
+    """The header record, its row, and the non-blank rows above it.
+
+    The header is the first record that names an email column, within the first few that
+    are not blank: an export saved from a spreadsheet may have a title above its header. If
+    none names one, the first record of several values (else the first record) is taken.
+    """
+    seen: list[tuple[int, list[str]]] = []
     for record in stream_records:
         if isinstance(record.values, str):
-            raise SubscribersError(f"{source}: row {record.row}: {record.values}")
-        if any(value.strip() for value in record.values):
-            return record.values
-    raise SubscribersError(
-        f"{source}: the file is empty; the first line must be a header with an email column"
-    )
+            if not seen:
+                raise SubscribersError(f"{source}: row {record.row}: {record.values}")
+            continue
+        if not any(value.strip() for value in record.values):
+            continue
+        if names_email(record.values, options):
+            return record.values, record.row, seen
+        seen.append((record.row, record.values))
+        if len(seen) >= _HEADER_SEARCH_ROWS:
+            break
+    if not seen:
+        raise SubscribersError(
+            f"{source}: the file is empty; the first line must be a header with an email column"
+        )
+    wide = [(row, values) for row, values in seen if sum(1 for v in values if v.strip()) > 1]
+    row, values = (wide or seen)[0]
+    return values, row, [(r, v) for r, v in seen if r < row]
+
+
+def _skip_to_body(stream_records: Iterator[Record], header_row: int) -> None:
+    """Consume the records up to and including the header."""
+    if header_row < 1:
+        return
+    for record in stream_records:
+        if record.row >= header_row:
+            return
+
+
+def _rows_text(above: list[tuple[int, list[str]]]) -> str:
+    rows = [row for row, _ in above]
+    return f"row {rows[0]}" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]}"
 
 
 class _StandingReader:
@@ -299,7 +386,7 @@ class _StandingReader:
                 )
                 continue
             label = self._labels[index][1:-1]
-            result, why = standing, f"{label} '{shown(value)}'"
+            result, why = standing, f"{label} '{shown(value)}'" if value else f"{label} is empty"
             if not known:
                 why += " is not a status we know; name the active values in subscribers.status"
         return result, why
@@ -324,12 +411,17 @@ class _RowBuilder:
         self._full_names = layout.sources[Field.FULL_NAME]
         self._timezones = layout.sources[Field.TIMEZONE]
         self._joined = layout.sources[Field.JOINED_AT]
+        self._utc_columns = layout.utc_columns
         self._named = bool(self._full_names or self._last_names)
         self._email = layout.email
         self._extra_names = layout.extra_names
         self._has_status = bool(layout.statuses or layout.everyone_left)
         self._has_attributes = layout.attributes is not None
         self._repeated = list_import._census.repeated
+        # Columns only templates see (never a header): a line break there is text.
+        self._multiline = frozenset(layout.extras) | (
+            {layout.attributes} if layout.attributes is not None else frozenset()
+        )
 
     def build(self, record: Record) -> Built:
         """The row's subscriber, or its note, or both (a list), or None for a blank line."""
@@ -422,7 +514,7 @@ class _RowBuilder:
         if not joined or joined.isspace():
             return None
         if CONTROL.search(joined):
-            raise Rejected(self._control_reason(record, raw))
+            raw = self._line_breaks_kept(record, raw)
         width = self._width
         # Even if the surplus values are empty: "ann@example.com,Smith, Ann,,," has shifted
         # " Ann" into the next column, which is worse than skipping the row.
@@ -433,8 +525,20 @@ class _RowBuilder:
             values += [""] * (width - len(values))
         return values
 
-    def _control_reason(self, record: Record, raw: list[str]) -> str:
-        index = next(i for i, value in enumerate(raw) if CONTROL.search(value))
+    def _line_breaks_kept(self, record: Record, raw: list[str]) -> list[str]:
+        """A multi-line cell (a note typed with line breaks) in a column only templates see
+        keeps its lines; any other control character, or one in a column that reaches a
+        header or the greeting, rejects the row."""
+        kept = list(raw)
+        for index, value in enumerate(raw):
+            if not CONTROL.search(value):
+                continue
+            if index not in self._multiline or BREAKLESS_CONTROL.search(value):
+                raise Rejected(self._control_reason(record, index))
+            kept[index] = value.replace("\r\n", "\n").replace("\r", "\n")
+        return kept
+
+    def _control_reason(self, record: Record, index: int) -> str:
         reason = f"control character in {self._layout.label(index)}"
         if record.last_line > record.first_line:
             reason += f" (the record spans lines {record.first_line}-{record.last_line})"
@@ -498,9 +602,12 @@ class _RowBuilder:
     def _joined_at(
         self, values: list[str], zone: ZoneInfo, notes: list[tuple[RowOutcome, str]]
     ) -> datetime | None:
-        raw = _first_filled(values, self._joined)
-        if not raw:
+        index = _first_filled_index(values, self._joined)
+        if index is None:
             return None
+        raw = values[index]
+        if index in self._utc_columns:
+            zone = _UTC
         when = parse_joined(raw, zone, self._census.date_order)
         if when is None:
             notes.append((RowOutcome.ADJUSTED, f"joined date '{shown(raw)}' unreadable; joins now"))
@@ -542,6 +649,13 @@ class _RowBuilder:
         if isinstance(values, str) or index >= len(values):
             return ""
         return shown(values[index].strip())
+
+
+def _first_filled_index(values: list[str], indexes: tuple[int, ...]) -> int | None:
+    for index in indexes:
+        if values[index]:
+            return index
+    return None
 
 
 def _first_filled(values: list[str], indexes: tuple[int, ...]) -> str:

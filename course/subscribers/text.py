@@ -7,6 +7,9 @@ import re
 # Line breaks and other control characters would let a name or address smuggle extra mail
 # headers (To: "Eve\r\nBcc: ..."), so any of them anywhere rejects the row.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The control characters other than tab and the line breaks a spreadsheet's multi-line cell
+# holds (CR, LF): never part of any text a list carries.
+BREAKLESS_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 SHOW_MAX = 80
 
 
