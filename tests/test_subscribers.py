@@ -326,12 +326,20 @@ def test_long_addresses_are_truncated_for_display() -> None:
     assert result.notes[0].email == "a" * 79 + "…"
 
 
+def test_an_email_column_no_header_names_is_the_one_holding_addresses() -> None:
+    result = load(DATA / "no-email-column.csv")
+    assert [(s.email, s.first_name) for s in result.subscribers] == [("ann@example.com", "Ann")]
+    assert result.header[-1] == (
+        "note: no header names the email column; column 'contact' holds addresses, so it is "
+        "the email (name it in subscribers.columns to be sure)"
+    )
+
+
 def test_missing_email_column_names_the_file_and_the_fix() -> None:
-    path = DATA / "no-email-column.csv"
     with pytest.raises(SubscribersError) as caught:
-        load(path)
+        parse("contact,name\n+1 555 0100,Ann\n")
     assert str(caught.value) == (
-        f"{path}: no email column in the header (found: contact, name); name it in "
+        "subs.csv: no email column in the header (found: contact, name); name it in "
         'schedule.yaml, e.g. subscribers.columns: {"contact": email}'
     )
 
