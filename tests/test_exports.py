@@ -319,6 +319,107 @@ CORPUS += [
 ]
 
 
+# Spreadsheets and forms as they are saved: Excel's "Unicode text" (UTF-16, tabs), a French
+# Excel CSV (cp1252, semicolons, day-first dates, a trailing empty column), a title above the
+# header with Excel day numbers and a multi-line cell, Google Forms in German, Dutch and
+# Japanese/Chinese/Korean locales, and a hand-kept sheet of every date and zone people type.
+CORPUS += [
+    Export(
+        "excel-unicode-text.txt",
+        "",
+        [
+            (2, "anna@example.com", "Anna", "Europe/Vienna", "2026-05-28T07:30:00+00:00"),
+            (3, "bjorn@example.com", "Björn", "Europe/Berlin", "2026-05-31T22:00:00+00:00"),
+            (4, "chloe@example.com", "Chloé", "Europe/Brussels", None),
+        ],
+        [],
+    ),
+    Export(
+        "excel-french-cp1252.csv",
+        "",
+        [
+            (2, "eloise@example.com", "Éloïse", "Europe/Paris", "2026-05-27T22:00:00+00:00"),
+            (3, "francois@example.com", "François", "Europe/Paris", "2026-06-03T16:45:00+00:00"),
+            (4, "gerald@example.com", "Gérald", "UTC", "2026-06-12T00:00:00+00:00"),
+        ],
+        [],
+    ),
+    Export(
+        "excel-title-row.csv",
+        "",
+        [
+            (4, "hanna@example.com", "Hanna", "Europe/Oslo", "2024-01-30T11:00:00+00:00"),
+            (5, "ivan@example.com", "Ivan", "Europe/Sofia", "2024-01-30T22:00:00+00:00"),
+            (6, "jules@example.com", "Jules", "UTC", "2024-01-31T00:00:00+00:00"),
+        ],
+        [],
+    ),
+    Export(
+        "google-forms-de.csv",
+        "a Google Forms response sheet",
+        [
+            (2, "karl@example.com", "Karl", "Europe/Berlin", "2026-05-28T12:03:11+00:00"),
+            (3, "lina@example.com", "Lina", "Europe/Berlin", "2026-06-01T06:00:00+00:00"),
+        ],
+        [],
+    ),
+    Export(
+        "google-forms-nl.csv",
+        "a Google Forms response sheet",
+        [
+            (2, "tijs@example.com", "Tijs", "UTC", "2026-05-28T14:03:11+00:00"),
+        ],
+        [],
+    ),
+    Export(
+        "google-forms-ja.csv",
+        "a Google Forms response sheet",
+        [
+            (2, "oki@example.com", "Oki", "Asia/Tokyo", "2026-05-28T05:03:11+00:00"),
+            (3, "hana@example.com", "花子", "Asia/Tokyo", "2026-05-31T23:00:00+00:00"),
+            (4, "wei@example.com", "王伟", "Asia/Shanghai", "2026-05-28T06:03:11+00:00"),
+            (5, "minsu@example.com", "민수", "Asia/Seoul", "2026-05-28T05:03:11+00:00"),
+        ],
+        [],
+    ),
+    Export(
+        "sheet-odd-dates.csv",
+        "",
+        [
+            (2, "zed@example.com", "Zed", "America/New_York", "2024-05-28T18:03:00+00:00"),
+            (3, "amy@example.com", "Amy", "Asia/Kolkata", "2024-05-27T18:30:00+00:00"),
+            (4, "ben@example.com", "Ben", "Asia/Kolkata", "2024-05-28T12:03:11+00:00"),
+            (
+                5,
+                "cy@example.com",
+                "Cy",
+                "America/Indiana/Indianapolis",
+                "2024-05-28T14:03:11+00:00",
+            ),
+            (6, "di@example.com", "Di", "Australia/Sydney", "2024-05-27T14:00:00+00:00"),
+            (7, "ed@example.com", "Ed", "GMT", "2024-05-28T14:03:11+00:00"),
+            (8, "flo@example.com", "Flo", "Asia/Calcutta", "2024-05-28T12:03:11+00:00"),
+            (9, "gus@example.com", "Gus", "Europe/Kiev", "2024-05-27T21:00:00+00:00"),
+            (10, "hal@example.com", "Hal", "Asia/Shanghai", None),
+        ],
+        [
+            (4, ADJUSTED, "time zone 'UTC+5:30' read as Asia/Kolkata, the zone at that offset"),
+        ],
+    ),
+    Export(
+        "brevo.csv",
+        "Brevo's (Sendinblue's) contacts export",
+        [
+            (2, "wim@example.com", "Wim", "UTC", "2024-02-11T08:12:00+00:00"),
+            (4, "yan@example.com", "Yan", "UTC", "2024-02-13T08:12:00+00:00"),
+        ],
+        [
+            (3, SKIPPED, "EMAIL_BLACKLISTED 'Yes'"),
+        ],
+    ),
+]
+
+
 def read(export: Export) -> SubscriberList:
     return load_subscribers(EXPORTS / export.name, ImportOptions())
 

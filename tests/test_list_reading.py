@@ -74,6 +74,29 @@ def test_an_email_column_no_header_names_is_found_by_its_addresses(header: str) 
     ) in result.header
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "first_name", "zone"),
+    [
+        ("In welcher Zeitzone lebst du?", "Europe/Vienna", "", "Europe/Vienna"),
+        ("What time zone are you in?", "EST", "", "America/New_York"),
+        ("Your first name (so we can greet you)", "Ann", "Ann", "UTC"),
+        ("Vorname und Nachname", "Ann Lee", "Ann", "UTC"),
+        ("Nombre", "Rosa María López", "Rosa", "UTC"),
+        ("氏名", "王伟", "王伟", "UTC"),
+    ],
+)
+def test_a_question_names_its_field_anywhere_in_it(
+    header: str, value: str, first_name: str, zone: str
+) -> None:
+    (ann,) = parse(f"email,{header}\nann@example.com,{value}\n").subscribers
+    assert (ann.first_name, ann.timezone) == (first_name, zone)
+
+
+def test_nombre_beside_apellidos_is_the_first_name() -> None:
+    (ann,) = parse("email,Nombre,Apellidos\nann@example.com,Rosa María,López\n").subscribers
+    assert ann.first_name == "Rosa María"
+
+
 def test_header_keys_and_template_names() -> None:
     assert header_key("What's your first name?") == "whatsyourfirstname"
     assert template_name("What's up, Doc?") == "whats_up_doc"
@@ -369,6 +392,20 @@ def test_a_first_name_too_long_to_be_a_name_is_cut_with_a_note() -> None:
         ("1716906191000", DateOrder.MONTH_FIRST, "2024-05-28T14:23"),
         ("May 28, 2026", DateOrder.MONTH_FIRST, "2026-05-28T00:00"),
         ("2026-05-28 14:03:11 UTC", DateOrder.MONTH_FIRST, "2026-05-28T14:03"),
+        ("28-5-2026 14:03:11", DateOrder.MONTH_FIRST, "2026-05-28T14:03"),
+        ("2026/05/28 14:03:11", DateOrder.MONTH_FIRST, "2026-05-28T14:03"),
+        ("2026/5/28 下午2:03:11", DateOrder.MONTH_FIRST, "2026-05-28T14:03"),
+        ("2026. 5. 28 오전 9:03:11", DateOrder.MONTH_FIRST, "2026-05-28T09:03"),
+        ("2024.05.28", DateOrder.MONTH_FIRST, "2024-05-28T00:00"),
+        ("45321.5", DateOrder.MONTH_FIRST, "2024-01-30T12:00"),
+        ("May 28, 2024 at 2:03 PM", DateOrder.MONTH_FIRST, "2024-05-28T14:03"),
+        ("Tue May 28 2024 16:03:11 GMT+0200 (CEST)", DateOrder.MONTH_FIRST, "2024-05-28T14:03"),
+        ("Mon, 28 May 2024 14:03:11 +0000", DateOrder.MONTH_FIRST, "2024-05-28T14:03"),
+        ("28. Mai 2026 14:03", DateOrder.MONTH_FIRST, "2026-05-28T14:03"),
+        ("1 juin 2024 à 08:15", DateOrder.MONTH_FIRST, "2024-06-01T08:15"),
+        ("28 de mayo de 2026", DateOrder.MONTH_FIRST, "2026-05-28T00:00"),
+        ("June 1st, 2024", DateOrder.MONTH_FIRST, "2024-06-01T00:00"),
+        ("2024-05-28T14:03:11.123456789Z", DateOrder.MONTH_FIRST, "2024-05-28T14:03"),
     ],
 )
 def test_date_forms(value: str, order: DateOrder, expected: str) -> None:
@@ -377,7 +414,10 @@ def test_date_forms(value: str, order: DateOrder, expected: str) -> None:
     assert when.isoformat(timespec="minutes") == expected + "+00:00"
 
 
-@pytest.mark.parametrize("value", ["yesterday", "31/31/2026", "0001-01-01 00:00:00 +0000 UTC"])
+@pytest.mark.parametrize(
+    "value",
+    ["yesterday", "31/31/2026", "0001-01-01 00:00:00 +0000 UTC", "12345", "Smarch 3, 2024"],
+)
 def test_dates_nobody_can_read(value: str) -> None:
     assert parse_joined(value, ZoneInfo("UTC"), DateOrder.MONTH_FIRST) is None
 

@@ -52,6 +52,33 @@ FIELD_LABELS: Final = {
     Field.EXTRA: "template field",
 }
 
+# Google Forms' first column, as its response sheets name it in each language.
+FORM_TIMESTAMPS: Final = (
+    "timestamp",
+    "zeitstempel",
+    "horodateur",
+    "marcatemporal",
+    "informazionicronologiche",
+    "carimbodedatahora",
+    "tijdstempel",
+    "sygnaturaczasowa",
+    "tidsstämpel",
+    "tidsstempel",
+    "aikaleima",
+    "časováznačka",
+    "časovérazítko",
+    "отметкавремени",
+    "позначкачасу",
+    "zamandamgası",
+    "dấuthờigian",
+    "marcadetemps",
+    "タイムスタンプ",
+    "时间戳记",
+    "时间戳",
+    "時間戳記",
+    "타임스탬프",
+)
+
 # Aliases by field, as header keys, most specific first: when two columns could hold the same
 # field, the one whose alias comes first is used and the other stays a template field.
 ALIASES: Final[dict[Field, tuple[str, ...]]] = {
@@ -166,6 +193,13 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "nimi",
         "imięinazwisko",
         "фио",
+        "お名前",
+        "名前",
+        "氏名",
+        "姓名",
+        "名字",
+        "이름",
+        "성명",
     ),
     Field.TIMEZONE: (
         "timezone",
@@ -232,23 +266,7 @@ ALIASES: Final[dict[Field, tuple[str, ...]]] = {
         "createdate",
         "creationdate",
         "timestamp",
-        # Google Forms' first column, as its response sheets name it per language.
-        "zeitstempel",
-        "horodateur",
-        "marcatemporal",
-        "informazionicronologiche",
-        "carimbodedatahora",
-        "tijdstempel",
-        "sygnaturaczasowa",
-        "tidsstämpel",
-        "tidsstempel",
-        "aikaleima",
-        "časováznačka",
-        "отметкавремени",
-        "zamandamgası",
-        "タイムスタンプ",
-        "时间戳",
-        "타임스탬프",
+        *FORM_TIMESTAMPS[1:],
         "anmeldedatum",
         "registriertam",
         "eintragsdatum",
@@ -454,6 +472,22 @@ _QUESTION_PREFIXES: Final = (
     "su",
 )
 
+# Words that name a field inside a longer header (see _within); never for the email, whose
+# column is found by its values when no header names it.
+_NAME_PARTS: Final = {
+    Field.FIRST_NAME: ("firstname", "givenname", "vorname", "prénom", "voornaam"),
+    Field.LAST_NAME: ("lastname", "surname", "familyname", "nachname", "nomdefamille"),
+    Field.TIMEZONE: (
+        "timezone",
+        "zeitzone",
+        "fuseauhoraire",
+        "zonahoraria",
+        "fusohorário",
+        "fusoorario",
+        "tijdzone",
+    ),
+}
+_WITHIN_RANK: Final = 1_000
 _BY_KEY: Final = {alias: field for field, aliases in ALIASES.items() for alias in aliases}
 _RANK: Final = {alias: rank for aliases in ALIASES.values() for rank, alias in enumerate(aliases)}
 _NOT_WORD = re.compile(r"[^\w]+|_+")
@@ -475,6 +509,20 @@ def field_for(key: str) -> tuple[Field, int] | None:
     stem = says_utc(key)
     if stem and _BY_KEY.get(stem) is Field.JOINED_AT:
         return Field.JOINED_AT, _RANK[stem]
+    return _within(key)
+
+
+def _within(key: str) -> tuple[Field, int] | None:
+    """A form question that names its field inside a longer sentence: `In welcher Zeitzone
+    lebst du?`, `Your first name (so we can greet you)`. Ranked below every exact alias."""
+    first = any(part in key for part in _NAME_PARTS[Field.FIRST_NAME])
+    last = any(part in key for part in _NAME_PARTS[Field.LAST_NAME])
+    if first or last:
+        if first and last:
+            return Field.FULL_NAME, _WITHIN_RANK
+        return (Field.FIRST_NAME if first else Field.LAST_NAME), _WITHIN_RANK
+    if any(part in key for part in _NAME_PARTS[Field.TIMEZONE]):
+        return Field.TIMEZONE, _WITHIN_RANK
     return None
 
 

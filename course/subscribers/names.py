@@ -6,9 +6,13 @@ subscriber's own spelling and stays as it is.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from nameparser import HumanName
+
+# Scripts that write a name without spaces: Han, kana, Hangul.
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
 
 
 @lru_cache(maxsize=65_536)
@@ -19,7 +23,12 @@ def first_name_of(full_name: str) -> str:
     name = HumanName(full_name)
     # Without force, nameparser only recases a name written all in upper or all in lower case.
     name.capitalize()
-    return str(name.first)
+    first = str(name.first)
+    if not first and _UNSPACED.fullmatch(full_name.strip()):
+        # A Chinese name written without a space (王伟) is no family name alone: nameparser
+        # files it all as the last name, but the whole name is how to greet them.
+        return full_name.strip()
+    return first
 
 
 def full_name_of(first: str, last: str) -> str:

@@ -278,7 +278,7 @@ class ListImport:
                 key = hash(values[email].strip().lower())
                 append(key)
                 for index in joined:
-                    if index < len(values) and "/" in values[index]:
+                    if index < len(values) and ("/" in values[index] or "-" in values[index]):
                         evidence.observe(values[index])
                 if has_status:
                     said = standing.read(values)[0]

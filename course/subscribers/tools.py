@@ -14,7 +14,7 @@ from itertools import pairwise
 from pathlib import PurePath
 from typing import Final
 
-from course.subscribers.fields import Field
+from course.subscribers.fields import FORM_TIMESTAMPS, Field
 from course.subscribers.statuses import RuleKind, Standing, StatusRule
 
 # The header keys in file order.
@@ -104,14 +104,6 @@ _MAILERLITE_MARKERS = _any(
     "datesubscribe",
     "dateunsubscribe",
 )
-_FORM_TIMESTAMPS = (
-    "timestamp",
-    "zeitstempel",
-    "horodateur",
-    "marcatemporal",
-    "informazionicronologiche",
-)
-
 TOOLS: Final = (
     _mailchimp_left("unsubtime", "unsubscribed", Standing.UNSUBSCRIBED),
     _mailchimp_left("cleantime", "cleaned", Standing.BOUNCED),
@@ -227,8 +219,8 @@ TOOLS: Final = (
     Tool(
         "a Google Forms response sheet",
         # The form's own column comes first; a hand-made sheet with a timestamp is not a form.
-        lambda keys: bool(keys) and keys[0] in _FORM_TIMESTAMPS,
-        evidence=_FORM_TIMESTAMPS,
+        lambda keys: bool(keys) and keys[0] in FORM_TIMESTAMPS,
+        evidence=FORM_TIMESTAMPS,
     ),
 )
 
