@@ -81,6 +81,28 @@ def default_backup_path(settings: Settings, course_id: str, now: datetime) -> Pa
 # --- writing ----------------------------------------------------------------------------------
 
 
+def check_destination(out: Path) -> None:
+    """BackupError unless an archive can be written at `out`; writes nothing.
+
+    `course backup` asks before it opens the ledger, so a path that cannot take the archive
+    (a folder, a place that takes no files) is refused before state/ is set up.
+    """
+    if out.is_dir():
+        raise BackupError(f"{out}: is a folder; name the archive, e.g. {out / 'course.tar.gz'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders still missing are created when writing
+    if not folder.is_dir():
+        raise BackupError(f"{out}: cannot create its folder: {folder} is not a folder")
+    try:
+        # The one sure test of a folder that takes files (/proc, a read-only mount, another
+        # user's folder): make a file there, which vanishes when closed.
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BackupError(f"{out}: cannot write there: {exc.strerror or exc}") from None
+
+
 def write_backup(settings: Settings, out: Path) -> BackupContents:
     """Write the archive to `out` (atomically, mode 0600) and say what it holds."""
     manifest = Manifest.read(manifest_path(settings))

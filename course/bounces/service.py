@@ -53,17 +53,24 @@ def make_resolver(
 def process_once(
     settings: Settings, ledger: Ledger, *, now: datetime, dry_run: bool = False
 ) -> MailboxSummary:
-    """Read the configured bounce mailbox once (what `course bounces` does)."""
-    resolver = make_resolver(settings, ledger)
+    """Read the configured bounce mailbox once (each bounce-mailbox job of `course run`)."""
     with open_bounce_mailbox(settings) as mailbox:
-        summary = process_mailbox(
-            mailbox,
-            resolver,
-            ledger,
-            now=now,
-            dry_run=dry_run,
-            log=SuppressionLog.in_project(settings.base_dir),
-        )
+        return process_opened(settings, mailbox, ledger, now=now, dry_run=dry_run)
+
+
+def process_opened(
+    settings: Settings, mailbox: Mailbox, ledger: Ledger, *, now: datetime, dry_run: bool = False
+) -> MailboxSummary:
+    """One pass over a mailbox already opened (`course bounces` opens it before the ledger,
+    so a mailbox it cannot reach is refused before anything is created)."""
+    summary = process_mailbox(
+        mailbox,
+        make_resolver(settings, ledger),
+        ledger,
+        now=now,
+        dry_run=dry_run,
+        log=SuppressionLog.in_project(settings.base_dir),
+    )
     if summary.lines or summary.held:
         LOG.info("bounce mailbox %s: %s", settings.bounces.mailbox, summary.summary())
     return summary

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
-from course.bounces.service import process_once
+from course.bounces.service import open_bounce_mailbox, process_opened
 from course.config import Settings
 from course.ledger import Ledger
 from course.tables import print_table
@@ -22,8 +23,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_bounces(args: argparse.Namespace, settings: Settings) -> int:
-    with Ledger.open(settings.ledger, base_dir=settings.base_dir) as ledger:
-        summary = process_once(settings, ledger, now=datetime.now(UTC), dry_run=args.dry_run)
+    with ExitStack() as stack:
+        # An IMAP mailbox first: one that cannot be opened (no password, a server that is
+        # down or refuses the login) is reported before the ledger, and state/ with it, is
+        # created. A Maildir is created when opened, so it comes after the ledger.
+        remote = settings.bounces.imap is not None
+        mailbox = stack.enter_context(open_bounce_mailbox(settings)) if remote else None
+        ledger = stack.enter_context(Ledger.open(settings.ledger, base_dir=settings.base_dir))
+        if mailbox is None:
+            mailbox = stack.enter_context(open_bounce_mailbox(settings))
+        summary = process_opened(
+            settings, mailbox, ledger, now=datetime.now(UTC), dry_run=args.dry_run
+        )
     where = settings.bounces.mailbox
     prefix = "dry run: " if args.dry_run else ""
     print(f"{prefix}{where}: {summary.summary()}")

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ from course.timeformat import local_time
 from course.unsubscribe import load_secret
 from course.web.limits import ConnectionLimits
 from course.web.public import Unsubscriber, create_public_app
-from course.web.server import serve_in_background
+from course.web.server import bind, serve_in_background
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -187,9 +187,12 @@ def public_app(settings: Settings, ledger: Ledger) -> Iterator[Starlette]:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     log_to_stderr()
-    with _ledger(settings) as ledger, public_app(settings, ledger) as app:
+    # Bound first: a host or port it cannot listen on is refused before the ledger, the
+    # manifest and the secret are set up.
+    sock = bind(args.host, args.port, what="serve")
+    with closing(sock), _ledger(settings) as ledger, public_app(settings, ledger) as app:
         server = serve_in_background(
-            app, args.host, args.port, what="serve", limits=public_limits(settings)
+            app, args.host, args.port, what="serve", limits=public_limits(settings), sock=sock
         )
         print(f"Unsubscribe endpoints on {server.url}unsubscribe/<token>", flush=True)
         for route in app.routes:

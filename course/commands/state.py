@@ -15,6 +15,7 @@ from course.arguments import path_argument
 from course.article import load_article
 from course.backup import (
     BackupContents,
+    check_destination,
     default_backup_path,
     read_backup,
     restore_files,
@@ -156,6 +157,7 @@ def _nobody_running(settings: Settings) -> Iterator[None]:
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     the_course = _course_id(settings)
     out = args.out or default_backup_path(settings, the_course, datetime.now(UTC))
+    check_destination(out)
     with open_ledger(settings, the_course):
         pass  # a backup of state that does not check out would only preserve the problem
     contents = write_backup(settings, out)

@@ -56,13 +56,17 @@ def serve_in_background(
     *,
     what: str,
     limits: ConnectionLimits | None = None,
+    sock: socket.socket | None = None,
 ) -> WebServer:
     """Bind host:port (0 = any free port) and return once uvicorn accepts requests.
 
+    `sock`: a socket already bound to host:port by bind(), for a command that refuses an
+    address it cannot listen on before it opens anything else.
     Off the main thread uvicorn installs no signal handlers, so `course run` keeps its own.
     """
     limits = (limits or ConnectionLimits()).within_fd_limit()
-    sock = bind(host, port, what=what)
+    if sock is None:
+        sock = bind(host, port, what=what)
     config = uvicorn.Config(
         app,
         http=guarded_protocol(limits),
