@@ -178,8 +178,14 @@ def test_workers_starting_together_on_a_new_database_create_the_schema_once(
 # --- claiming at once -------------------------------------------------------------------------
 
 
-def _claim_until_done(url: str, base_dir: str, owner: str, start: Any, results: Any) -> None:
-    """A worker claiming batches of 25 until nothing is due, as a tick does."""
+def _claim_until_done(
+    url: str, base_dir: str, owner: str, start: Any, first_taken: Any, results: Any
+) -> None:
+    """A worker claiming batches of 25 until nothing is due, as a tick does.
+
+    Each waits at `first_taken` once it holds its first batch, so every worker is sure to
+    claim side by side with the others, however the OS schedules the processes.
+    """
     with worker(url, Path(base_dir), owner) as ledger:
         start.wait()
         won: list[tuple[int, int]] = []
@@ -187,6 +193,10 @@ def _claim_until_done(url: str, base_dir: str, owner: str, start: Any, results: 
         while batch := ledger.claim_due(T0 + DAY, limit=25):
             won += [(lesson.subscriber_id, lesson.day) for lesson in batch]
             batches += 1
+            if batches == 1:
+                first_taken.wait(timeout=60)
+        if batches == 0:
+            first_taken.wait(timeout=60)  # no batch at all: a failure, but let the others go on
         results.put((owner, won, batches))
 
 
@@ -199,9 +209,12 @@ def test_workers_claiming_at_once_get_disjoint_batches_and_leave_nothing(
     assert len(everyone) == 600
 
     spawn = multiprocessing.get_context("spawn")
-    start, results = spawn.Barrier(4), spawn.Queue()
+    start, first_taken, results = spawn.Barrier(4), spawn.Barrier(4), spawn.Queue()
     claimers = [
-        spawn.Process(target=_claim_until_done, args=(url, str(tmp_path), f"w{n}", start, results))
+        spawn.Process(
+            target=_claim_until_done,
+            args=(url, str(tmp_path), f"w{n}", start, first_taken, results),
+        )
         for n in range(4)
     ]
     for process in claimers:
