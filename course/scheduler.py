@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from course.errors import CourseError
@@ -37,7 +37,7 @@ class TickScheduler:
         self.stopping = threading.Event()
         self._tick = tick
         self._clock = clock
-        self.scheduler = BlockingScheduler(
+        self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={
                 "coalesce": True,  # after a pause, run once, not once per missed interval
@@ -101,7 +101,17 @@ class TickScheduler:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
+            # The scheduler runs in the background and this thread waits for the stop flag,
+            # then shuts it down itself: a signal that lands before the scheduler has
+            # started (or while it starts) only sets the flag, so nothing can shut down a
+            # scheduler that is not running yet and leave the start to block for ever.
+            if self.stopping.is_set():
+                return
             self.scheduler.start()
+            try:
+                self.stopping.wait()
+            finally:
+                self.scheduler.shutdown(wait=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -113,7 +123,5 @@ class TickScheduler:
         self.stop()
 
     def stop(self) -> None:
+        """Ask run() to return once the tick in progress has finished; safe from any thread."""
         self.stopping.set()
-        # shutdown() from the signal handler would join the worker thread inside the
-        # handler; a helper thread does it so the main loop wakes up cleanly.
-        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()

@@ -63,3 +63,34 @@ def test_a_failing_tick_is_logged_and_the_next_one_still_runs(
     scheduler.run()
     assert len(ticks) == 2
     assert "tick failed: the server said no; trying again at the next tick" in caplog.text
+
+
+def test_a_stop_before_it_runs_returns_at_once_without_a_tick() -> None:
+    """SIGTERM in `course run`'s start-up, before the scheduler started, used to hang it."""
+    ticks: list[datetime] = []
+    scheduler = TickScheduler(lambda now, should_stop: ticks.append(now), tick_seconds=1)
+    scheduler.stop()
+    scheduler.run()
+    assert ticks == []
+    assert not scheduler.scheduler.running
+
+
+def test_a_signal_while_the_scheduler_starts_still_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ticks: list[datetime] = []
+
+    def tick(now: datetime, should_stop: Callable[[], bool]) -> None:
+        ticks.append(now)
+
+    scheduler = TickScheduler(tick, tick_seconds=60)
+    started = scheduler.scheduler.start
+
+    def start_then_signal(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled on the main thread, mid start-up
+        started(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler.scheduler, "start", start_then_signal)
+    scheduler.run()
+    assert scheduler.stopping.is_set()
+    assert not scheduler.scheduler.running
