@@ -29,3 +29,10 @@ def run_course(
         check=False,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def use_ledger(project: Path, url: str) -> None:
+    """Point the project's schedule.yaml at the ledger `url`."""
+    config = project / "schedule.yaml"
+    text = config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
+    config.write_text(text)

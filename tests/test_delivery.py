@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from support import free_port, run_course
+from support import free_port, run_course, use_ledger
 
 from course.backends.inbox import read_inbox
 from course.config import Settings, load_settings
@@ -28,13 +28,6 @@ from course.suppress import SuppressionLog
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 CSV_HEAD = "email,first_name,timezone,subscribed_at\n"
-
-
-def use_ledger(project: Path, url: str) -> None:
-    """Point the project's schedule.yaml at the ledger `url`."""
-    config = project / "schedule.yaml"
-    text = config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
-    config.write_text(text)
 
 
 def configure(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support import free_port, run_course
+from support import free_port, run_course, use_ledger
 
 from course.backends.base import OutgoingMessage
 from course.backends.recording import RecordingBackend
@@ -62,7 +62,11 @@ def test_it_needs_no_smtp_password_and_opens_no_connection(project: Path) -> Non
     assert "7 would be sent" in rehearsed
 
 
-def test_it_changes_nothing_and_takes_the_day_from_the_claim(project: Path) -> None:
+def test_it_changes_nothing_and_takes_the_day_from_the_claim(
+    project: Path, ledger_url: str
+) -> None:
+    """On SQLite it rehearses on a copy; on PostgreSQL in a transaction rolled back."""
+    use_ledger(project, ledger_url)
     settings = load_settings(project / "schedule.yaml")
     run(project, "send", "--now", MONDAY)
     inbox = sorted((project / "state" / "inbox" / "new").iterdir())

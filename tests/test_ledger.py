@@ -1212,12 +1212,15 @@ def test_counts_history_and_problems_report_the_ledger(ledger: Ledger) -> None:
 # --- dry runs ---------------------------------------------------------------------------------
 
 
-def test_a_rolled_back_ledger_sees_its_own_work_and_keeps_none_of_it(
+def test_a_rehearsal_sees_its_own_work_and_keeps_none_of_it(
     tmp_path: Path, ledger_url: str, ledger: Ledger
 ) -> None:
+    """SQLite rehearses on a copy; PostgreSQL inside one transaction that is rolled back."""
     ledger.sync([person("ann@example.com")], now=T0, first_due=first_due)
     now = T0 + 2 * HOUR
-    with ledger.rolled_back() as dry:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with Ledger.rehearsal(ledger_url, base_dir=tmp_path, scratch=scratch) as dry:
         dry.sync(
             [person("ann@example.com"), person("bob@example.com")], now=T0, first_due=first_due
         )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from support import free_port, run_course
+from support import free_port, run_course, use_ledger
 
 from course.backends.inbox import read_inbox
 from course.config import Settings, load_settings
@@ -54,7 +54,11 @@ def sent(summary: str) -> int:
     return int(found[1])
 
 
-def test_simulating_after_a_real_send_leaves_the_real_course_alone(project: Path) -> None:
+def test_simulating_after_a_real_send_leaves_the_real_course_alone(
+    project: Path, ledger_url: str
+) -> None:
+    """The sandbox is a SQLite copy whatever the real ledger is (PostgreSQL: row by row)."""
+    use_ledger(project, ledger_url)
     settings = load_settings(project / "schedule.yaml")
     run(project, "send", "--now", MONDAY)
     run(project, "send-test", "--day", "3", "--to", "me@example.org")

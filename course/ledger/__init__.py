@@ -181,18 +181,6 @@ class Ledger:
         self._workers.resign()
         self.database.close()
 
-    @contextmanager
-    def rolled_back(self) -> Iterator[Ledger]:
-        """This ledger as one transaction that is rolled back at the end: a dry run.
-
-        Everything done through the Ledger it yields (syncs, claims, journal, folds) is seen
-        by it alone and undone when the block ends. It is no registered worker, so, alone
-        in its sandbox, it leads: a tick in it syncs the CSV too. See Database.sandbox for
-        the locks it holds meanwhile.
-        """
-        with self.database.sandbox() as sandbox:
-            yield Ledger(sandbox)
-
     def __enter__(self) -> Self:
         return self
 

@@ -158,27 +158,6 @@ class Database:
     # --- transactions ----------------------------------------------------------------------
 
     @contextmanager
-    def sandbox(self) -> Iterator[Database]:
-        """This database as one transaction that is rolled back when the block ends.
-
-        The Database it yields runs every transaction as a savepoint of that one: its
-        writes are seen by itself and by nobody else, and none of them is kept. For a dry
-        run. Rows it claims stay locked (PostgreSQL) until the block ends; on SQLite the
-        whole database is, so there a copy (sqlite3's backup API) suits a long dry run better.
-        """
-        with _unusable_as_ledger_error(self.label):
-            conn = self._writer.connect()
-        try:
-            with _unusable_as_ledger_error(self.label):
-                outer = conn.begin()
-            try:
-                yield _Sandbox(self, conn)
-            finally:
-                outer.rollback()
-        finally:
-            conn.close()
-
-    @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A write transaction: on SQLite, BEGIN IMMEDIATE and one per process at a time.
 
@@ -592,35 +571,3 @@ def _unusable_message(label: str, error: BaseException) -> str:
     if connecting:
         return f"cannot connect to the ledger {label}: {detail}{suffix}"
     return f"the ledger {label} cannot be used: {detail}{suffix}"
-
-
-class _Sandbox(Database):
-    """A Database whose every transaction is a savepoint of one outer transaction on one
-    connection, rolled back when the sandbox closes (see Database.sandbox)."""
-
-    def __init__(self, parent: Database, conn: Connection) -> None:
-        super().__init__(parent.engine, parent.label)
-        self._conn = conn
-
-    def close(self) -> None:
-        """Nothing to close: the outer transaction belongs to Database.sandbox()."""
-
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        with _unusable_as_ledger_error(self.label), self._conn.begin_nested():
-            yield self._conn
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        with _unusable_as_ledger_error(self.label):
-            yield self._conn
-
-    @contextmanager
-    def writing_on_driver(self) -> Iterator[DBAPICursor]:
-        with self.writing() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                with _driver_errors_as_ledger_error(self.engine, self.label):
-                    yield cursor
-            finally:
-                cursor.close()
