@@ -30,7 +30,7 @@ from course.suppress import (
     SuppressionLog,
     suppress,
 )
-from course.suppression import suppression_csv
+from course.suppression_csv import suppression_csv
 from course.timeformat import local_time
 from course.unsubscribe import load_secret
 from course.web.limits import ConnectionLimits
