@@ -241,7 +241,9 @@ def main() -> None:
     for run in range(1, args.repeat + 1):
         if args.repeat > 1:
             print(f"run {run} of {args.repeat}")
-        for name in ("course.db", "course.db-wal", "course.db-shm"):
+        # The manifest beside the ledger too: without it a run refuses to start on a ledger
+        # it remembers and cannot find.
+        for name in ("course.db", "course.db-wal", "course.db-shm", "manifest.json"):
             (WORK / name).unlink(missing_ok=True)
         for key, ratio in report(args.subscribers).items():
             ratios[key].append(ratio)
