@@ -239,6 +239,14 @@ def test_opaque_ids_map_back_to_their_subscribers(ledger: Ledger) -> None:
     assert found is not None
     assert found.email == "cat@example.com"
     assert ledger.subscriber_by_ref("ref-nobody@example.com") is None
+    many = ledger.subscribers_by_ref(
+        ["ref-ann@example.com", "ref-cat@example.com", "ref-nobody@example.com"] * 400
+    )
+    assert {ref: view.email for ref, view in many.items()} == {
+        "ref-ann@example.com": "ann@example.com",
+        "ref-cat@example.com": "cat@example.com",
+    }
+    assert ledger.subscribers_by_ref([]) == {}
     assert not ledger.has_deliveries()
 
 

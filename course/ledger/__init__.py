@@ -336,6 +336,9 @@ class Ledger:
     def subscriber_by_ref(self, ref: str) -> SubscriberView | None:
         return self._reports.subscriber_by_ref(ref)
 
+    def subscribers_by_ref(self, refs: Collection[str]) -> dict[str, SubscriberView]:
+        return self._reports.subscribers_by_ref(refs)
+
     def has_deliveries(self) -> bool:
         return self._reports.has_deliveries()
 

@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 from sqlalchemy import func, select
 
+from course.ledger.chunks import IN_CHUNK, in_chunks
 from course.ledger.database import Database
 from course.ledger.records import (
     DELIVERY_VIEW_COLUMNS,
@@ -81,6 +82,25 @@ class Reports:
         with self._db.reading() as conn:
             row = conn.execute(query).first()
         return None if row is None else subscriber_view(row)
+
+    def subscribers_by_ref(self, refs: Collection[str]) -> dict[str, SubscriberView]:
+        """Opaque id -> subscriber, for those of `refs` the ledger knows; one snapshot.
+
+        For a burst of one-click POSTs: one query per few hundred ids, not one each.
+        """
+        s, r = SUBSCRIBERS, SUBSCRIBER_REFS
+        wanted = sorted(set(refs))
+        found: dict[str, SubscriberView] = {}
+        with self._db.reading() as conn:
+            for chunk in in_chunks(wanted, IN_CHUNK):
+                query = (
+                    select(r.c.ref, s)
+                    .join_from(r, s, r.c.subscriber_id == s.c.id)
+                    .where(r.c.ref.in_(chunk))
+                )
+                for row in conn.execute(query):
+                    found[row.ref] = subscriber_view(row)
+        return found
 
     def has_deliveries(self) -> bool:
         """Whether anything was ever claimed or sent from this ledger."""
