@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 
-from starlette.applications import Starlette
-
 from course.arguments import host_argument, operator_address, path_argument, port_argument
 from course.article import load_article
 from course.build import course_id, write_atomic
@@ -34,7 +32,7 @@ from course.suppression_csv import suppression_csv
 from course.timeformat import local_time
 from course.unsubscribe import load_secret
 from course.web.limits import ConnectionLimits
-from course.web.public import Unsubscriber, create_public_app
+from course.web.public import PublicApp, Unsubscriber, create_public_app
 from course.web.server import bind, serve_in_background
 
 
@@ -171,7 +169,7 @@ def unsubscriber(settings: Settings, ledger: Ledger) -> Iterator[Unsubscriber]:
 
 
 @contextmanager
-def public_app(settings: Settings, ledger: Ledger) -> Iterator[Starlette]:
+def public_app(settings: Settings, ledger: Ledger) -> Iterator[PublicApp]:
     """The unsubscribe endpoints, and a webhook for each configured provider."""
     routes = []
     with unsubscriber(settings, ledger) as endpoints:

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import h11
 from starlette.requests import Request
+from starlette.types import Receive, Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 LOG = logging.getLogger("course.web")
@@ -70,15 +71,25 @@ class BodyTooLarge(Exception):
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes."""
-    declared = request.headers.get("content-length", "")
+    return await receive_body(request.scope, request.receive, limit)
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """read_body() for a plain ASGI app."""
+    declared: bytes = next((v for n, v in scope["headers"] if n == b"content-length"), b"")
     if declared.isdigit() and len(declared) < 20 and int(declared) > limit:
         raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body  # the client went away: nothing more is coming
+        chunk: bytes = message.get("body", b"")
         body += chunk
         if len(body) > limit:
             raise BodyTooLarge
-    return bytes(body)
+        if not message.get("more_body", False):
+            return body
 
 
 # h11 states of a client that has not yet sent all of its request.
