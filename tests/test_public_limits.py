@@ -180,6 +180,29 @@ def test_an_oversized_body_is_refused_without_being_read(site: Site) -> None:
     assert ann.stdout.startswith("ann@example.com: active")
 
 
+def test_oversized_headers_are_refused_and_an_endless_header_is_cut_off(site: Site) -> None:
+    with site.connect() as sock:
+        sock.sendall(f"GET {site.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
+        sock.sendall(b"X-Pad: " + b"x" * 65536 + b"\r\n\r\n")
+        sock.settimeout(5)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    # One header that never ends: the server stops reading long before 100 MB.
+    with site.connect() as sock:
+        sock.sendall(f"GET {site.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ".encode())
+        chunk, sent = b"x" * (1 << 20), 0
+        try:
+            while sent < 100 * len(chunk):
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < 100 * len(chunk)
+    # Headers of a normal size still work, on the same server.
+    padded = httpx.get(site.link, headers={"X-Pad": "y" * 4000}, timeout=5)
+    assert padded.status_code == 200
+
+
 def test_a_flood_of_bad_requests_writes_a_few_log_lines(site: Site) -> None:
     before = site.stderr.stat().st_size
     for _ in range(300):

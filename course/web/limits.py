@@ -1,10 +1,10 @@
 """Limits that let a public endpoint hold without a reverse proxy in front of it.
 
-uvicorn bounds the header size and the keep-alive wait, but nothing else: a client that
-connects and sends nothing, or trickles a request a byte at a time, keeps its connection
-forever, and enough of them starve everyone (20,000 idle connections made legitimate
-requests time out). `guarded_protocol()` wraps uvicorn's h11 protocol (through uvicorn's
-own `http=` setting) with:
+uvicorn bounds the keep-alive wait, but nothing else: a client that connects and sends
+nothing, or trickles a request a byte at a time, keeps its connection forever, and enough
+of them starve everyone (20,000 idle connections made legitimate requests time out).
+`guarded_protocol()` wraps uvicorn's httptools protocol (the C parser; through uvicorn's own
+`http=` setting) with:
 
 - a request deadline: from the moment a connection is ready for a request, the whole
   request (headers and body) must arrive within `request_seconds`, or it is closed;
@@ -12,7 +12,11 @@ own `http=` setting) with:
   without sending a complete request (an idle or slow client, never a request in
   progress), if it has waited at least `evict_after_seconds`: a client accepted a moment
   ago has usually sent its request already, it is just not read yet. When nobody can be
-  evicted, the new connection is closed at once.
+  evicted, the new connection is closed at once;
+- a header limit: a request line and headers longer than `max_header_bytes` get a 431 and
+  the connection is closed (the parser would otherwise keep whatever it is sent);
+- a request answered before its body has arrived (a 413) closes the connection instead of
+  reading the rest only to throw it away.
 
 `read_body()` bounds what an endpoint reads of a body.
 """
@@ -26,10 +30,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-import h11
 from starlette.requests import Request
 from starlette.types import Receive, Scope
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 LOG = logging.getLogger("course.web")
 # File descriptors kept back for the ledger, the log, the listening socket and the like.
@@ -92,10 +95,6 @@ async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return body
 
 
-# h11 states of a client that has not yet sent all of its request.
-_WAITING_STATES: Final = (h11.IDLE, h11.SEND_BODY)
-
-
 class _Waiting:
     """The server's connections that are waiting for a request, oldest first."""
 
@@ -108,19 +107,30 @@ class _Waiting:
         self.refused = 0
 
 
+_HEADERS_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
-    """An h11 protocol class with the deadline and cap; pass it as uvicorn.Config(http=…)."""
+    """An httptools protocol class with the limits; pass it as uvicorn.Config(http=…)."""
     shared = _Waiting(limits)
 
-    class GuardedH11Protocol(H11Protocol):
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
-        _refused = False
+        _turned_away = False  # at the cap, closed before anything was set up
+        _refused = False  # its headers were too large: answered 431, closing
+        # Bytes received since the connection opened or the last request ended, until the
+        # next request's headers are complete: what the parser may be holding.
+        _header_bytes = 0
+        _in_body = False  # a request's headers are complete, its body not yet all here
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             at_cap = len(shared.open) >= limits.max_connections
             if at_cap and not _evict_one(shared, asyncio.get_running_loop().time()):
                 shared.refused += 1
-                self._refused = True
+                self._turned_away = True
                 transport.close()
                 return
             shared.open.add(self)
@@ -128,34 +138,62 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._await_request()
 
         def data_received(self, data: bytes) -> None:
+            counting = not self._in_body
+            if counting:
+                self._header_bytes += len(data)
             super().data_received(data)
-            # h11's state for the client: DONE once the whole request (body too) is in.
-            if self.conn.their_state not in _WAITING_STATES:
-                self._request_complete()
+            if counting and not self._in_body and self._header_bytes > limits.max_header_bytes:
+                self._refuse_headers()  # headers that do not end: stop reading them
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._refused:
+                self._await_request()  # a request pipelined behind another gets one too
+
+        def on_headers_complete(self) -> None:
+            self._in_body, self._header_bytes = True, 0
+            if self._refused:
+                return
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_header_bytes:
+                self._refuse_headers()  # complete, but too large: they never reach the app
+                return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self._refused:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            self._request_complete()
+            if not self._refused:
+                super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)
             super().on_response_complete()
-            if self.transport.is_closing():
+            if self.transport.is_closing() or pipelined:
                 return
-            if self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
+            if self._in_body:
                 # Answered (a 413, say) before the body was read: reading the rest only to
                 # throw it away is what a 300 MB upload wants us to do. Hang up instead.
                 self.transport.close()
-            elif self.conn.their_state in _WAITING_STATES and self.conn.our_state is h11.IDLE:
-                # Keep-alive: the next request gets the same deadline (unless it arrived).
+            else:
+                # Keep-alive: the next request gets the same deadline (unless it began).
                 self._await_request()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._refused:
+            if self._turned_away:
                 return
             self._request_complete()
             shared.open.discard(self)
             super().connection_lost(exc)
 
         def _await_request(self) -> None:
-            self._request_complete()
-            shared.waiting[self] = self.loop.time()
-            self._deadline = self.loop.call_later(limits.request_seconds, self._too_slow)
+            if self._deadline is None:
+                shared.waiting[self] = self.loop.time()
+                self._deadline = self.loop.call_later(limits.request_seconds, self._too_slow)
 
         def _request_complete(self) -> None:
             shared.waiting.pop(self, None)
@@ -163,12 +201,19 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 self._deadline.cancel()
                 self._deadline = None
 
+        def _refuse_headers(self) -> None:
+            if not self._refused:
+                self._refused = True
+                self._request_complete()
+                self.transport.write(_HEADERS_TOO_LARGE)
+                self.transport.close()
+
         def _too_slow(self) -> None:
             self._deadline = None
             shared.waiting.pop(self, None)
             self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedHttpToolsProtocol
 
 
 def _evict_one(shared: _Waiting, now: float) -> bool:

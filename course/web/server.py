@@ -71,7 +71,9 @@ def serve_in_background(
         app,
         http=guarded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_seconds,
-        h11_max_incomplete_event_size=limits.max_header_bytes,
+        loop="auto",  # uvloop where it is installed
+        proxy_headers=False,  # no proxy in front to trust: take no X-Forwarded-For from anyone
+        server_header=False,
         backlog=BACKLOG,
         log_config=None,  # leave the host program's logging alone
         log_level="warning",
