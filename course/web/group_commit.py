@@ -11,7 +11,8 @@ only after the batch holding its own item has been committed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -24,12 +25,24 @@ class GroupCommit(Generic[Item, Outcome]):
     `commit(items)` runs in a worker thread, one batch at a time, and returns one result per
     item, in order; an Exception result is raised to that item's caller. If commit() itself
     raises, every caller in the batch gets that error. Use it from one event loop.
+
+    `settle(results)`, if given, is awaited after a commit and before its callers hear back,
+    once per batch, without holding up the next commit (a short, bounded wait for whatever
+    follows the commit; its errors are ignored: the commit stands).
     """
 
-    def __init__(self, commit: Callable[[list[Item]], Sequence[Outcome | Exception]]) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[Item]], Sequence[Outcome | Exception]],
+        *,
+        settle: Callable[[Sequence[Outcome | Exception]], Awaitable[object]] | None = None,
+    ) -> None:
         self._commit = commit
+        self._settle = settle
         self._queued: list[tuple[Item, asyncio.Future[Outcome]]] = []
-        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak refs
+        # Held: the event loop keeps only weak references to tasks.
+        self._drainer: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
         self.batches = 0  # how many commits ran (for tests and benchmarks)
 
     async def submit(self, item: Item) -> Outcome:
@@ -56,13 +69,12 @@ class GroupCommit(Generic[Item, Outcome]):
                 except Exception as exc:  # every caller in the batch hears of it
                     results = [exc] * len(batch)
                 self.batches += 1
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():  # the caller gave up (cancelled)
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                if self._settle is None:
+                    _answer(batch, results)
+                else:
+                    task = asyncio.get_running_loop().create_task(self._then(batch, results))
+                    self._settling.add(task)
+                    task.add_done_callback(self._settling.discard)
                 batch = []
         finally:
             # Cancelled (the server is shutting down): nobody waits forever; whatever was
@@ -71,3 +83,28 @@ class GroupCommit(Generic[Item, Outcome]):
                 future.cancel()
             self._queued = []
             self._drainer = None
+
+    async def _then(
+        self,
+        batch: list[tuple[Item, asyncio.Future[Outcome]]],
+        results: Sequence[Outcome | Exception],
+    ) -> None:
+        assert self._settle is not None
+        try:
+            with contextlib.suppress(Exception):
+                await self._settle(results)
+        finally:
+            _answer(batch, results)
+
+
+def _answer(
+    batch: Sequence[tuple[Item, asyncio.Future[Outcome]]],
+    results: Sequence[Outcome | Exception],
+) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():  # the caller gave up (cancelled)
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

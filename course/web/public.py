@@ -195,29 +195,28 @@ class OneClickRecorder:
 
     def __init__(self, unsubscriber: Unsubscriber) -> None:
         self._unsubscriber = unsubscriber
-        self.commits: GroupCommit[OneClick, Recorded] = GroupCommit(self._record_all)
-        self._settling: tuple[int, asyncio.Task[bool]] | None = None
+        self.commits: GroupCommit[OneClick, Recorded] = GroupCommit(
+            self._record_all, settle=self._settle
+        )
 
     def _record_all(self, clicks: list[OneClick]) -> list[Recorded | Exception]:
         return list(self._unsubscriber.record_all(clicks))
+
+    async def _settle(self, results: Sequence[Recorded | Exception]) -> None:
+        # Durable already. Give the ledger a moment, so that `course status` usually shows
+        # the batch by the time the answers arrive; a locked ledger catches up later.
+        tickets = [result for result in results if isinstance(result, int)]
+        if tickets:
+            await self._unsubscriber.catch_up.applied(max(tickets), LEDGER_WAIT_SECONDS)
 
     async def record(self, click: OneClick) -> None:
         """Return once the request is on disk (or there was nothing to record); CourseError
         if it could not be put there."""
         recorded = await self.commits.submit(click)
         if isinstance(recorded, _Unknown):
-            recorded = await asyncio.to_thread(self._unsubscriber.record_unknown, click)
-        if recorded is not None:
-            # Durable already. Give the ledger a moment, so that `course status` usually
-            # shows it by the time the answer arrives; a locked ledger catches up later.
-            await asyncio.shield(self._settled(recorded))
-
-    def _settled(self, ticket: int) -> asyncio.Task[bool]:
-        """One wait for the ledger per batch, shared by all of the batch's requests."""
-        if self._settling is None or self._settling[0] < ticket:
-            wait = self._unsubscriber.catch_up.applied(ticket, timeout=LEDGER_WAIT_SECONDS)
-            self._settling = (ticket, asyncio.get_running_loop().create_task(wait))
-        return self._settling[1]
+            ticket = await asyncio.to_thread(self._unsubscriber.record_unknown, click)
+            if ticket is not None:
+                await self._unsubscriber.catch_up.applied(ticket, LEDGER_WAIT_SECONDS)
 
 
 _PAGES = jinja2.Environment(
