@@ -13,6 +13,10 @@ Prints failures, p50/p99 latency (and the ratio to the baseline), how many POSTs
 ledger recorded, the server's peak memory and how much it logged.
 Targets: 0 lost, p99 < 1 s, peak memory < 400 MB, log < 1 MB.
 
+Everything runs on this machine, so it also prints how the CPUs were shared while the
+POSTs were out: the server, this load generator, the tick, and everything else (other
+work on the machine). CPU time per POST does not depend on that sharing; latency does.
+
     .venv/bin/python bench/public_load.py [--subscribers N] [--posts N] [--idle N] [--slow N]
 """
 
@@ -27,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,17 +130,84 @@ def wait_for_port(port: int) -> None:
     sys.exit(f"nothing listens on 127.0.0.1:{port}")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used so far (every CPU, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    ticks = [int(value) for value in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU time (user + system): the load generator's cost."""
+    times = os.times()
+    return times.user + times.system
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a server may run several)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with suppress(OSError):
+                queue.extend(int(child) for child in task.read_text().split())
+    return found
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU time of a process so far: figures a busy machine inflates far less
-    than the wall clock."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(user, system) CPU time of a process and its children so far: figures a busy machine
+    inflates far less than the wall clock."""
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0.0
+    for each in descendants(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
 
 
 def cpu_since(pid: int, before: tuple[float, float]) -> tuple[float, float]:
     user, system = cpu_seconds(pid)
     return user - before[0], system - before[1]
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Who had the CPUs: a snapshot of the server's, the load generator's, the tick's and the
+    whole machine's CPU time."""
+
+    wall: float
+    server: float
+    client: float
+    tick: float
+    machine: float
+
+    @classmethod
+    def now(cls, server: int, tick: int | None = None) -> Sharing:
+        return cls(
+            time.perf_counter(),
+            sum(cpu_seconds(server)),
+            own_cpu_seconds(),
+            sum(cpu_seconds(tick)) if tick is not None else 0.0,
+            machine_busy_seconds(),
+        )
+
+    def until(self, later: Sharing, posts: int) -> str:
+        wall = later.wall - self.wall
+        server, client = later.server - self.server, later.client - self.client
+        tick = later.tick - self.tick
+        busy = later.machine - self.machine
+        others = max(0.0, busy - server - client - tick)
+        cpus = os.cpu_count() or 1
+        return (
+            f"{wall:.1f} s x {cpus} CPUs: course serve {server:.1f} s "
+            f"({1000 * server / max(1, posts):.2f} ms/POST), load generator {client:.1f} s "
+            f"({1000 * client / max(1, posts):.2f} ms/POST), tick {tick:.1f} s, "
+            f"everything else {others:.1f} s, idle {max(0.0, cpus * wall - busy):.1f} s"
+        )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -174,12 +245,12 @@ def request(port: int, n: int) -> bytes:
     ).encode() + BODY
 
 
-async def one_post(port: int, n: int, storm: Storm, start: asyncio.Event) -> None:
+async def one_post(port: int, n: int, data: bytes, storm: Storm, start: asyncio.Event) -> None:
     await start.wait()
     began = time.perf_counter()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-        writer.write(request(port, n))
+        writer.write(data)
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 30)
         writer.close()
@@ -197,7 +268,10 @@ async def one_post(port: int, n: int, storm: Storm, start: asyncio.Event) -> Non
 async def posts(port: int, numbers: range) -> Storm:
     storm = Storm()
     start = asyncio.Event()
-    tasks = [asyncio.create_task(one_post(port, n, storm, start)) for n in numbers]
+    # Tokens and requests are made before the clock starts: they are not the server's work.
+    tasks = [
+        asyncio.create_task(one_post(port, n, request(port, n), storm, start)) for n in numbers
+    ]
     await asyncio.sleep(0)
     start.set()
     await asyncio.gather(*tasks)
@@ -238,14 +312,15 @@ async def slow_client(port: int, n: int, stop: asyncio.Event) -> str:
 
 
 async def loaded_storm(
-    port: int, numbers: range, idle: int, slow: range
-) -> tuple[Storm, dict[str, int], int, float]:
-    """The POSTs amid idle and slow clients; also when the POSTs were all answered."""
+    port: int, numbers: range, idle: int, slow: range, snapshot: Callable[[], Sharing]
+) -> tuple[Storm, dict[str, int], int, tuple[Sharing, Sharing]]:
+    """The POSTs amid idle and slow clients; also who had the CPUs while the POSTs were out."""
     stop = asyncio.Event()
     slow_tasks = [asyncio.create_task(slow_client(port, n, stop)) for n in slow]
     held = await idle_connections(port, idle)
+    before = snapshot()
     storm = await posts(port, numbers)
-    posts_done = time.perf_counter()
+    after = snapshot()
     await asyncio.sleep(12)  # past the request deadline: the slow clients are cut off
     stop.set()
     endings: dict[str, int] = {}
@@ -254,7 +329,7 @@ async def loaded_storm(
     closed = sum(reader.at_eof() for reader, _ in held)
     for _, writer in held:
         writer.close()
-    return storm, endings, closed, posts_done
+    return storm, endings, closed, (before, after)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -317,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with process([*course, "serve", "--port", str(web_port)], log=serve_log) as serve:
         wait_for_port(web_port)
         cpu_before = cpu_seconds(serve.pid)
+        base_before = Sharing.now(serve.pid)
         baseline = asyncio.run(posts(web_port, baseline_numbers))
+        base_sharing = base_before.until(Sharing.now(serve.pid), args.posts)
         base_cpu = cpu_since(serve.pid, cpu_before)
         base_recorded = wait_until_recorded(baseline_numbers, 30)
         with process([sink, "-u", "nobody", f"127.0.0.1:{smtp_port}", "1024"]):
@@ -332,9 +409,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     time.sleep(0.2)
                 storm_started = time.perf_counter()
                 cpu_before = cpu_seconds(serve.pid)
-                storm, endings, closed_idle, posts_done = asyncio.run(
-                    loaded_storm(web_port, loaded_numbers, args.idle, slow_numbers)
+                storm, endings, closed_idle, (out, done) = asyncio.run(
+                    loaded_storm(
+                        web_port,
+                        loaded_numbers,
+                        args.idle,
+                        slow_numbers,
+                        lambda: Sharing.now(serve.pid, tick.pid),
+                    )
                 )
+                posts_done = done.wall
                 storm_cpu = cpu_since(serve.pid, cpu_before)
                 assert tick.stdout is not None
                 summary = tick.stdout.read().decode().strip()
@@ -367,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"POST; the loaded storm (POSTs, idle and slow clients): {storm_cpu[0]:.1f} s user + "
         f"{storm_cpu[1]:.1f} s system"
     )
+    print(f"while the baseline POSTs were out: {base_sharing}")
+    print(f"while the loaded POSTs were out: {out.until(done, args.posts)}")
     print(f"course serve: peak memory {peak:.0f} MB, log {log_bytes:,} bytes")
     print(f"machine load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     verdicts = {
