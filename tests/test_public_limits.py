@@ -3,6 +3,7 @@ and a log that a flood cannot fill. Real sockets against one real `course serve`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 from support import free_port, run_course
 
 from course.logs import RepeatFilter
+from course.web.limits import ConnectionLimits, _evict_one, _Waiting
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-for-tests-only-0123456789"
@@ -138,7 +140,7 @@ def test_a_request_trickled_a_byte_at_a_time_is_cut_off(site: Site) -> None:
 def test_idle_connections_cannot_starve_a_real_request(site: Site) -> None:
     idle = [site.connect() for _ in range(6 * MAX_CONNECTIONS)]
     try:
-        time.sleep(1.2)  # idle long enough to give way (a fresh connection is left alone)
+        time.sleep(0.5)  # idle long enough to give way (a fresh connection is left alone)
         started = time.monotonic()
         response = httpx.get(site.link, timeout=5)
         assert response.status_code == 200
@@ -211,6 +213,45 @@ def test_a_flood_of_bad_requests_writes_a_few_log_lines(site: Site) -> None:
             closed_within(sock, 2)
     grown = site.stderr.stat().st_size - before
     assert grown < 4000, site.stderr.read_text()[-2000:]
+
+
+def test_at_the_cap_a_request_waiting_unread_in_the_kernel_is_never_evicted() -> None:
+    """In a burst the server accepts connections before it reads them: the oldest waiting
+    connection may hold a whole request in the kernel. An idle one goes instead."""
+
+    async def main() -> None:
+        class Unread(asyncio.Protocol):
+            transport: asyncio.Transport
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                transport.pause_reading()  # what a server busy with a burst amounts to
+                self.transport = transport
+                accepted.append(self)
+
+        accepted: list[Unread] = []
+        server = await asyncio.get_running_loop().create_server(Unread, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with (
+            socket.create_connection(("127.0.0.1", port)) as busy,
+            socket.create_connection(("127.0.0.1", port)) as idle,
+        ):
+            busy.sendall(b"POST /unsubscribe/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            while len(accepted) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            by_port = {p.transport.get_extra_info("peername")[1]: p for p in accepted}
+            shared = _Waiting(ConnectionLimits(max_connections=2))
+            shared.waiting[by_port[busy.getsockname()[1]]] = 0.0  # the oldest
+            shared.waiting[by_port[idle.getsockname()[1]]] = 0.1
+            assert _evict_one(shared, now=10.0)
+            assert list(shared.waiting) == [by_port[busy.getsockname()[1]]]
+            assert by_port[idle.getsockname()[1]].transport.is_closing()
+            assert not _evict_one(shared, now=10.0)  # only a request waiting to be read
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
 
 
 def test_repeated_lines_are_let_through_a_few_per_window() -> None:

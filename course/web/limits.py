@@ -10,9 +10,10 @@ of them starve everyone (20,000 idle connections made legitimate requests time o
   request (headers and body) must arrive within `request_seconds`, or it is closed;
 - a connection cap: at the cap, a new connection evicts the one that has waited longest
   without sending a complete request (an idle or slow client, never a request in
-  progress), if it has waited at least `evict_after_seconds`: a client accepted a moment
-  ago has usually sent its request already, it is just not read yet. When nobody can be
-  evicted, the new connection is closed at once;
+  progress), if it has waited at least `evict_after_seconds` and the kernel holds nothing
+  it sent: in a burst, a client accepted a moment ago has usually sent its request
+  already, it is just not read yet. When nobody can be evicted, the new connection is
+  closed at once;
 - a header limit: a request line and headers longer than `max_header_bytes` get a 431 and
   the connection is closed (the parser would otherwise keep whatever it is sent);
 - a request answered before its body has arrived (a 413) closes the connection instead of
@@ -24,8 +25,12 @@ of them starve everyone (20,000 idle connections made legitimate requests time o
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import itertools
 import logging
 import resource
+import struct
+import termios
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -37,6 +42,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 LOG = logging.getLogger("course.web")
 # File descriptors kept back for the ledger, the log, the listening socket and the like.
 RESERVED_FDS: Final = 64
+# How many of the longest-waiting connections an arrival at the cap looks at for one to
+# evict: in a burst, the oldest ones may all have a request waiting to be read.
+_EVICTION_SCAN: Final = 32
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class ConnectionLimits:
     request_seconds: float = 10.0
     keep_alive_seconds: int = 5
     max_header_bytes: int = 8192
-    evict_after_seconds: float = 1.0
+    evict_after_seconds: float = 0.25
 
     def within_fd_limit(self) -> ConnectionLimits:
         """Raise the soft descriptor limit as far as allowed, and keep the cap below it.
@@ -217,15 +225,27 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
 
 def _evict_one(shared: _Waiting, now: float) -> bool:
-    """Close the connection that has waited longest for a request (and long enough); False
-    if there is none."""
-    if not shared.waiting:
-        return False
-    oldest, since = next(iter(shared.waiting.items()))
-    if now - since < shared.limits.evict_after_seconds:
-        return False
-    del shared.waiting[oldest]
-    shared.evicted += 1
-    oldest.transport.close()
-    shared.open.discard(oldest)
-    return True
+    """Close the connection that has waited longest for a request (long enough, and with
+    nothing unread in the kernel); False if there is none."""
+    for candidate, since in itertools.islice(shared.waiting.items(), _EVICTION_SCAN):
+        if now - since < shared.limits.evict_after_seconds:
+            return False  # the rest waited less still
+        if _unread_bytes(candidate.transport):
+            continue  # its request is here, just not read yet: a burst, not an idle client
+        del shared.waiting[candidate]
+        shared.evicted += 1
+        candidate.transport.close()
+        shared.open.discard(candidate)
+        return True
+    return False
+
+
+def _unread_bytes(transport: asyncio.BaseTransport) -> int:
+    """Bytes the client sent that the kernel holds and the server has not read yet."""
+    sock = transport.get_extra_info("socket")
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return 1  # cannot tell: leave it alone
+    count: int = struct.unpack("i", raw)[0]
+    return count
