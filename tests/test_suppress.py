@@ -239,14 +239,15 @@ def test_opaque_ids_map_back_to_their_subscribers(ledger: Ledger) -> None:
     assert found is not None
     assert found.email == "cat@example.com"
     assert ledger.subscriber_by_ref("ref-nobody@example.com") is None
-    many = ledger.subscribers_by_ref(
+    ledger.unsubscribe("cat@example.com", how="test", now=T0)
+    many = ledger.standings_by_ref(
         ["ref-ann@example.com", "ref-cat@example.com", "ref-nobody@example.com"] * 400
     )
-    assert {ref: view.email for ref, view in many.items()} == {
-        "ref-ann@example.com": "ann@example.com",
-        "ref-cat@example.com": "cat@example.com",
+    assert many == {
+        "ref-ann@example.com": ("ann@example.com", SubscriberStatus.ACTIVE),
+        "ref-cat@example.com": ("cat@example.com", SubscriberStatus.UNSUBSCRIBED),
     }
-    assert ledger.subscribers_by_ref([]) == {}
+    assert ledger.standings_by_ref([]) == {}
     assert not ledger.has_deliveries()
 
 

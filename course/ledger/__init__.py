@@ -34,6 +34,7 @@ from course.ledger.records import (
     Departure,
     DueLesson,
     ListRow,
+    Standing,
     SubscriberRecord,
     SubscriberView,
     SyncSummary,
@@ -60,6 +61,7 @@ __all__ = [
     "NoticeResult",
     "NoticeView",
     "ResumeDue",
+    "Standing",
     "Stop",
     "SubscriberRecord",
     "SubscriberStatus",
@@ -336,8 +338,8 @@ class Ledger:
     def subscriber_by_ref(self, ref: str) -> SubscriberView | None:
         return self._reports.subscriber_by_ref(ref)
 
-    def subscribers_by_ref(self, refs: Collection[str]) -> dict[str, SubscriberView]:
-        return self._reports.subscribers_by_ref(refs)
+    def standings_by_ref(self, refs: Collection[str]) -> dict[str, Standing]:
+        return self._reports.standings_by_ref(refs)
 
     def has_deliveries(self) -> bool:
         return self._reports.has_deliveries()

@@ -105,6 +105,13 @@ class DeliveryOutcome:
     next_due_at: datetime | None = None
 
 
+class Standing(NamedTuple):
+    """Just an address and its status: what a one-click POST needs to know of its sender."""
+
+    email: str
+    status: SubscriberStatus
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberView:
     """A subscriber's row, for `course status` and friends."""

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from course.errors import CourseError
-from course.ledger import Ledger, SubscriberView
+from course.ledger import Ledger, Standing, SubscriberView
 from course.suppress import (
     SUPPRESSED_STATUSES,
     Action,
@@ -127,9 +127,9 @@ class Unsubscriber:
         """
         refs = {click.owner.ref for click in clicks if click.owner.ref}
         lookup_error: CourseError | None = None
-        by_ref: dict[str, SubscriberView] = {}
+        by_ref: dict[str, Standing] = {}
         try:
-            by_ref = self.ledger.subscribers_by_ref(refs) if refs else {}
+            by_ref = self.ledger.standings_by_ref(refs) if refs else {}
         except CourseError as exc:
             lookup_error = exc
         results: list[Recorded | CourseError] = []
@@ -139,7 +139,9 @@ class Unsubscriber:
             if owner.ref and lookup_error is not None:
                 results.append(lookup_error)
                 continue
-            view = by_ref.get(owner.ref) if owner.ref else self._by_address(owner.email)
+            view: Standing | SubscriberView | None = (
+                by_ref.get(owner.ref) if owner.ref else self._by_address(owner.email)
+            )
             if view is None and owner.ref:
                 results.append(UNKNOWN)
                 continue
