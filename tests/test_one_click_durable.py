@@ -31,6 +31,7 @@ from course.runtime import Runtime
 from course.state import open_ledger
 from course.unsubscribe import make_token
 from course.web.group_commit import GroupCommit
+from course.web.public import LEDGER_WAIT_SECONDS
 from course.web.server import serve_in_background
 
 SECRET = "s3cret-for-tests-only-0123456789"
@@ -38,6 +39,7 @@ COURSE_ID = "why-he-pushes-you-away"
 NOW = "2026-03-02T12:00:00+00:00"
 SUBSCRIBERS = 120
 BODY = b"List-Unsubscribe=One-Click"
+FSYNC_DELAY = 3 * LEDGER_WAIT_SECONDS
 
 
 def address(n: int) -> str:
@@ -114,7 +116,9 @@ def test_a_burst_is_recorded_and_each_answer_follows_the_fsync_of_its_entry(
         real_fsync(fd)
         if Path(os.readlink(f"/proc/self/fd/{fd}")) == log_path:
             size = os.fstat(fd).st_size
-            time.sleep(0.03)  # an answer sent before this returns would arrive before `at`
+            # An answer sent before this returns would arrive before `at`, even one that
+            # first waited out the ledger catch-up (LEDGER_WAIT_SECONDS).
+            time.sleep(FSYNC_DELAY)
             with lock:
                 synced.append((time.monotonic(), size))
 
