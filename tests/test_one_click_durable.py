@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -245,3 +246,21 @@ def test_group_commit_answers_each_caller_with_its_own_result_or_error() -> None
             assert outcome == f"ok {n}"
     assert all(isinstance(outcome, OSError) for outcome in outcomes[12:14])
     assert outcomes[14] == "ok 16"
+
+
+def test_a_post_whose_client_leaves_before_the_body_ends_records_nothing(
+    course_project: Path, serve: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    _, port = serve
+    whole = post_request(0)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(whole[: -len(BODY) // 2])  # the headers and half of the body
+        sock.shutdown(socket.SHUT_WR)  # then the client is gone
+        sock.settimeout(10)
+        while sock.recv(4096):
+            pass
+    answered: list[Answer] = []
+    asyncio.run(burst(port, range(1, 2), answered))  # a whole one, after it
+    assert [a.status for a in answered] == [b"200"]
+    assert logged_addresses(course_project) == [address(1)]
+

@@ -80,8 +80,14 @@ class BodyTooLarge(Exception):
     """The request body is larger than the endpoint accepts."""
 
 
+class ClientGone(Exception):
+    """The client went away before its request's body was all here: the request is not
+    whole, so nothing it asks for may be acted on (and nobody is left to answer)."""
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes."""
+    """The body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes;
+    ClientGone if the client left before sending all of it."""
     return await receive_body(request.scope, request.receive, limit)
 
 
@@ -94,7 +100,7 @@ async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return body  # the client went away: nothing more is coming
+            raise ClientGone
         chunk: bytes = message.get("body", b"")
         body += chunk
         if len(body) > limit:

@@ -45,7 +45,7 @@ from course.suppress import (
 from course.tokens import subscriber_ref
 from course.unsubscribe import InvalidToken, TokenOwner, verify_token
 from course.web.group_commit import GroupCommit
-from course.web.limits import BodyTooLarge, receive_body
+from course.web.limits import BodyTooLarge, ClientGone, receive_body
 
 LOG = logging.getLogger("course.web")
 SECURITY_HEADERS: Final = {
@@ -338,6 +338,8 @@ class PublicApp:
             body = await receive_body(scope, receive, MAX_BODY_BYTES)
         except BodyTooLarge:
             return _TOO_LARGE
+        except ClientGone:
+            return _TRY_AGAIN  # half a request is no request: nothing recorded, or promised
         form = parse_qs(body.decode("utf-8", "replace"))
         how = PAGE if form.get("via") == ["page"] else ONE_CLICK
         try:

@@ -30,7 +30,7 @@ from course.config import Settings
 from course.errors import ConfigError, CourseError
 from course.ledger import Ledger, NoticeResult
 from course.suppress import SuppressionLog, take_notice
-from course.web.limits import BodyTooLarge, read_body
+from course.web.limits import BodyTooLarge, ClientGone, read_body
 
 LOG = logging.getLogger("course.webhooks")
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -215,6 +215,8 @@ class Webhooks:
             body = await read_body(request, MAX_BODY_BYTES)
         except BodyTooLarge:
             return _answer(413, error=f"the body is over {MAX_BODY_BYTES} bytes")
+        except ClientGone:
+            return _answer(400, error="the request ended before its body did")
         try:
             results = await run_in_threadpool(self._take, body, verify)
         except WebhookRejected as exc:
