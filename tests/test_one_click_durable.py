@@ -264,3 +264,20 @@ def test_a_post_whose_client_leaves_before_the_body_ends_records_nothing(
     assert [a.status for a in answered] == [b"200"]
     assert logged_addresses(course_project) == [address(1)]
 
+
+def test_a_log_that_cannot_be_written_answers_503_to_each_caller_and_promises_nothing(
+    course_project: Path, serve: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    _, port = serve
+    log_path = course_project / "state" / "suppressions.log"
+    log_path.unlink(missing_ok=True)
+    log_path.mkdir()  # nothing can be appended to it now
+    answered: list[Answer] = []
+    asyncio.run(burst(port, range(20), answered))
+    assert sorted(a.n for a in answered) == list(range(20))
+    assert {a.status for a in answered} == {b"503"}
+    log_path.rmdir()
+    answered.clear()
+    asyncio.run(burst(port, range(20), answered))  # the provider tries again
+    assert {a.status for a in answered} == {b"200"}
+    assert sorted(logged_addresses(course_project)) == sorted(address(n) for n in range(20))
