@@ -20,7 +20,7 @@ import pytest
 from support import free_port, run_course
 
 from course.logs import RepeatFilter
-from course.web.limits import ConnectionLimits, _evict_one, _Waiting
+from course.web.limits import ConnectionLimits, WaitingConnections, evict_one
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-for-tests-only-0123456789"
@@ -241,13 +241,13 @@ def test_at_the_cap_a_request_waiting_unread_in_the_kernel_is_never_evicted() ->
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)
             by_port = {p.transport.get_extra_info("peername")[1]: p for p in accepted}
-            shared = _Waiting(ConnectionLimits(max_connections=2))
+            shared = WaitingConnections(ConnectionLimits(max_connections=2))
             shared.waiting[by_port[busy.getsockname()[1]]] = 0.0  # the oldest
             shared.waiting[by_port[idle.getsockname()[1]]] = 0.1
-            assert _evict_one(shared, now=10.0)
+            assert evict_one(shared, now=10.0)
             assert list(shared.waiting) == [by_port[busy.getsockname()[1]]]
             assert by_port[idle.getsockname()[1]].transport.is_closing()
-            assert not _evict_one(shared, now=10.0)  # only a request waiting to be read
+            assert not evict_one(shared, now=10.0)  # only a request waiting to be read
         server.close()
         await server.wait_closed()
 

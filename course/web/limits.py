@@ -109,7 +109,7 @@ async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return body
 
 
-class _Waiting:
+class WaitingConnections:
     """The server's connections that are waiting for a request, oldest first."""
 
     def __init__(self, limits: ConnectionLimits) -> None:
@@ -129,7 +129,7 @@ _HEADERS_TOO_LARGE: Final = (
 
 def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """An httptools protocol class with the limits; pass it as uvicorn.Config(http=…)."""
-    shared = _Waiting(limits)
+    shared = WaitingConnections(limits)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
@@ -142,7 +142,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             at_cap = len(shared.open) >= limits.max_connections
-            if at_cap and not _evict_one(shared, asyncio.get_running_loop().time()):
+            if at_cap and not evict_one(shared, asyncio.get_running_loop().time()):
                 shared.refused += 1
                 self._turned_away = True
                 transport.close()
@@ -230,7 +230,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     return GuardedHttpToolsProtocol
 
 
-def _evict_one(shared: _Waiting, now: float) -> bool:
+def evict_one(shared: WaitingConnections, now: float) -> bool:
     """Close the connection that has waited longest for a request (long enough, and with
     nothing unread in the kernel); False if there is none."""
     for candidate, since in itertools.islice(shared.waiting.items(), _EVICTION_SCAN):
