@@ -180,7 +180,7 @@ def as_sent(stored: bytes) -> bytes:
 
 
 def test_starttls_with_the_test_ca_delivers_byte_for_byte(
-    postfix: Postfix, built: CourseBuild
+    postfix: Postfix, built: CourseBuild, postfix_log: LogCheck
 ) -> None:
     emails = [f"tls{n}@example.com" for n in range(24)]
     messages = lessons(built, emails)
@@ -191,7 +191,10 @@ def test_starttls_with_the_test_ca_delivers_byte_for_byte(
     for message in messages:
         [stored] = postfix.mailbox(message.recipient)
         assert as_sent(stored) == message.data
-    assert all(d.commands.get("starttls") == (1, 1) for d in postfix.disconnects(0, "starttls"))
+    settle(postfix, postfix_log.mark)  # smtpd logs a session's end after the client has gone
+    sessions = postfix.disconnects(postfix_log.mark, "starttls")
+    assert sessions
+    assert all(d.commands.get("starttls") == (1, 1) for d in sessions)
 
 
 def test_implicit_tls(postfix: Postfix, built: CourseBuild) -> None:
@@ -201,7 +204,7 @@ def test_implicit_tls(postfix: Postfix, built: CourseBuild) -> None:
 
 
 def test_a_listener_without_starttls_gets_nothing_in_plain_text(
-    postfix: Postfix, built: CourseBuild
+    postfix: Postfix, built: CourseBuild, postfix_log: LogCheck
 ) -> None:
     settings = smtp_settings(postfix, "plain", security="starttls")
     with pytest.raises(DeliveryError) as refused:
@@ -210,7 +213,8 @@ def test_a_listener_without_starttls_gets_nothing_in_plain_text(
         f"SMTP server 127.0.0.1:{postfix.port('plain')} does not offer STARTTLS; refusing to "
         "send in plain text. Fix the server, or use security: tls for port 465"
     )
-    [session] = postfix.disconnects(0, "plain")
+    settle(postfix, postfix_log.mark)
+    [session] = postfix.disconnects(postfix_log.mark, "plain")
     assert "mail" not in session.commands
 
 
@@ -365,6 +369,7 @@ def test_a_message_rate_limit_paces_instead_of_failing(
     postfix.wait_for_mail(emails)
     # Refusals did not snowball: after a refused MAIL the probes went one command at a
     # time, so fewer RCPTs were wasted than MAILs refused (no "too many errors" either).
+    settle(postfix, postfix_log.mark)
     [session] = postfix.disconnects(postfix_log.mark, "rate")
     mail_ok, mails = session.commands["mail"]
     rcpt_ok, rcpts = session.commands["rcpt"]
