@@ -166,6 +166,13 @@ class Deliverer:
         lessons: dict[tuple[str, str], DueLesson] = {}
         unbuilt: list[tuple[DueLesson, str]] = []
         try:
+            # The links name each subscriber by an opaque id: recorded before any goes out,
+            # so an unsubscribe or a bounce can be mapped back. Only for the subscribers in
+            # hand: giving every subscriber theirs at once made the first tick after a large
+            # import as slow as the import.
+            self.ledger.give_refs(
+                {lesson.subscriber_id: self.links.ref(lesson.email) for lesson in claimed}
+            )
             for lesson in claimed:
                 try:
                     message = self.message(lesson, now)

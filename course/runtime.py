@@ -305,8 +305,6 @@ class Runtime:
         if self.ledger.lead(now):
             for job in self.leader_jobs:
                 job(now)
-        # Before anything goes out: the links it carries name subscribers by these ids.
-        self.ledger.fill_refs(self.deliverer.links.ref)
         pause = read_pause(self.ledger)
         if pause is not None:
             if now < pause.until:

@@ -35,7 +35,7 @@ class Directory(Protocol):
 
     def subscriber_by_ref(self, ref: str) -> SubscriberView | None: ...
 
-    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int: ...
+    def fill_refs(self, ref_of: Callable[[str], str]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class Resolver:
                 return self._known(email)
         view = self._directory.subscriber_by_ref(ref)
         if view is None and not self._refs_filled:
-            self._directory.fill_refs(self._ref, everyone=True)
+            self._directory.fill_refs(self._ref)
             self._refs_filled = True
             view = self._directory.subscriber_by_ref(ref)
         return view.email if view is not None else None

@@ -17,7 +17,7 @@ The package is cut along its jobs, and `Ledger` is the one door to them:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,8 +234,11 @@ class Ledger:
     def suppress(self, stops: Sequence[Stop]) -> int:
         return self._roster.suppress(stops)
 
-    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
-        return self._roster.fill_refs(ref_of, everyone=everyone)
+    def give_refs(self, refs: Mapping[int, str]) -> None:
+        self._roster.give_refs(refs)
+
+    def fill_refs(self, ref_of: Callable[[str], str]) -> int:
+        return self._roster.fill_refs(ref_of)
 
     def suppressions(self) -> list[SubscriberView]:
         return self._roster.suppressions()

@@ -204,21 +204,23 @@ class Roster:
                 conn.execute(upsert, rows)
         return changed
 
-    def fill_refs(self, ref_of: Callable[[str], str], *, everyone: bool = False) -> int:
-        """Give subscribers without an opaque id theirs (`ref_of(email_key)`); return how many.
+    def give_refs(self, refs: Mapping[int, str]) -> None:
+        """Record opaque ids (subscriber id -> ref) for subscribers about to be mailed; an id
+        already recorded stays."""
+        if not refs:
+            return
+        values = [{"ref": ref, "subscriber_id": sid} for sid, ref in refs.items()]
+        with self._db.writing() as conn:
+            conn.execute(self._db.insert_or_skip(SUBSCRIBER_REFS), values)
 
-        By default only rows newer than the newest with an id are looked at, which costs an
-        index lookup when there are none; `everyone` looks at all (after a miss, say).
-        """
+    def fill_refs(self, ref_of: Callable[[str], str]) -> int:
+        """Give every subscriber without an opaque id theirs (`ref_of(email_key)`); return how
+        many. A scan of the whole roster: for a link or report whose id is not recorded."""
         s, r = SUBSCRIBERS, SUBSCRIBER_REFS
         missing = select(s.c.id, s.c.email_key).where(
             ~select(r.c.subscriber_id).where(r.c.subscriber_id == s.c.id).exists()
         )
-        last = 0
-        if not everyone:
-            with self._db.reading() as conn:
-                last = conn.execute(select(func.max(r.c.subscriber_id))).scalar() or 0
-        filled = 0
+        last = filled = 0
         while True:
             # A transaction per chunk: a million new rows never hold the write lock for long.
             with self._db.writing() as conn:

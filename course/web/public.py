@@ -172,10 +172,9 @@ class Unsubscriber:
         # At most once a minute: a link whose subscriber is not in this ledger at all (one
         # rebuilt without them) must not make every click scan the whole roster.
         if self.full_fills.allow():
-            # Rows the runtime has not given an id yet (it does before it sends to them).
-            self.ledger.fill_refs(
-                lambda email: subscriber_ref(self.secret, self.course_id, email), everyone=True
-            )
+            # Rows not given an id yet (the deliverer gives one to each subscriber in a
+            # batch before it builds their messages; older ledgers may lack some).
+            self.ledger.fill_refs(lambda email: subscriber_ref(self.secret, self.course_id, email))
             view = self.ledger.subscriber_by_ref(click.owner.ref)
         if view is None:
             LOG.warning("unsubscribe: no subscriber has the id %s; nothing to do", click.owner.ref)
