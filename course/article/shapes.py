@@ -44,27 +44,8 @@ ITEM_NOUNS: tuple[str, ...] = (
     "benefit",
 )
 # Nouns of numbered lines that may head groups of items ("Part 1:", "Chapter 2:").
-GROUPING_NOUNS = frozenset(
-    (
-        "part",
-        "chapter",
-        "section",
-        "phase",
-        "stage",
-        "module",
-        "unit",
-        "level",
-        "week",
-        "teil",
-        "kapitel",
-        "partie",
-        "chapitre",
-        "parte",
-        "capítulo",
-        "capitulo",
-    )
-)
-ITEM_NOUNS += (
+_GROUPING = (
+    "part",
     "chapter",
     "section",
     "phase",
@@ -81,6 +62,9 @@ ITEM_NOUNS += (
     "capítulo",
     "capitulo",
 )
+GROUPING_NOUNS = frozenset(_GROUPING)
+# All but "part" also number items of their own ("Chapter 3:", "Week 2:").
+ITEM_NOUNS += _GROUPING[1:]
 # Item nouns of other languages: "Tipp 1:", "Astuce n°1 :", "Consejo 1:", "Passo 1:".
 ITEM_NOUNS += (
     "tipp",
