@@ -43,39 +43,30 @@ def runs_of(text: str) -> Inline:
 
 
 @dataclass(frozen=True)
-class Paragraph:
+class _RunsBlock:
+    """A block of formatted runs, from the article's line `line`."""
+
+    runs: Inline
+    line: int
+
+    @property
+    def text(self) -> str:
+        return plain(self.runs)
+
+
+@dataclass(frozen=True)
+class Paragraph(_RunsBlock):
     """A paragraph of running text."""
 
-    runs: Inline
-    line: int
-
-    @property
-    def text(self) -> str:
-        return plain(self.runs)
-
 
 @dataclass(frozen=True)
-class Quote:
+class Quote(_RunsBlock):
     """A quoted paragraph (a `>` block in Markdown, or a paragraph wholly in quotation marks)."""
 
-    runs: Inline
-    line: int
-
-    @property
-    def text(self) -> str:
-        return plain(self.runs)
-
 
 @dataclass(frozen=True)
-class Heading:
+class Heading(_RunsBlock):
     """A heading inside a lesson, the welcome or the closing (not one that parts the course)."""
-
-    runs: Inline
-    line: int
-
-    @property
-    def text(self) -> str:
-        return plain(self.runs)
 
 
 @dataclass(frozen=True)
