@@ -293,7 +293,8 @@ BOUNCE_NOTICES: Final = Table(
 
 # Each subscriber's opaque id (course.tokens.subscriber_ref): what unsubscribe links and
 # return paths carry instead of the address. It is a keyed hash of the address, so the
-# ledger cannot compute it; the runtime fills it in for new rows (Roster.fill_refs). A table
+# ledger cannot compute it: the deliverer records it for each batch before sending
+# (Roster.give_refs; Roster.fill_refs is the fallback for rows still lacking one). A table
 # of its own keeps the million-row CSV import as it was, and v1's subscribers table intact.
 SUBSCRIBER_REFS: Final = Table(
     "subscriber_refs",
