@@ -27,7 +27,7 @@ from course.message import Recipient
 from course.planner import Timing, next_due, retry_delay
 from course.suppress import Action, Suppression, SuppressionLog
 from course.tokens import subscriber_ref
-from course.unsubscribe import make_token, unsubscribe_url
+from course.unsubscribe import make_token, token_for_ref, unsubscribe_url
 
 LOG = logging.getLogger("course.delivery")
 BATCH_SIZE = 500
@@ -75,6 +75,10 @@ class Links:
 
     def unsubscribe(self, email: str) -> str:
         return unsubscribe_url(self.base_url, make_token(self.secret, self.course_id, email))
+
+    def unsubscribe_by_ref(self, ref: str) -> str:
+        """unsubscribe() for the subscriber whose opaque id (`ref()`) is `ref`."""
+        return unsubscribe_url(self.base_url, token_for_ref(self.secret, self.course_id, ref))
 
     def ref(self, email: str) -> str:
         """The subscriber's opaque id, as their links carry it."""
@@ -170,12 +174,11 @@ class Deliverer:
             # so an unsubscribe or a bounce can be mapped back. Only for the subscribers in
             # hand: giving every subscriber theirs at once made the first tick after a large
             # import as slow as the import.
-            self.ledger.give_refs(
-                {lesson.subscriber_id: self.links.ref(lesson.email) for lesson in claimed}
-            )
+            refs = {lesson.subscriber_id: self.links.ref(lesson.email) for lesson in claimed}
+            self.ledger.give_refs(refs)
             for lesson in claimed:
                 try:
-                    message = self.message(lesson, now)
+                    message = self.message(lesson, now, refs[lesson.subscriber_id])
                 except (CourseError, UnicodeError) as exc:
                     # This subscriber's values (an address IDNA cannot encode, a name with a
                     # control character) break this message only.
@@ -320,22 +323,25 @@ class Deliverer:
             self._sample_problems[day] = problem
         return self._sample_problems[day]
 
-    def message(self, lesson: DueLesson, now: datetime) -> OutgoingMessage:
-        """The finished message for one due lesson."""
+    def message(self, lesson: DueLesson, now: datetime, ref: str = "") -> OutgoingMessage:
+        """The finished message for one due lesson; `ref` is the subscriber's opaque id when
+        the caller has it (the link and the return path both carry it)."""
+        ref = ref or self.links.ref(lesson.email)
         recipient = Recipient(
             email=lesson.email,
             name=lesson.name,
             fields=lesson.fields,
-            unsubscribe_url=self.links.unsubscribe(lesson.email),
+            unsubscribe_url=self.links.unsubscribe_by_ref(ref),
         )
         message_id, data = self.build.lesson(lesson.day).build(recipient, date=now)
-        sender = self.envelope_sender(lesson.email, lesson.day)
+        sender = self.envelope_sender(lesson.email, lesson.day, ref)
         return OutgoingMessage(sender, lesson.email, message_id, data)
 
-    def envelope_sender(self, email: str, day: int) -> str:
+    def envelope_sender(self, email: str, day: int, ref: str = "") -> str:
+        """MAIL FROM for day `day` to `email` (whose opaque id is `ref`, when known)."""
         if self.return_path is None:
             return self.build.sender.address
-        return self.return_path.for_lesson(email, day)
+        return self.return_path.for_ref(ref or self.links.ref(email), day)
 
     def _outcome(self, lesson: DueLesson, result: SendResult, now: datetime) -> DeliveryOutcome:
         message_id, reply = result.message.message_id, result.reply

@@ -100,7 +100,11 @@ MAX_TOKEN_CHARS = 600
 
 def make_token(secret: bytes, course_id: str, email: str) -> str:
     """The current token for a subscriber: `<opaque id>.<signature>` (39 characters)."""
-    ref = subscriber_ref(secret, course_id, email)
+    return token_for_ref(secret, course_id, subscriber_ref(secret, course_id, email))
+
+
+def token_for_ref(secret: bytes, course_id: str, ref: str) -> str:
+    """make_token() for the subscriber whose opaque id (subscriber_ref) is `ref`."""
     signature = sign(secret, PURPOSE, _ref_payload(course_id, decode(ref)))[:SIGNATURE_BYTES]
     return f"{ref}.{encode(signature)}"
 

@@ -83,7 +83,12 @@ class ReturnPath:
         """The envelope sender of day `day` to `email`."""
         if not self.verp:
             return self.address
-        ref = subscriber_ref(self.secret, self.course_id, email)
+        return self.for_ref(subscriber_ref(self.secret, self.course_id, email), day)
+
+    def for_ref(self, ref: str, day: int) -> str:
+        """for_lesson() for the subscriber whose opaque id (subscriber_ref) is `ref`."""
+        if not self.verp:
+            return self.address
         return f"{self.local}+{self.token(ref, day)}@{self.domain}"
 
     def token(self, ref: str, day: int) -> str:
