@@ -30,7 +30,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from pg_cluster import PostgresCluster
 from smtp_servers import ScriptedHandler, smtp_server
 from sqlalchemy import Integer, literal, select
-from support import free_port, run_course
+from support import free_port, run_course, use_ledger
 
 import course.ledger.queue
 import course.ledger.roster
@@ -701,10 +701,7 @@ def test_sigkill_of_one_of_two_workers_mid_batch_the_other_finishes_the_day(
 def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
     project: Path, url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    config = project / "schedule.yaml"
-    config.write_text(
-        config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
-    )
+    use_ledger(project, url)
 
     def host(name: str) -> Path:
         """The same course on another host: its own state/."""
@@ -740,10 +737,7 @@ def test_a_worker_with_another_unsubscribe_secret_is_refused_beside_the_others(
 
 
 def test_course_status_lists_the_workers_and_the_leader(project: Path, url: str) -> None:
-    config = project / "schedule.yaml"
-    config.write_text(
-        config.read_text().replace("ledger: sqlite:///state/course.db", f"ledger: {url}")
-    )
+    use_ledger(project, url)
     now = datetime.now(UTC)
     with Ledger.open(url, base_dir=project) as leader, Ledger.open(url, base_dir=project) as other:
         leader.register_worker(
