@@ -12,11 +12,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
 
 from course.backends.base import Backend
 from course.backends.factory import make_backend
@@ -30,20 +29,16 @@ from course.ledger import (
     Departure,
     Ledger,
     ListRow,
-    SubscriberRecord,
     SubscriberStatus,
     SyncSummary,
 )
+from course.list_rows import list_rows
 from course.planner import Timing, first_due, resume_due
 from course.state import open_ledger
 from course.subscribers import (
-    RowNote,
-    Standing,
-    Subscriber,
     SubscriberList,
     fingerprint,
     load_subscribers,
-    open_list,
 )
 from course.suppress import Action, Suppression, SuppressionLog, apply_pending
 from course.unsubscribe import load_secret
@@ -51,25 +46,6 @@ from course.unsubscribe import load_secret
 LOG = logging.getLogger("course")
 CSV_FINGERPRINT = "subscribers_csv_fingerprint"
 PAUSE_KEY = "delivery_paused"
-# Row notes logged per import; a million-row export of people who left would flood the log.
-REPORT_LOG_ROWS = 200
-
-
-# What the ledger makes of a row that is not active: the suppression list for people who
-# unsubscribed, complained or bounced at the source; `removed` (until the list has them
-# active again) for the rest.
-_DEPARTURE_STATUS: Final = {
-    Standing.UNSUBSCRIBED: SubscriberStatus.UNSUBSCRIBED,
-    Standing.BOUNCED: SubscriberStatus.BOUNCED,
-    Standing.INACTIVE: SubscriberStatus.REMOVED,
-    Standing.UNCONFIRMED: SubscriberStatus.REMOVED,
-}
-
-
-def departure(note: RowNote, standing: Standing, source: str) -> Departure:
-    """A skipped row as the ledger records it: "kit.csv row 3: state 'cancelled'"."""
-    reason = f"{source} row {note.row}: {note.reason}"
-    return Departure(note.address, _DEPARTURE_STATUS[standing], reason)
 
 
 @contextmanager
@@ -203,9 +179,9 @@ class Runtime:
         if current == self.ledger.meta(CSV_FINGERPRINT):
             self._seen_csv = current
             return None
-        with _collector_set_aside():
+        with _collector_set_aside(), closing(self._list_rows()) as rows:
             summary = self.ledger.sync(
-                self._list_rows(),
+                rows,
                 now=now,
                 first_due=self._first_due,
                 before_suppressing=functools.partial(self._log_departures, now),
@@ -257,28 +233,13 @@ class Runtime:
             ]
         )
 
-    def _list_rows(self) -> Iterator[ListRow]:
+    def _list_rows(self) -> Generator[ListRow, None, None]:
         """Stream the list into what the ledger syncs, logging the report as it goes."""
-        list_import = open_list(self.settings.subscribers, self.settings.list_import)
-        for line in list_import.header_lines():
-            LOG.info("%s", line)
-        source = self.settings.subscribers.name
-        logged = 0
-        for item in list_import.rows():
-            if isinstance(item, Subscriber):
-                yield SubscriberRecord(
-                    item.email, item.first_name, item.timezone, item.fields, item.subscribed_at
-                )
-                continue
-            if item.standing is not None and item.address:
-                yield departure(item, item.standing, source)
-            if logged < REPORT_LOG_ROWS:
-                LOG.info("%s", item.line())
-                logged += 1
-        if logged < list_import.counts.rejected + list_import.counts.skipped:
-            LOG.info("... more rows not shown; `course subscribers --report FILE` lists them all")
-        for line in list_import.closing_lines():
-            LOG.info("%s", line)
+        for item in list_rows(self.settings.subscribers, self.settings.list_import):
+            if isinstance(item, str):
+                LOG.info("%s", item)
+            else:
+                yield item
 
     def _resume_due(
         self, timezone: str, now: datetime, last_lesson_at: datetime | None
