@@ -58,7 +58,9 @@ def feed_from_helper(path: Path, options: ImportOptions) -> Generator[FeedItem, 
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "course.list_helper"],
+            # -P: the working directory is not put on the path, so a folder of the operator's
+            # named `course` cannot stand in for this package.
+            [sys.executable, "-P", "-m", "course.list_helper"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
