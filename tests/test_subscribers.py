@@ -585,3 +585,18 @@ def test_both_passes_see_the_same_records_across_quoted_line_breaks() -> None:
     result = parse(text)
     assert [(s.row, s.fields["note"]) for s in result.subscribers] == [(2, "two\nlines"), (4, "x")]
     assert [(n.row, n.reason) for n in result.notes] == [(5, "duplicate of row 4")]
+
+
+def test_the_first_pass_numbers_rows_past_an_unreadable_record_as_the_report_does() -> None:
+    text = (
+        'email,state\nann@example.com,"' + "x" * 200_000 + '"\n'
+        "ben@example.com,active\n"
+        "ben@example.com,cancelled\n"
+    )
+    result = parse(text)
+    assert result.subscribers == ()
+    assert [(p.row, p.outcome, p.reason) for p in result.notes] == [
+        (2, REJECTED, "unreadable CSV record: field larger than field limit (131072)"),
+        (3, RowOutcome.SKIPPED, "row 4 says this address is not subscribed"),
+        (4, RowOutcome.SKIPPED, "state 'cancelled'"),
+    ]

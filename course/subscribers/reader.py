@@ -27,7 +27,7 @@ from course.subscribers.fields import Field, field_for, header_key, template_nam
 from course.subscribers.layout import Layout, WeakVerdict, build_layout, names_email
 from course.subscribers.names import first_name_of, full_name_of
 from course.subscribers.options import ImportOptions, Unconfirmed
-from course.subscribers.records import Record, Source, records, sniff_delimiter
+from course.subscribers.records import Record, Source, records, sniff_delimiter, value_rows
 from course.subscribers.statuses import Standing, is_status_word
 from course.subscribers.text import BREAKLESS_CONTROL, CONTROL, count, shown
 from course.subscribers.zones import ZoneReading, Zones
@@ -232,12 +232,7 @@ class ListImport:
         unknown = dict.fromkeys(known, 0)
         example = dict.fromkeys(known, "")
         with self.source.open() as stream:
-            stream_records = records(stream, layout.delimiter)
-            _skip_to_body(stream_records, self._header_row)
-            for record in stream_records:
-                values = record.values
-                if isinstance(values, str):
-                    continue
+            for _, values in value_rows(stream, layout.delimiter, self._header_row):
                 for index in known:
                     value = values[index].strip() if index < len(values) else ""
                     if not value:
@@ -270,10 +265,8 @@ class ListImport:
         has_status = bool(layout.statuses or layout.everyone_left)
         append = hashes.append
         with self.source.open() as stream:
-            stream_records = records(stream, layout.delimiter)
-            _skip_to_body(stream_records, self._header_row)
-            for row, _, _, values in stream_records:
-                if isinstance(values, str) or email >= len(values):
+            for row, values in value_rows(stream, layout.delimiter, self._header_row):
+                if email >= len(values):
                     continue
                 key = hash(values[email].strip().lower())
                 append(key)

@@ -67,6 +67,25 @@ def records(stream: TextIO, delimiter: str) -> Iterator[Record]:
             last_line = line
 
 
+def value_rows(stream: TextIO, delimiter: str, start: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """(row, values) of every readable record after row `start`, numbered as records() does.
+
+    For a pass that needs no line numbers and skips unreadable records (the pass that builds
+    the rows reports them): no Record per row, on a pass made over every row of the file.
+    """
+    reader = csv.reader(stream, delimiter=delimiter)
+    row = 0
+    while True:
+        try:
+            for values in reader:
+                row += 1
+                if row > start:
+                    yield row, values
+            return
+        except csv.Error:
+            row += 1
+
+
 def sniff_delimiter(source: Source, has_email: Callable[[list[str]], bool]) -> str:
     """The delimiter that splits the header into an email column; else the widest split.
 
