@@ -50,22 +50,27 @@ def feed_from_helper(path: Path, options: ImportOptions) -> Generator[FeedItem, 
     """feed(path, options), read by a helper process: the same items and the same errors.
 
     The helper ends with this generator, finished or not: closed early (the sync failed), it
-    is killed rather than left reading a file nobody wants.
+    is killed rather than left reading a file nobody wants. If no helper can be started (no
+    interpreter to run, no process or file to spare), the list is read here: slower, the same.
     """
     # The helper imports `course` from where this process did, installed or not.
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (package_root, env.get("PYTHONPATH"))))
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            # -P: the working directory is not put on the path, so a folder of the operator's
-            # named `course` cannot stand in for this package.
-            [sys.executable, "-P", "-m", "course.list_helper"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-        )
+        try:
+            process = subprocess.Popen(
+                # -P: the working directory is not put on the path, so an operator's folder
+                # named `course` cannot stand in for this package.
+                [sys.executable, "-P", "-m", "course.list_helper"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+        except OSError:
+            yield from feed(path, options)
+            return
         replies = process.stdout
         assert process.stdin is not None
         assert replies is not None

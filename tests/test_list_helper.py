@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -165,3 +166,12 @@ def test_a_large_list_syncs_through_the_helper_with_its_report_logged(
     assert "row 2: skipped: state 'cancelled' (reader0@example.com)" in logged
     assert any(line.startswith(f"{path}: ") and "accepted" in line for line in logged)
     assert helper_pids() == set()
+
+
+def test_without_a_helper_the_list_is_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = EXPORTS / "kit.csv"
+    expected = list(list_rows(path, ImportOptions(), helper_min_bytes=IN_PROCESS))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    assert list(list_rows(path, ImportOptions(), helper_min_bytes=HELPER)) == expected
