@@ -80,7 +80,8 @@ def feed_from_helper(path: Path, options: ImportOptions) -> Generator[FeedItem, 
             while True:
                 kind, value = _read_frame(replies)
                 if kind is _Frame.ITEMS:
-                    yield from value  # type: ignore[misc]
+                    assert isinstance(value, list)
+                    yield from value
                 elif kind is _Frame.DONE:
                     return
                 elif kind is _Frame.REFUSED:
