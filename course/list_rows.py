@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from contextlib import closing
 from pathlib import Path
@@ -39,13 +40,15 @@ def list_rows(
 ) -> Generator[ListRow | str, None, None]:
     """The ledger's rows from the list, with the report's lines (str) for the log.
 
-    A list of at least helper_min_bytes is read by a helper process while the sync writes.
+    A list of at least helper_min_bytes is read by a helper process while the sync writes,
+    if this process may run on more than one core (on one, the two would only take turns).
     """
     try:
         large = path.stat().st_size >= helper_min_bytes
     except OSError:
         large = False  # feed() says what is wrong with it, as for a small list
-    items = feed_from_helper(path, options) if large else feed(path, options)
+    helped = large and len(os.sched_getaffinity(0)) > 1
+    items = feed_from_helper(path, options) if helped else feed(path, options)
     source = path.name
     record = SubscriberRecord._make
     with closing(items):  # closed early, the helper stops at once

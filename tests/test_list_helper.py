@@ -175,3 +175,13 @@ def test_without_a_helper_the_list_is_read_here(
     expected = list(list_rows(path, ImportOptions(), helper_min_bytes=IN_PROCESS))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     assert list(list_rows(path, ImportOptions(), helper_min_bytes=HELPER)) == expected
+
+
+def test_on_one_core_the_list_is_read_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = EXPORTS / "kit.csv"
+    expected = list(list_rows(path, ImportOptions(), helper_min_bytes=IN_PROCESS))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0})
+    rows = list_rows(path, ImportOptions(), helper_min_bytes=HELPER)
+    first = next(rows)
+    assert helper_pids() == set()
+    assert [first, *rows] == expected
