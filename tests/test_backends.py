@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import itertools
 import mailbox
 import os
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from course.backends.file import FileBackend
 from course.backends.inbox import InboxBackend, read_inbox
 from course.backends.memory import MemoryBackend
 from course.backends.smtp import SmtpBackend
-from course.backends.wire import check_wire_format
+from course.backends.wire import check_wire_format, wire_problem
 from course.config import parse_settings
 from course.errors import DeliveryError
 
@@ -509,3 +510,27 @@ class TestInboxBackend:
         [[_, head], _] = spy.call_args
         assert len(head) < 1000
         assert head.endswith(b"\r\n\r\n")
+
+
+def test_the_line_end_check_agrees_with_a_reading_octet_by_octet() -> None:
+    """Every body of up to 7 octets drawn from 'a', CR and LF: refused for a bare CR or LF
+    exactly when a plain scan finds a CR not followed by LF or an LF not preceded by CR."""
+
+    def bare(body: bytes) -> bool:
+        return any(
+            (octet == 13 and body[i + 1 : i + 2] != b"\n")
+            or (octet == 10 and (i == 0 or body[i - 1] != 13))
+            for i, octet in enumerate(body)
+        )
+
+    message = make_message()
+    checked = 0
+    for length in range(8):
+        for body in itertools.product((b"a", b"\r", b"\n"), repeat=length):
+            data = message.data + b"".join(body) + b"\r\n"
+            problem = wire_problem(dataclasses.replace(message, data=data))
+            assert (problem == "data has a bare CR or LF; every line must end with CRLF") == bare(
+                b"".join(body) + b"\r\n"
+            ), body
+            checked += 1
+    assert checked == sum(3**n for n in range(8))
